@@ -1,0 +1,27 @@
+"""crewtrain_nb: look into CrewAI training data from a Jupyter notebook."""
+
+from __future__ import annotations
+
+from .errors import (
+    CorruptStoreError,
+    StoreError,
+    StoreFormatError,
+    StoreLockTimeout,
+    StoreWriteError,
+    UnsafePickleError,
+)
+from .store import CrewTrainingHandler, PickleHandler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CorruptStoreError",
+    "CrewTrainingHandler",
+    "PickleHandler",
+    "StoreError",
+    "StoreFormatError",
+    "StoreLockTimeout",
+    "StoreWriteError",
+    "UnsafePickleError",
+    "__version__",
+]

@@ -1,0 +1,63 @@
+"""Errors raised by crewtrain_nb.
+
+Every error the store raises is a :class:`StoreError`, so ``except StoreError``
+catches all of them. Messages say what happened, to which file, and what the
+user can do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptStoreError",
+    "StoreError",
+    "StoreFormatError",
+    "StoreLockTimeout",
+    "StoreWriteError",
+    "UnsafePickleError",
+]
+
+
+class StoreError(Exception):
+    """Base class of every error about a training store file.
+
+    Parameters
+    ----------
+    message
+        The full, human-readable message.
+    path
+        The store file the error is about, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class CorruptStoreError(StoreError):
+    """The file exists but is not a readable pickle (truncated, garbled, trailing bytes)."""
+
+
+class UnsafePickleError(StoreError):
+    """The file asks to load a Python global that safe loading does not allow.
+
+    Attributes
+    ----------
+    global_name
+        ``"module.name"`` of the refused global.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, global_name: str = "") -> None:
+        super().__init__(message, path=path)
+        self.global_name = global_name
+
+
+class StoreLockTimeout(StoreError, TimeoutError):
+    """Another process held the store's lock for longer than ``lock_timeout``."""
+
+
+class StoreWriteError(StoreError):
+    """Writing the store failed; the previous file is unchanged."""
+
+
+class StoreFormatError(StoreError, ValueError):
+    """The data does not have the shape the operation needs (e.g. appending to a list)."""

@@ -1,0 +1,19 @@
+"""The store: the only package of crewtrain_nb that opens files.
+
+Handlers read and write CrewAI's pickled training files atomically, under a
+cross-process lock, with safe loading by default.
+"""
+
+from __future__ import annotations
+
+from ._unpickle import ALLOWED_GLOBALS, safe_loads
+from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler, PickleHandler
+
+__all__ = [
+    "ALLOWED_GLOBALS",
+    "DEFAULT_LOCK_TIMEOUT",
+    "PICKLE_PROTOCOL",
+    "CrewTrainingHandler",
+    "PickleHandler",
+    "safe_loads",
+]

@@ -1,0 +1,48 @@
+"""Shared fixtures: stores are built by the seeded generators in ``crewtrain_nb.demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crewtrain_nb import CrewTrainingHandler
+from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
+
+
+@pytest.fixture
+def training_data() -> dict[str, Any]:
+    """A CrewAI ``training_data.pkl``-shaped dict, some records without ``improved_output``."""
+    return make_training_data(agents=3, iterations=13, seed=7)
+
+
+@pytest.fixture
+def trained_data() -> dict[str, Any]:
+    """A CrewAI ``trained_agents_data.pkl``-shaped dict."""
+    return make_trained_agents_data(seed=7)
+
+
+@pytest.fixture
+def metrics_data() -> dict[str, Any]:
+    """An ML-style store with nested metrics and weight lists."""
+    return make_metrics_data(iterations=25, seed=7)
+
+
+@pytest.fixture
+def training_store(tmp_path: Path, training_data: dict[str, Any]) -> CrewTrainingHandler:
+    """``training_data.pkl`` on disk, written by our handler."""
+    handler = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    handler.save(training_data)
+    return handler
+
+
+@pytest.fixture
+def metrics_store(tmp_path: Path, metrics_data: dict[str, Any]) -> CrewTrainingHandler:
+    """``metrics.pkl`` on disk, logged with ``append`` the way users do."""
+    handler = CrewTrainingHandler(tmp_path / "metrics.pkl")
+    with handler.batch():
+        for agent, records in metrics_data.items():
+            for iteration, record in records.items():
+                handler.append(iteration, agent, record)
+    return handler
