@@ -102,8 +102,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=os.getcwd()) as tmp:
         rows = [measure(size, args.appends, Path(tmp)) for size in args.sizes]
-    print("| records | file MB | CrewAI append ms | our append ms | ours / CrewAI | 1,000 CrewAI appends s* "
-          "| 1,000 appends in batch() s | CrewAI / batch |")
+    print(
+        "| records | file MB | CrewAI append ms | our append ms | ours / CrewAI | 1,000 CrewAI appends s* "
+        "| 1,000 appends in batch() s | CrewAI / batch |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         crewai_1000 = row["crewai"] * 1000

@@ -230,4 +230,4 @@ def demo_agent_names(training: dict[str, Any], roles: tuple[str, ...] = DEMO_ROL
     CrewAI's ``training_data.pkl`` never names roles; this is the link a user
     knows from their own crew (tasks run in order).
     """
-    return dict(zip(training, roles))
+    return dict(zip(training, roles, strict=False))  # extra agents stay unnamed

@@ -685,3 +685,34 @@ def test_public_namespace() -> None:
     assert issubclass(CorruptStoreError, StoreError)
     assert issubclass(UnsafePickleError, StoreError)
     assert issubclass(StoreLockTimeout, StoreError)
+
+
+def test_add_suffix_false_uses_the_name_as_given(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "run.pickle", add_suffix=False)
+    handler.append(0, "a", {})
+    assert handler.file_path == str(tmp_path / "run.pickle")
+    assert os.path.exists(tmp_path / "run.pickle")
+
+
+def test_peek_returns_the_snapshot_without_copying(training_store: CrewTrainingHandler) -> None:
+    assert training_store.peek() is training_store.peek()
+    assert training_store.peek() == training_store.load()
+    assert training_store.load() is not training_store.peek()
+
+
+def test_open_source_accepts_handlers_paths_and_dicts(training_store: CrewTrainingHandler, tmp_path: Path) -> None:
+    from crewtrain_nb.store import open_source
+
+    expected = training_store.load()
+    assert open_source(training_store) == (expected, training_store.file_path)
+    assert open_source(training_store.file_path) == (expected, training_store.file_path)
+    assert open_source(Path(training_store.file_path))[0] == expected
+    assert open_source(expected) == (expected, None)
+    with pytest.raises(StoreError, match="no such store file"):
+        open_source(tmp_path / "typo.pkl")
+    with pytest.raises(TypeError, match="source must be"):
+        open_source([1, 2])
+    unsafe = tmp_path / "unsafe.pkl"
+    crewai_dump(unsafe, {"a": {0: Exploit(os.system, "true")}})
+    with pytest.raises(UnsafePickleError):
+        open_source(unsafe)

@@ -6,6 +6,7 @@ cross-process lock, with safe loading by default.
 
 from __future__ import annotations
 
+from ._source import Source, open_source
 from ._unpickle import ALLOWED_GLOBALS, safe_loads
 from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler, PickleHandler
 
@@ -15,5 +16,7 @@ __all__ = [
     "PICKLE_PROTOCOL",
     "CrewTrainingHandler",
     "PickleHandler",
+    "Source",
+    "open_source",
     "safe_loads",
 ]

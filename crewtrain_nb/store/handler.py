@@ -69,6 +69,8 @@ class PickleHandler:
     lock_timeout
         Seconds to wait for the cross-process lock before raising
         :class:`~crewtrain_nb.StoreLockTimeout`.
+    add_suffix
+        ``False`` uses ``file_name`` exactly as given, even without ``.pkl``.
 
     Notes
     -----
@@ -98,13 +100,14 @@ class PickleHandler:
         *,
         trusted: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        add_suffix: bool = True,
     ) -> None:
         name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
         if not isinstance(name, str):
             raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
         if not name:
             raise ValueError("file_name is empty; give the store's file name, e.g. 'training_data.pkl'")
-        if not name.endswith(".pkl"):
+        if add_suffix and not name.endswith(".pkl"):
             name += ".pkl"
         if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
             raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
@@ -174,6 +177,16 @@ class PickleHandler:
             if self._batch_depth:
                 return copy_plain(self._pending)
             return copy_plain(self._read())
+
+    def peek(self) -> Any:
+        """Return the stored object *without* copying it: read-only, for fast readers.
+
+        Frames and plots use this to avoid copying a large store they only read.
+        Mutating the result corrupts this handler's cache; use :meth:`load`
+        for data you want to change.
+        """
+        with self._state_lock:
+            return self._pending if self._batch_depth else self._read()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[PickleHandler]:

@@ -1,0 +1,60 @@
+"""Turn whatever a user passes as a *source* into the stored data, read-only."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import StoreError
+from .handler import CrewTrainingHandler, PickleHandler
+
+__all__ = ["Source", "open_source"]
+
+#: What every frames/plots/browser function accepts as its data source.
+Source = PickleHandler | str | os.PathLike | Mapping
+
+
+def open_source(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
+    """Return ``(data, path)`` for a handler, a store path, or an in-memory mapping.
+
+    The data is shared, not copied: callers must not mutate it. A path is
+    opened through :class:`CrewTrainingHandler`, so safe loading applies.
+
+    Parameters
+    ----------
+    source
+        A :class:`PickleHandler`, a ``str``/``os.PathLike`` path of an existing
+        store file (used exactly as given), or a mapping such as the dict
+        ``load()`` returns.
+    trusted
+        Passed to the handler opened for a path.
+
+    Raises
+    ------
+    StoreError
+        A path that does not exist (with what to check).
+    TypeError
+        Anything else.
+    """
+    if isinstance(source, PickleHandler):
+        return source.peek(), source.file_path
+    if isinstance(source, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(source))
+        if not os.path.exists(path):
+            raise StoreError(
+                f"{path}: no such store file; check the path (CrewAI writes training_data.pkl "
+                "and trained_agents_data.pkl in the directory where `crewai train` ran).",
+                path=path,
+            )
+        handler = CrewTrainingHandler(path, trusted=trusted, add_suffix=False)
+        try:
+            return handler.peek(), path
+        finally:
+            handler.close()
+    if isinstance(source, Mapping):
+        return source, None
+    raise TypeError(
+        "source must be a CrewTrainingHandler, a path to a store file, or the dict a store holds; "
+        f"got {type(source).__name__}"
+    )
