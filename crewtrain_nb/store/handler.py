@@ -9,7 +9,7 @@ import pickle
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import filelock
@@ -17,6 +17,7 @@ import filelock
 from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
 from ._atomic import sweep_stale_temps, write_atomic
 from ._copy import copy_plain
+from ._pieces import dumps_dict
 from ._unpickle import safe_loads, trusted_loads
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "PICKLE_PROTOCOL", "CrewTrainingHandler", "PickleHandler"]
@@ -44,6 +45,8 @@ class _Snapshot:
     key: _StatKey
     data: Any
     fd: int
+    #: Pickled ``key, value`` pieces of a dict ``data`` (see ``_pieces``); built on first write.
+    pieces: dict[Any, bytes] = field(default_factory=dict)
 
 
 def _close_snapshot(box: list[_Snapshot | None]) -> None:
@@ -251,17 +254,19 @@ class PickleHandler:
 
     # -- internals ------------------------------------------------------------
 
-    def _mutate(self, change: Callable[[Any], None]) -> None:
-        """Apply ``change`` to the stored dict under the lock and save it."""
+    def _mutate(self, change: Callable[[Any], None], key: Any) -> None:
+        """Apply ``change`` (which alters only ``data[key]``) to the stored dict under the lock, and save."""
         with self._state_lock:
             if self._batch_depth:
                 change(self._expect_dict(self._pending))
+                self._forget_piece(key)
                 self._pending_dirty = True
                 return
             with self._locked():
                 data = self._expect_dict(self._read())
                 try:
                     change(data)
+                    self._forget_piece(key)
                     self._write(data, cache=True)
                 except BaseException:
                     # ``data`` is the cached snapshot and may now differ from the file.
@@ -304,6 +309,11 @@ class PickleHandler:
             yield
         finally:
             self._file_lock.release()
+
+    def _forget_piece(self, key: Any) -> None:
+        snapshot = self._snapshot_box[0]
+        if snapshot is not None:
+            snapshot.pieces.pop(key, None)
 
     def _drop_snapshot(self) -> None:
         _close_snapshot(self._snapshot_box)
@@ -359,8 +369,15 @@ class PickleHandler:
 
     def _write(self, data: Any, *, cache: bool) -> None:
         """Pickle ``data`` and replace the file; the caller holds the lock."""
+        snapshot = self._snapshot_box[0]
+        reuse = cache and type(data) is dict and snapshot is not None and snapshot.data is data
+        pieces = snapshot.pieces if reuse and snapshot is not None else {}
         try:
-            payload = pickle.dumps(data, protocol=PICKLE_PROTOCOL)
+            if type(data) is dict:
+                # Only changed agents are re-pickled; the bytes are a plain pickled dict.
+                payload = dumps_dict(data, pieces)
+            else:
+                payload = pickle.dumps(data, protocol=PICKLE_PROTOCOL)
         except Exception as exc:  # pickling can raise nearly anything from user objects
             raise StoreWriteError(
                 f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the file is unchanged.",
@@ -376,7 +393,7 @@ class PickleHandler:
                 path=self.file_path,
             ) from exc
         if cache:
-            self._replace_snapshot(_Snapshot(_stat_key(st), data, fd))
+            self._replace_snapshot(_Snapshot(_stat_key(st), data, fd, pieces))
         else:
             os.close(fd)
             self._drop_snapshot()
@@ -436,7 +453,7 @@ class CrewTrainingHandler(PickleHandler):
                     path=self.file_path,
                 )
 
-        self._mutate(change)
+        self._mutate(change, agent)
 
     def save_trained_data(self, agent_id: str, trained_data: Any) -> None:
         """Store ``trained_data`` under ``agent_id`` (CrewAI passes the agent's role).
@@ -450,7 +467,7 @@ class CrewTrainingHandler(PickleHandler):
         """
         agent = _check_agent_id(agent_id)
         value = copy_plain(trained_data)
-        self._mutate(lambda data: data.__setitem__(agent, value))
+        self._mutate(lambda data: data.__setitem__(agent, value), agent)
 
     def clear(self) -> None:
         """Empty the store (write ``{}``)."""
