@@ -16,5 +16,6 @@ demo: $(STAMP)
 	$(BIN)/crewtrain-nb quickstart demo-output
 
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
