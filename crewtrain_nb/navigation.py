@@ -1,0 +1,132 @@
+"""Pure selection logic behind the notebook browser: which agents, which iterations, which label.
+
+No widgets here: the browser wires these functions to controls, and tests call
+them directly.
+"""
+
+from __future__ import annotations
+
+import bisect
+import numbers
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "agent_label",
+    "agent_options",
+    "agent_role",
+    "iteration_options",
+    "record_matches",
+    "step_iteration",
+]
+
+
+def agent_role(
+    agent: str,
+    records: Any,
+    *,
+    names: Mapping[str, str] | None = None,
+    trained: Mapping[str, Any] | None = None,
+) -> str | None:
+    """The role of ``agent`` when something tells it, else ``None``.
+
+    In order: ``names[agent]``; the ``agent_role`` key CrewAI 0.86 stores in
+    each record; ``agent`` itself when it is a role of the trained-agents file
+    (stores keyed by role). CrewAI's ``training_data.pkl`` is keyed by uuids of a
+    copy of the crew, so without one of these the role is unknown.
+    """
+    if names and agent in names:
+        return str(names[agent])
+    if isinstance(records, Mapping):
+        for record in records.values():
+            if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
+                return record["agent_role"]
+            break
+    if trained and agent in trained:
+        return agent
+    return None
+
+
+def agent_label(agent: str, role: str | None) -> str:
+    """Dropdown label: the role plus a short id, or the id alone.
+
+    Examples
+    --------
+    >>> agent_label("0f8fad5b-d9cb-469f-a165-70867728950e", "Writer")
+    'Writer · 0f8fad5b'
+    >>> agent_label("planner", None)
+    'planner'
+    >>> agent_label("Writer", "Writer")
+    'Writer'
+    """
+    if role is None or role == agent:
+        return agent
+    return f"{role} · {agent[:8]}"
+
+
+def agent_options(
+    data: Mapping[str, Any],
+    *,
+    names: Mapping[str, str] | None = None,
+    trained: Mapping[str, Any] | None = None,
+) -> list[tuple[str, str]]:
+    """``(label, agent_id)`` pairs for every agent that has iterations, in store order."""
+    return [
+        (agent_label(str(agent), agent_role(str(agent), records, names=names, trained=trained)), agent)
+        for agent, records in data.items()
+        if isinstance(records, Mapping)
+    ]
+
+
+def _texts(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping):
+        return [text for key, item in value.items() for text in (*_texts(key), *_texts(item))]
+    if isinstance(value, (list, tuple)):
+        return [text for item in value for text in _texts(item)]
+    return []
+
+
+def record_matches(record: Any, text: str) -> bool:
+    """Whether any string in ``record`` (keys included) contains ``text``, ignoring case.
+
+    Examples
+    --------
+    >>> record_matches({"human_feedback": "Add Sources"}, "sources")
+    True
+    >>> record_matches({"loss": 0.5}, "sources")
+    False
+    """
+    needle = text.casefold()
+    return any(needle in piece.casefold() for piece in _texts(record))
+
+
+def iteration_options(records: Mapping[Any, Any], *, text: str = "") -> list[int]:
+    """The agent's iteration keys in numeric order, narrowed to records containing ``text``."""
+    keys = sorted(key for key in records if isinstance(key, numbers.Integral) and not isinstance(key, bool))
+    if not text.strip():
+        return keys
+    return [key for key in keys if record_matches(records[key], text.strip())]
+
+
+def step_iteration(options: Sequence[int], current: int | None, step: int) -> int | None:
+    """The option ``step`` places after ``current`` (clamped), for previous/next buttons.
+
+    ``options`` is sorted, as :func:`iteration_options` returns it.
+
+    Examples
+    --------
+    >>> step_iteration([0, 1, 5, 9], 1, 1)
+    5
+    >>> step_iteration([0, 1, 5, 9], 9, 1)
+    9
+    >>> step_iteration([0, 1, 5, 9], 5, -1)
+    1
+    """
+    if not options:
+        return None
+    position = bisect.bisect_left(options, current) if current is not None else len(options)
+    if position == len(options) or options[position] != current:
+        return options[0]
+    return options[min(max(position + step, 0), len(options) - 1)]

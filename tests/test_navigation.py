@@ -1,0 +1,79 @@
+"""Pure selection logic of the browser: options, labels, filtering, stepping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crewtrain_nb.demo import DEMO_ROLES, demo_agent_names, make_metrics_data, make_training_data
+from crewtrain_nb.navigation import (
+    agent_options,
+    agent_role,
+    iteration_options,
+    record_matches,
+    step_iteration,
+)
+
+
+def test_agent_options_use_given_names_and_keep_store_order(training_data: dict[str, Any]) -> None:
+    names = demo_agent_names(training_data)
+    options = agent_options(training_data, names=names)
+    assert [value for _, value in options] == list(training_data)
+    for (label, agent), role in zip(options, DEMO_ROLES, strict=True):
+        assert label == f"{role} · {agent[:8]}"
+
+
+def test_agent_options_without_names_show_the_id(training_data: dict[str, Any]) -> None:
+    assert agent_options(training_data) == [(agent, agent) for agent in training_data]
+
+
+def test_role_comes_from_crewai_086_records_or_a_role_keyed_store(training_data: dict[str, Any]) -> None:
+    agent, records = next(iter(training_data.items()))
+    legacy = {iteration: {**record, "agent_role": "Analyst"} for iteration, record in records.items()}
+    assert agent_role(agent, legacy) == "Analyst"
+    assert agent_role("Writer", {0: {"loss": 1}}, trained={"Writer": {}}) == "Writer"
+    assert agent_role(agent, records, trained={"Writer": {}}) is None
+
+
+def test_agent_options_skip_entries_that_are_not_iteration_dicts() -> None:
+    assert agent_options({"a": {0: {}}, "b": [1, 2]}) == [("a", "a")]
+
+
+def test_iterations_are_numeric_order_with_gaps() -> None:
+    records = {10: {}, 2: {}, 9: {}, 0: {}, 12: {}}
+    assert iteration_options(records) == [0, 2, 9, 10, 12]
+
+
+def test_text_filter_narrows_iterations(training_data: dict[str, Any]) -> None:
+    records = next(iter(training_data.values()))
+    word = "trade-offs"
+    expected = [key for key, record in sorted(records.items()) if any(word in str(v).lower() for v in record.values())]
+    assert expected, "the seeded demo data should contain the word"
+    assert iteration_options(records, text="Trade-Offs") == expected
+    assert iteration_options(records, text="   ") == sorted(records)
+    assert iteration_options(records, text="no such words anywhere") == []
+
+
+def test_filter_searches_nested_values_and_keys() -> None:
+    data = make_metrics_data(agents=("a",), iterations=3)
+    assert record_matches(data["a"][0], "metrics")
+    assert record_matches({"notes": ["first", {"deep": "Needle"}]}, "needle")
+    assert not record_matches({"loss": 0.1}, "0.1")  # numbers are not text
+
+
+def test_step_iteration_moves_and_clamps() -> None:
+    options = [0, 3, 4, 8]
+    assert step_iteration(options, 3, 1) == 4
+    assert step_iteration(options, 3, -1) == 0
+    assert step_iteration(options, 0, -1) == 0
+    assert step_iteration(options, 8, 1) == 8
+    assert step_iteration(options, 5, 1) == 0  # a value no longer present restarts at the first
+    assert step_iteration([], 1, 1) is None
+
+
+def test_inputs_are_not_mutated() -> None:
+    data = make_training_data(agents=2, iterations=3)
+    snapshot = repr(data)
+    agent_options(data, names={next(iter(data)): "x"})
+    for records in data.values():
+        iteration_options(records, text="a")
+    assert repr(data) == snapshot
