@@ -1,0 +1,232 @@
+"""Pure HTML renderers for one record, one trained agent, a message.
+
+Shared by the notebook browser and the HTML report. Every piece of record text
+goes through :func:`html.escape`: a record is data, never markup.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import numbers
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "diff_html",
+    "diff_words",
+    "is_feedback_record",
+    "flatten_record",
+    "message_html",
+    "record_html",
+    "summarize_array",
+    "trained_html",
+]
+
+#: Inline styles, so the HTML looks the same in Jupyter, Voila and a report opened from disk.
+_STYLE = """<style>
+.ctn-box{font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;line-height:1.45;max-width:60em}
+.ctn-box h4{margin:.3em 0 .2em 0;font-size:13px;color:#444}
+.ctn-box .ctn-text{white-space:pre-wrap;background:#f7f7f7;border-radius:4px;padding:.4em .6em}
+.ctn-box ins{background:#d7f5dd;text-decoration:none}
+.ctn-box del{background:#fbd9d9;color:#7a1d1d}
+.ctn-box table{border-collapse:collapse}
+.ctn-box td,.ctn-box th{border-bottom:1px solid #e3e3e3;padding:2px 10px 2px 0;text-align:left;vertical-align:top}
+.ctn-box .ctn-note{color:#8a5300;background:#fff4dc;border-radius:4px;padding:.3em .6em}
+.ctn-box .ctn-muted{color:#777}
+</style>"""
+
+
+_TOKENS = re.compile(r"\s+|[^\s]+")
+_FEEDBACK_KEYS = frozenset({"initial_output", "human_feedback", "improved_output"})
+
+
+def is_feedback_record(record: Any) -> bool:
+    """Whether ``record`` looks like a CrewAI training record (has ``initial_output`` or ``human_feedback``)."""
+    return isinstance(record, Mapping) and ("initial_output" in record or "human_feedback" in record)
+
+
+def diff_words(before: str, after: str) -> list[tuple[str, str]]:
+    """Word-level diff: ``(op, text)`` pairs with op ``"equal"``, ``"delete"`` or ``"insert"``.
+
+    Whitespace is kept, so joining the ``equal``/``delete`` texts gives ``before``
+    and joining the ``equal``/``insert`` texts gives ``after``.
+
+    Examples
+    --------
+    >>> diff_words("a b", "a c")
+    [('equal', 'a '), ('delete', 'b'), ('insert', 'c')]
+    """
+    old, new = _TOKENS.findall(before), _TOKENS.findall(after)
+    ops: list[tuple[str, str]] = []
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            ops.append(("equal", "".join(old[i1:i2])))
+            continue
+        if tag in ("delete", "replace"):
+            ops.append(("delete", "".join(old[i1:i2])))
+        if tag in ("insert", "replace"):
+            ops.append(("insert", "".join(new[j1:j2])))
+    return ops
+
+
+def _text(value: Any) -> str:
+    return html.escape(value if isinstance(value, str) else repr(value))
+
+
+def diff_html(before: str, after: str) -> str:
+    """Word-level diff of ``before`` → ``after`` as HTML: ``<del>`` removed, ``<ins>`` added.
+
+    Examples
+    --------
+    >>> diff_html("the cat sat", "the dog sat")
+    'the <del>cat</del><ins>dog</ins> sat'
+    """
+    parts = []
+    for op, text in diff_words(before, after):
+        escaped = html.escape(text)
+        if op == "delete":
+            parts.append(f"<del>{escaped}</del>")
+        elif op == "insert":
+            parts.append(f"<ins>{escaped}</ins>")
+        else:
+            parts.append(escaped)
+    return "".join(parts)
+
+
+def summarize_array(value: Any) -> str:
+    """Describe a list, tuple or numpy array by shape and, when numeric, min / mean / max.
+
+    Examples
+    --------
+    >>> summarize_array([1.0, 2.0, 6.0])
+    'shape (3,) · min 1 · mean 3 · max 6'
+    >>> summarize_array(["a", "b"])
+    'shape (2,) · not numeric'
+    """
+    import numpy as np
+
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nesting
+        return f"length {len(value)} · ragged"
+    shape = f"shape {tuple(array.shape)}"
+    if array.size == 0:
+        return f"{shape} · empty"
+    if array.dtype.kind not in "iuf" or array.dtype.kind == "b":
+        return f"{shape} · not numeric"
+    finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+    if finite.size == 0:
+        return f"{shape} · no finite values"
+    return f"{shape} · min {finite.min():.4g} · mean {finite.mean():.4g} · max {finite.max():.4g}"
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray"
+
+
+def flatten_record(record: Any, *, sep: str = ".") -> list[tuple[str, Any]]:
+    """Flatten nested dicts into ``(key, leaf)`` pairs, nested keys joined with ``sep``.
+
+    Examples
+    --------
+    >>> flatten_record({"loss": 0.5, "metrics": {"f1": 0.9}})
+    [('loss', 0.5), ('metrics.f1', 0.9)]
+    """
+    if not isinstance(record, Mapping):
+        return [("value", record)]
+    pairs: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, node: Mapping[Any, Any]) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{sep}{key}" if prefix else str(key)
+            if isinstance(value, Mapping) and value:
+                walk(name, value)
+            else:
+                pairs.append((name, value))
+
+    walk("", record)
+    return pairs
+
+
+def _leaf_html(value: Any) -> str:
+    if _is_array(value):
+        return f"<span class='ctn-muted'>{html.escape(summarize_array(value))}</span>"
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return html.escape(f"{value:.6g}")
+    return _text(value)
+
+
+def _feedback_html(record: Mapping[str, Any]) -> str:
+    initial = record.get("initial_output")
+    feedback = record.get("human_feedback")
+    improved = record.get("improved_output")
+    parts = ["<h4>Human feedback</h4>"]
+    if feedback in (None, ""):
+        parts.append("<div class='ctn-note'>No feedback was given for this iteration.</div>")
+    else:
+        parts.append(f"<div class='ctn-text ctn-feedback'>{_text(feedback)}</div>")
+    if improved is None:
+        parts.append("<h4>Initial output</h4>")
+        parts.append(f"<div class='ctn-text'>{_text(initial if initial is not None else '')}</div>")
+        parts.append(
+            "<div class='ctn-note ctn-missing'>No improved output: feedback was given but the agent did not "
+            "answer again (normal for interrupted runs).</div>"
+        )
+    else:
+        parts.append("<h4>Initial output → improved output</h4>")
+        parts.append(f"<div class='ctn-text ctn-diff'>{diff_html(str(initial or ''), str(improved))}</div>")
+    extra = [(key, value) for key, value in record.items() if key not in _FEEDBACK_KEYS]
+    if extra:
+        parts.append(_table_html(flatten_record(dict(extra))))
+    return "".join(parts)
+
+
+def _table_html(pairs: list[tuple[str, Any]]) -> str:
+    rows = "".join(f"<tr><th>{html.escape(key)}</th><td>{_leaf_html(value)}</td></tr>" for key, value in pairs)
+    return f"<table class='ctn-table'>{rows}</table>"
+
+
+def record_html(record: Any, *, title: str | None = None) -> str:
+    """Render one record as escaped HTML.
+
+    CrewAI records show the feedback and a word diff of the outputs (with a
+    note when ``improved_output`` is missing); other records show a table of
+    their flattened keys with arrays summarised.
+
+    Parameters
+    ----------
+    record
+        The record, as stored.
+    title
+        A heading, e.g. ``"Writer · iteration 3"``.
+    """
+    heading = f"<h4>{html.escape(title)}</h4>" if title else ""
+    if is_feedback_record(record):
+        body = _feedback_html(record)
+    else:
+        body = _table_html(flatten_record(record))
+    return f"{_STYLE}<div class='ctn-box'>{heading}{body}</div>"
+
+
+def trained_html(role: str, entry: Any) -> str:
+    """Render a ``trained_agents_data.pkl`` entry: quality, suggestions, final summary."""
+    if not isinstance(entry, Mapping):
+        return message_html(f"No trained-agent entry for role {role!r}.")
+    quality = entry.get("quality")
+    suggestions = entry.get("suggestions") or []
+    items = "".join(f"<li>{_text(s)}</li>" for s in suggestions)
+    quality_text = f"{quality:.1f} / 10" if isinstance(quality, numbers.Real) else "—"
+    return (
+        f"{_STYLE}<div class='ctn-box ctn-trained'><h4>Trained agent: {html.escape(role)}</h4>"
+        f"<div>Quality: <b>{html.escape(quality_text)}</b></div>"
+        f"<h4>Suggestions</h4><ul>{items or '<li class=ctn-muted>none</li>'}</ul>"
+        f"<h4>Final summary</h4><div class='ctn-text'>{_text(entry.get('final_summary', ''))}</div></div>"
+    )
+
+
+def message_html(text: str) -> str:
+    """A friendly, escaped message box (empty store, unknown agent, ...)."""
+    return f"{_STYLE}<div class='ctn-box'><div class='ctn-note'>{html.escape(text)}</div></div>"
