@@ -10,6 +10,7 @@ from .errors import (
     StoreWriteError,
     UnsafePickleError,
 )
+from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
 from .store import CrewTrainingHandler, PickleHandler
 
 __version__ = "0.1.0"
@@ -24,4 +25,10 @@ __all__ = [
     "StoreWriteError",
     "UnsafePickleError",
     "__version__",
+    "feedback_frame",
+    "metrics_frame",
+    "runs_frame",
+    "store_kind",
+    "to_frame",
+    "trained_agents_frame",
 ]
