@@ -11,10 +11,17 @@ import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pandas as pd
+
+from .crewai import is_feedback_record
+from .frames import feedback_frame, metrics_frame
+
 __all__ = [
+    "FEEDBACK_CURVES",
     "agent_label",
     "agent_options",
     "agent_role",
+    "curve_frame",
     "iteration_options",
     "record_matches",
     "step_iteration",
@@ -130,3 +137,23 @@ def step_iteration(options: Sequence[int], current: int | None, step: int) -> in
     if position == len(options) or options[position] != current:
         return options[0]
     return options[min(max(position + step, 0), len(options) - 1)]
+
+
+#: What the browser plots for CrewAI feedback records, which hold text, not numbers.
+FEEDBACK_CURVES: tuple[str, ...] = ("initial_chars", "improved_chars", "similarity")
+
+
+def curve_frame(data: Mapping[str, Any], agent: str) -> pd.DataFrame:
+    """Tidy per-iteration numbers to plot for one agent (``agent, iteration, metric, value``).
+
+    The agent's numeric metrics when its records have any; for CrewAI feedback
+    records, the length of the initial and improved output and their similarity.
+    """
+    records = {agent: data[agent]}
+    frame = metrics_frame(records)
+    if not frame.empty or not any(is_feedback_record(record) for record in data[agent].values()):
+        return frame
+    feedback = feedback_frame(records)
+    long = feedback.melt(id_vars=["agent", "iteration"], value_vars=list(FEEDBACK_CURVES), var_name="metric")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce").astype("float64")
+    return long.dropna(subset=["value"]).reset_index(drop=True)

@@ -6,17 +6,15 @@ goes through :func:`html.escape`: a record is data, never markup.
 
 from __future__ import annotations
 
-import difflib
 import html
 import numbers
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from .crewai import FEEDBACK_KEYS, diff_words, is_feedback_record
+
 __all__ = [
     "diff_html",
-    "diff_words",
-    "is_feedback_record",
     "flatten_record",
     "message_html",
     "record_html",
@@ -36,40 +34,6 @@ _STYLE = """<style>
 .ctn-box .ctn-note{color:#8a5300;background:#fff4dc;border-radius:4px;padding:.3em .6em}
 .ctn-box .ctn-muted{color:#777}
 </style>"""
-
-
-_TOKENS = re.compile(r"\s+|[^\s]+")
-_FEEDBACK_KEYS = frozenset({"initial_output", "human_feedback", "improved_output"})
-
-
-def is_feedback_record(record: Any) -> bool:
-    """Whether ``record`` looks like a CrewAI training record (has ``initial_output`` or ``human_feedback``)."""
-    return isinstance(record, Mapping) and ("initial_output" in record or "human_feedback" in record)
-
-
-def diff_words(before: str, after: str) -> list[tuple[str, str]]:
-    """Word-level diff: ``(op, text)`` pairs with op ``"equal"``, ``"delete"`` or ``"insert"``.
-
-    Whitespace is kept, so joining the ``equal``/``delete`` texts gives ``before``
-    and joining the ``equal``/``insert`` texts gives ``after``.
-
-    Examples
-    --------
-    >>> diff_words("a b", "a c")
-    [('equal', 'a '), ('delete', 'b'), ('insert', 'c')]
-    """
-    old, new = _TOKENS.findall(before), _TOKENS.findall(after)
-    ops: list[tuple[str, str]] = []
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            ops.append(("equal", "".join(old[i1:i2])))
-            continue
-        if tag in ("delete", "replace"):
-            ops.append(("delete", "".join(old[i1:i2])))
-        if tag in ("insert", "replace"):
-            ops.append(("insert", "".join(new[j1:j2])))
-    return ops
 
 
 def _text(value: Any) -> str:
@@ -178,7 +142,7 @@ def _feedback_html(record: Mapping[str, Any]) -> str:
     else:
         parts.append("<h4>Initial output → improved output</h4>")
         parts.append(f"<div class='ctn-text ctn-diff'>{diff_html(str(initial or ''), str(improved))}</div>")
-    extra = [(key, value) for key, value in record.items() if key not in _FEEDBACK_KEYS]
+    extra = [(key, value) for key, value in record.items() if key not in FEEDBACK_KEYS]
     if extra:
         parts.append(_table_html(flatten_record(dict(extra))))
     return "".join(parts)

@@ -77,3 +77,24 @@ def test_inputs_are_not_mutated() -> None:
     for records in data.values():
         iteration_options(records, text="a")
     assert repr(data) == snapshot
+
+
+def test_curve_frame_uses_metrics_or_feedback_numbers(
+    metrics_data: dict[str, Any], training_data: dict[str, Any]
+) -> None:
+    from crewtrain_nb.frames import metrics_frame
+    from crewtrain_nb.navigation import FEEDBACK_CURVES, curve_frame
+
+    curves = curve_frame(metrics_data, "coder")
+    expected = metrics_frame(metrics_data, agents="coder")
+    assert curves.equals(expected)
+    agent = next(iter(training_data))
+    feedback_curves = curve_frame(training_data, agent)
+    assert set(feedback_curves["metric"]) <= set(FEEDBACK_CURVES)
+    initial = feedback_curves[feedback_curves["metric"] == "initial_chars"].set_index("iteration")["value"]
+    for iteration, record in training_data[agent].items():
+        assert initial[iteration] == len(record["initial_output"])
+    similarity = feedback_curves[feedback_curves["metric"] == "similarity"]
+    with_improved = [i for i, r in training_data[agent].items() if "improved_output" in r]
+    assert sorted(similarity["iteration"]) == sorted(with_improved)
+    assert feedback_curves["value"].dtype == "float64"

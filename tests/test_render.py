@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from crewtrain_nb.crewai import diff_words
 from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data
 from crewtrain_nb.render import (
     diff_html,
-    diff_words,
     flatten_record,
     message_html,
     record_html,
