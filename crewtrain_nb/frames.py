@@ -38,8 +38,10 @@ from .errors import StoreFormatError
 from .store import open_source
 
 __all__ = [
+    "OpenStore",
     "feedback_frame",
     "metrics_frame",
+    "open_store",
     "runs_frame",
     "store_kind",
     "to_frame",
@@ -133,7 +135,9 @@ def _copy_leaf(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class _Store:
+class OpenStore:
+    """A source opened and checked once: its data (shared, never mutate it), file path and kind."""
+
     data: Mapping[Any, Any]
     path: str | None
     kind: StoreKind
@@ -189,13 +193,21 @@ def _classify(data: Any, path: str | None) -> StoreKind:
     return kind
 
 
-def _open(source: Any) -> _Store:
+def open_store(source: Any) -> OpenStore:
+    """Open a source and check its shape once (for modules that read a store, e.g. the exports).
+
+    Raises
+    ------
+    ValueError
+        (:class:`~crewtrain_nb.StoreFormatError`) the source is not a store;
+        the message says which agent and iteration.
+    """
     if isinstance(source, (list, tuple, set, frozenset)):
         raise StoreFormatError(
             f"source is a {type(source).__name__}, not a store; expected a handler, a store path, or {_STORE_SHAPES}"
         )
     data, path = open_source(source)
-    return _Store(data, path, _classify(data, path))
+    return OpenStore(data, path, _classify(data, path))
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -231,7 +243,7 @@ class _Rows:
         return np.repeat(np.arange(len(self.names), dtype=dtype), self.counts)
 
 
-def _select(store: _Store, agents: str | Iterable[str] | None) -> list[tuple[str, Any]]:
+def _select(store: OpenStore, agents: str | Iterable[str] | None) -> list[tuple[str, Any]]:
     """``(name, key)`` of the agents to show, sorted by name."""
     named = {str(key): key for key in store.data}
     if agents is None:
@@ -247,7 +259,7 @@ def _select(store: _Store, agents: str | Iterable[str] | None) -> list[tuple[str
     return [(name, named[name]) for name in sorted(chosen)]
 
 
-def _collect(store: _Store, agents: str | Iterable[str] | None) -> _Rows:
+def _collect(store: OpenStore, agents: str | Iterable[str] | None) -> _Rows:
     chosen = _select(store, agents)
     names = [name for name, _ in chosen]
     if store.kind == "trained_agents":
@@ -579,7 +591,7 @@ def _long(rows: _Rows, columns: list[tuple[str, list[_Chunk]]]) -> pd.DataFrame:
     return pd.DataFrame(data, copy=False)
 
 
-def _facts(store: _Store, rows: _Rows, **more: Any) -> dict[str, Any]:
+def _facts(store: OpenStore, rows: _Rows, **more: Any) -> dict[str, Any]:
     return {"source": store.path, "kind": store.kind, "agents": len(rows.names), "records": rows.n, **more}
 
 
@@ -645,12 +657,12 @@ def to_frame(
     _check_choice("layout", layout, _LAYOUTS)
     _check_choice("arrays", arrays, _ARRAYS)
     _check_sep(sep)
-    store = _open(source)
+    store = open_store(source)
     return _frame(store, layout=layout, sep=sep, arrays=arrays, agents=agents, reserved=frozenset())
 
 
 def _frame(
-    store: _Store,
+    store: OpenStore,
     *,
     layout: Layout,
     sep: str,
@@ -691,7 +703,7 @@ def store_kind(source: Any) -> StoreKind:
     >>> store_kind(make_training_data()), store_kind(make_trained_agents_data()), store_kind({})
     ('iterations', 'trained_agents', 'empty')
     """
-    return _open(source).kind
+    return open_store(source).kind
 
 
 _METRIC_COLUMNS = {"agent": _string_dtype(), "iteration": np.int64, "metric": _string_dtype(), "value": np.float64}
@@ -739,7 +751,7 @@ def metrics_frame(
     """
     _check_choice("arrays", arrays, ("drop", "summary"))
     _check_sep(sep)
-    store = _open(source)
+    store = open_store(source)
     if store.kind == "trained_agents":
         raise ValueError(
             _where(store.path) + "metrics_frame needs an iterations store ({agent: {iteration: record}}); "
@@ -826,7 +838,7 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None) ->
     >>> frame[["status", "initial_chars", "similarity"]].values.tolist()
     [['no_improved_output', 3, nan]]
     """
-    store = _open(source)
+    store = open_store(source)
     if store.kind == "trained_agents":
         raise ValueError(
             _where(store.path) + "feedback_frame needs a training_data.pkl-shaped store; "
@@ -899,7 +911,7 @@ def trained_agents_frame(source: Any) -> pd.DataFrame:
     >>> bool((frame.n_suggestions == frame.suggestions.map(len)).all())
     True
     """
-    store = _open(source)
+    store = open_store(source)
     if store.kind == "iterations":
         raise ValueError(
             _where(store.path) + "trained_agents_frame needs a trained_agents_data.pkl-shaped store "
@@ -973,7 +985,7 @@ def runs_frame(
     facts: dict[str, Any] = {}
     kinds: dict[str, str] = {}
     for name, source in runs.items():
-        store = _open(source)
+        store = open_store(source)
         frame = _frame(store, layout="wide", sep=sep, arrays=arrays, agents=None, reserved=frozenset({"run"}))
         facts[str(name)] = frame.attrs
         if store.kind != "empty":
