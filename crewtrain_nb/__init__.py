@@ -10,6 +10,7 @@ from .errors import (
     StoreWriteError,
     UnsafePickleError,
 )
+from .export import export_csv, export_json, export_parquet, import_json
 from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
 from .store import CrewTrainingHandler, PickleHandler
 
@@ -25,7 +26,11 @@ __all__ = [
     "StoreWriteError",
     "UnsafePickleError",
     "__version__",
+    "export_csv",
+    "export_json",
+    "export_parquet",
     "feedback_frame",
+    "import_json",
     "metrics_frame",
     "runs_frame",
     "store_kind",
