@@ -12,6 +12,7 @@ from .errors import (
 )
 from .export import export_csv, export_json, export_parquet, import_json
 from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
+from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
 from .store import CrewTrainingHandler, PickleHandler
 
 __version__ = "0.1.0"
@@ -32,6 +33,10 @@ __all__ = [
     "feedback_frame",
     "import_json",
     "metrics_frame",
+    "plot_feedback",
+    "plot_metric",
+    "plot_metrics",
+    "plot_quality",
     "runs_frame",
     "store_kind",
     "to_frame",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Headless everywhere; plots never need a display.
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path  # noqa: E402
 from typing import Any
 
 import pytest

@@ -1,0 +1,441 @@
+"""Matplotlib pictures of training stores: curves per metric and agent, CrewAI feedback and quality.
+
+Figures are built with :class:`matplotlib.figure.Figure`, not pyplot, so
+nothing leaks into global state; every function returns its Figure or Axes and
+never calls ``plt.show()``. The numeric helpers (:func:`ema`,
+:func:`decimate_minmax`, :func:`best_point`, :func:`agent_colors`) are pure and
+tested on their own.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .frames import feedback_frame, metrics_frame, trained_agents_frame
+
+__all__ = [
+    "agent_colors",
+    "best_point",
+    "decimate_minmax",
+    "ema",
+    "mark_iteration",
+    "move_marker",
+    "plot_feedback",
+    "plot_metric",
+    "plot_metrics",
+    "plot_quality",
+]
+
+Best = Literal["min", "max"] | None
+_METRIC_COLUMNS = ("agent", "iteration", "metric", "value")
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+
+def ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's debiased exponential moving average.
+
+    Equal to ``pandas.Series(values).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean()``.
+
+    Parameters
+    ----------
+    values
+        The raw series.
+    weight
+        Smoothing weight in ``[0, 1)``; 0 returns the values unchanged.
+
+    Examples
+    --------
+    >>> ema([1.0, 0.0], 0.5).round(4).tolist()
+    [1.0, 0.3333]
+    """
+    if not 0 <= weight < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {weight!r}")
+    array = np.asarray(values, dtype=np.float64)
+    if weight == 0 or array.size == 0:
+        return array.copy()
+    return pd.Series(array).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy()
+
+
+def decimate_minmax(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Thin a line to about ``max_points`` points, keeping each bucket's min and max.
+
+    The first and last points and the global min and max always survive, so
+    spikes stay visible. Vectorised: a million points take milliseconds.
+
+    Examples
+    --------
+    >>> x = np.arange(10_000.0)
+    >>> y = np.zeros(10_000); y[4321] = 9.0
+    >>> dx, dy = decimate_minmax(x, y, 100)
+    >>> len(dx) <= 100, 4321.0 in dx, float(dy.max())
+    (True, True, 9.0)
+    """
+    x = np.asarray(x)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(y)
+    if max_points < 4:
+        raise ValueError(f"max_points must be at least 4, got {max_points}")
+    if n <= max_points:
+        return x, y
+    buckets = max(1, (max_points - 2) // 2)
+    size = math.ceil(n / buckets)
+    padded = buckets * size
+    low = np.where(np.isnan(y), np.inf, y)
+    high = np.where(np.isnan(y), -np.inf, y)
+    low = np.concatenate([low, np.full(padded - n, np.inf)]).reshape(buckets, size)
+    high = np.concatenate([high, np.full(padded - n, -np.inf)]).reshape(buckets, size)
+    offsets = np.arange(buckets) * size
+    keep = np.concatenate([[0, n - 1], offsets + low.argmin(axis=1), offsets + high.argmax(axis=1)])
+    keep = np.unique(keep[keep < n])  # sorted: the line keeps its x order
+    return x[keep], y[keep]
+
+
+def best_point(x: np.ndarray, y: np.ndarray, mode: Literal["min", "max"]) -> tuple[Any, float] | None:
+    """``(x, y)`` of the lowest (``"min"``) or highest (``"max"``) finite value, or ``None``.
+
+    Examples
+    --------
+    >>> best_point(np.array([0, 1, 2]), np.array([3.0, 1.0, 2.0]), "min")
+    (1, 1.0)
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"best must be 'min', 'max' or None, got {mode!r}")
+    y = np.asarray(y, dtype=np.float64)
+    finite = np.isfinite(y)
+    if not finite.any():
+        return None
+    candidates = np.where(finite, y, np.inf if mode == "min" else -np.inf)
+    index = int(candidates.argmin() if mode == "min" else candidates.argmax())
+    return np.asarray(x)[index].item(), float(y[index])
+
+
+def agent_colors(agents: Iterable[str]) -> dict[str, Any]:
+    """One colour per agent, stable across panels (tab10, then tab20 for more agents)."""
+    names = list(dict.fromkeys(agents))
+    cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {agent: cmap(index % cmap.N) for index, agent in enumerate(names)}
+
+
+# -- input ----------------------------------------------------------------------------------
+
+
+def _metrics_data(source: Any) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        missing = [column for column in _METRIC_COLUMNS if column not in source.columns]
+        if missing:
+            raise ValueError(
+                f"a DataFrame source needs the columns of metrics_frame() {list(_METRIC_COLUMNS)}; missing {missing}"
+            )
+        return source
+    return metrics_frame(source)
+
+
+def _select(
+    frame: pd.DataFrame, metrics: str | Sequence[str] | None, agents: str | Sequence[str] | None
+) -> tuple[pd.DataFrame, list[str], list[str]]:
+    if frame.empty:
+        raise ValueError(
+            "the store has no numeric metrics to plot (its records hold no int/float leaves); "
+            "for CrewAI feedback use plot_feedback(), for trained agents plot_quality()"
+        )
+    available_metrics = list(dict.fromkeys(frame["metric"]))
+    available_agents = list(dict.fromkeys(frame["agent"]))
+    wanted_metrics = [metrics] if isinstance(metrics, str) else list(metrics or available_metrics)
+    wanted_agents = [agents] if isinstance(agents, str) else list(agents or available_agents)
+    unknown = [m for m in wanted_metrics if m not in available_metrics]
+    if unknown:
+        raise ValueError(
+            f"unknown metric {', '.join(map(repr, unknown))}; the store has: {', '.join(available_metrics)}"
+        )
+    unknown = [a for a in wanted_agents if a not in available_agents]
+    if unknown:
+        raise ValueError(f"unknown agent {', '.join(map(repr, unknown))}; the store has: {', '.join(available_agents)}")
+    chosen = frame[frame["metric"].isin(wanted_metrics) & frame["agent"].isin(wanted_agents)]
+    return chosen, wanted_metrics, wanted_agents
+
+
+# -- drawing ----------------------------------------------------------------------------------
+
+
+def _draw_metric(
+    ax: Axes,
+    frame: pd.DataFrame,
+    metric: str,
+    agents: Sequence[str],
+    colors: dict[str, Any],
+    *,
+    smoothing: float,
+    logy: bool,
+    best: Best,
+    max_points: int,
+) -> None:
+    data = frame[frame["metric"] == metric]
+    for agent in agents:
+        series = data[data["agent"] == agent].sort_values("iteration", kind="stable")
+        if series.empty:
+            continue
+        x = series["iteration"].to_numpy()
+        y = series["value"].to_numpy(dtype=np.float64)
+        if logy and (y <= 0).any():
+            warnings.warn(
+                f"metric {metric!r} of agent {agent!r} has {(y <= 0).sum()} values <= 0; "
+                "they are left out of the log-scale plot",
+                UserWarning,
+                stacklevel=4,
+            )
+            y = np.where(y > 0, y, np.nan)
+        color = colors[agent]
+        if smoothing > 0:
+            raw_x, raw_y = decimate_minmax(x, y, max_points)
+            ax.plot(raw_x, raw_y, color=color, alpha=0.25, linewidth=1.0, label=f"_{agent} (raw)")
+            smooth_x, smooth_y = decimate_minmax(x, ema(y, smoothing), max_points)
+            ax.plot(smooth_x, smooth_y, color=color, linewidth=1.6, label=agent)
+            shown_y = ema(y, smoothing)
+        else:
+            line_x, line_y = decimate_minmax(x, y, max_points)
+            ax.plot(line_x, line_y, color=color, linewidth=1.4, label=agent)
+            shown_y = y
+        if best is not None:
+            point = best_point(x, shown_y, best)
+            if point is not None:
+                ax.plot(
+                    [point[0]],
+                    [point[1]],
+                    marker="*",
+                    markersize=11,
+                    color=color,
+                    linestyle="none",
+                    markeredgecolor="black",
+                    markeredgewidth=0.5,
+                    label=f"_best {agent}",
+                )
+                ax.annotate(
+                    f"{point[1]:.4g} @ {point[0]}",
+                    point,
+                    textcoords="offset points",
+                    xytext=(4, 6),
+                    fontsize=8,
+                    color=color,
+                )
+    ax.set_title(metric)
+    ax.set_xlabel("iteration")
+    ax.grid(True, alpha=0.3)
+    if logy:
+        ax.set_yscale("log")
+
+
+def plot_metric(
+    source: Any,
+    metric: str,
+    *,
+    ax: Axes | None = None,
+    agents: str | Sequence[str] | None = None,
+    smoothing: float = 0.0,
+    logy: bool = False,
+    best: Best = None,
+    max_points: int = 2000,
+) -> Axes:
+    """Draw one metric, one line per agent, on ``ax`` (a new Figure's Axes when ``None``).
+
+    Parameters
+    ----------
+    source
+        A handler, store path, store dict, or a DataFrame from :func:`~crewtrain_nb.metrics_frame`.
+    metric
+        Metric name (nested keys joined with ``"."``, e.g. ``"metrics.f1"``).
+    ax, agents, smoothing, logy, best, max_points
+        As in :func:`plot_metrics`.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    ema([], smoothing)  # validates the weight before any drawing
+    frame, _, chosen_agents = _select(_metrics_data(source), [metric], agents)
+    if ax is None:
+        ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
+    _draw_metric(
+        ax,
+        frame,
+        metric,
+        chosen_agents,
+        agent_colors(chosen_agents),
+        smoothing=smoothing,
+        logy=logy,
+        best=best,
+        max_points=max_points,
+    )
+    if len(chosen_agents) > 1:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def plot_metrics(
+    source: Any,
+    metrics: str | Sequence[str] | None = None,
+    *,
+    agents: str | Sequence[str] | None = None,
+    smoothing: float = 0.0,
+    logy: bool = False,
+    best: Best = None,
+    max_points: int = 2000,
+    figsize: tuple[float, float] | None = None,
+) -> Figure:
+    """Small multiples: one panel per metric, one line per agent, one shared legend.
+
+    Parameters
+    ----------
+    source
+        A handler, store path, store dict, or a DataFrame from :func:`~crewtrain_nb.metrics_frame`.
+    metrics
+        Metric names; all numeric metrics when ``None``.
+    agents
+        Agents to draw; all when ``None``. Colours stay the same across panels.
+    smoothing
+        TensorBoard's debiased EMA weight in ``[0, 1)``; when > 0 the raw curve
+        stays visible, faint, behind the smoothed one.
+    logy
+        Log-scale y axes; values <= 0 are left out with a warning.
+    best
+        ``"min"`` or ``"max"``: mark and annotate each line's best point.
+    max_points
+        Lines longer than this are thinned by :func:`decimate_minmax`.
+    figsize
+        Figure size in inches; chosen from the grid when ``None``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        Unknown metric or agent (listing the ones there are), or no numeric metrics.
+
+    Examples
+    --------
+    >>> from crewtrain_nb.demo import make_metrics_data
+    >>> figure = plot_metrics(make_metrics_data(iterations=20), ["loss", "accuracy"], smoothing=0.5)
+    >>> [ax.get_title() for ax in figure.axes]
+    ['loss', 'accuracy']
+    """
+    ema([], smoothing)
+    frame, chosen_metrics, chosen_agents = _select(_metrics_data(source), metrics, agents)
+    columns = min(3, len(chosen_metrics))
+    rows = math.ceil(len(chosen_metrics) / columns)
+    figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    colors = agent_colors(chosen_agents)
+    for ax, metric in zip(axes, chosen_metrics, strict=False):
+        _draw_metric(
+            ax, frame, metric, chosen_agents, colors, smoothing=smoothing, logy=logy, best=best, max_points=max_points
+        )
+    for ax in axes[len(chosen_metrics) :]:
+        figure.delaxes(ax)
+    handles = [Line2D([], [], color=colors[agent], linewidth=2, label=agent) for agent in chosen_agents]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
+    return figure
+
+
+def mark_iteration(target: Figure | Axes, iteration: float | None) -> list[Line2D]:
+    """Add a dashed vertical marker at ``iteration`` to every panel; return the lines.
+
+    Move them later with :func:`move_marker` instead of redrawing the figure.
+    """
+    axes = target.axes if isinstance(target, Figure) else [target]
+    lines = [ax.axvline(0, color="black", linewidth=1, linestyle="--", alpha=0.7, label="_marker") for ax in axes]
+    move_marker(lines, iteration)
+    return lines
+
+
+def move_marker(lines: Sequence[Line2D], iteration: float | None) -> None:
+    """Put the markers made by :func:`mark_iteration` at ``iteration`` (hidden when ``None``)."""
+    for line in lines:
+        line.set_visible(iteration is not None)
+        if iteration is not None:
+            line.set_xdata([iteration, iteration])
+
+
+def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:
+    """Quality per trained agent role on a 0-10 scale, sorted, values labelled.
+
+    Parameters
+    ----------
+    trained_source
+        A ``trained_agents_data.pkl`` handler, path or dict.
+    ax
+        Where to draw; a new Figure's Axes when ``None``.
+    """
+    frame = trained_agents_frame(trained_source).sort_values("quality", kind="stable", na_position="first")
+    if frame.empty:
+        raise ValueError("the trained-agents store is empty: nothing to plot")
+    if ax is None:
+        ax = Figure(figsize=(6, 0.5 * len(frame) + 1.2), layout="constrained").add_subplot()
+    qualities = frame["quality"].fillna(0).to_numpy(dtype=np.float64)
+    bars = ax.barh(frame["agent"].astype(str).tolist(), qualities, color="#4c72b0")
+    labels = ["n/a" if pd.isna(q) else f"{q:.1f}" for q in frame["quality"]]
+    ax.bar_label(bars, labels=labels, padding=3, fontsize=9)
+    ax.set_xlim(0, 10)
+    ax.set_xlabel("quality (0-10)")
+    ax.set_title("Trained agents: quality")
+    ax.grid(True, axis="x", alpha=0.3)
+    return ax
+
+
+def plot_feedback(training_source: Any) -> Figure:
+    """Per agent and iteration: length of the initial vs improved output, and their similarity.
+
+    Iterations without an improved output are marked with a red ``x`` on the
+    lengths panel (label ``"no improved output"``).
+
+    Parameters
+    ----------
+    training_source
+        A ``training_data.pkl`` handler, path or dict.
+    """
+    frame = feedback_frame(training_source)
+    if frame.empty:
+        raise ValueError("the training store is empty: no feedback to plot")
+    agents = list(dict.fromkeys(frame["agent"]))
+    figure = Figure(figsize=(10, 2.6 * len(agents) + 0.4), layout="constrained")
+    grid = figure.subplots(len(agents), 2, squeeze=False)
+    for (lengths, similarity), agent in zip(grid, agents, strict=True):
+        mine = frame[frame["agent"] == agent]
+        x = mine["iteration"].to_numpy()
+        initial = mine["initial_chars"].astype("float64").fillna(0).to_numpy()
+        improved = mine["improved_chars"].astype("float64").to_numpy()
+        lengths.bar(x - 0.2, initial, width=0.4, color="#8c8c8c", label="initial output")
+        lengths.bar(x + 0.2, np.nan_to_num(improved), width=0.4, color="#4c72b0", label="improved output")
+        missing = np.isnan(improved)
+        if missing.any():
+            lengths.plot(
+                x[missing] + 0.2,
+                np.zeros(missing.sum()),
+                linestyle="none",
+                marker="x",
+                color="#c44e52",
+                markersize=9,
+                markeredgewidth=2,
+                label="no improved output",
+            )
+        lengths.set_title(f"{agent}: output length (characters)", fontsize=10)
+        lengths.set_xlabel("iteration")
+        lengths.legend(fontsize=7, loc="upper left")
+        similarity.plot(x, mine["similarity"].to_numpy(), marker="o", color="#55a868", label="similarity")
+        similarity.set_ylim(0, 1.05)
+        similarity.set_title(f"{agent}: similarity initial → improved", fontsize=10)
+        similarity.set_xlabel("iteration")
+        similarity.grid(True, alpha=0.3)
+    return figure

@@ -1,0 +1,282 @@
+"""Plots: assert on artists (lines, data, labels, markers), not pixels."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.testing.decorators import check_figures_equal
+
+from crewtrain_nb import CrewTrainingHandler, metrics_frame
+from crewtrain_nb.plots import (
+    agent_colors,
+    best_point,
+    decimate_minmax,
+    ema,
+    mark_iteration,
+    move_marker,
+    plot_feedback,
+    plot_metric,
+    plot_metrics,
+    plot_quality,
+)
+
+
+def visible_lines(ax: Any) -> list[Any]:
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def png_bytes(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+# -- pure helpers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.6, 0.9, 0.99])
+def test_ema_equals_pandas_debiased_ewm(weight: float) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=500).cumsum()
+    values[[10, 11, 200]] = np.nan
+    expected = pd.Series(values).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy()
+    if weight == 0:
+        expected = values
+    np.testing.assert_allclose(ema(values, weight), expected, equal_nan=True)
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.0, 2])
+def test_ema_rejects_weights_outside_unit_interval(weight: float) -> None:
+    with pytest.raises(ValueError, match=r"smoothing must be in \[0, 1\)"):
+        ema([1.0], weight)
+
+
+def test_decimation_keeps_extremes_ends_and_order() -> None:
+    rng = np.random.default_rng(1)
+    x = np.arange(1_000_000)
+    y = rng.normal(size=x.size)
+    y[123_457] = 50.0
+    y[876_543] = -50.0
+    dx, dy = decimate_minmax(x, y, 2000)
+    assert len(dx) <= 2000
+    assert dy.max() == 50.0 and dy.min() == -50.0
+    assert dx[0] == 0 and dx[-1] == x[-1]
+    assert np.all(np.diff(dx) > 0)
+    np.testing.assert_array_equal(dy, y[dx])  # only real points, no invented ones
+
+
+def test_decimation_leaves_short_lines_alone_and_handles_nan() -> None:
+    x, y = np.arange(10), np.arange(10.0)
+    dx, dy = decimate_minmax(x, y, 100)
+    assert dx is x and dy is y
+    y = np.full(10_000, np.nan)
+    y[5000] = 1.0
+    dx, dy = decimate_minmax(np.arange(10_000), y, 50)
+    assert 5000 in dx
+    with pytest.raises(ValueError, match="max_points"):
+        decimate_minmax(x, y[:10], 3)
+
+
+def test_best_point() -> None:
+    x = np.array([5, 6, 7, 8])
+    y = np.array([np.nan, 2.0, -1.0, 4.0])
+    assert best_point(x, y, "min") == (7, -1.0)
+    assert best_point(x, y, "max") == (8, 4.0)
+    assert best_point(x, np.full(4, np.nan), "min") is None
+    with pytest.raises(ValueError, match="best must be"):
+        best_point(x, y, "median")  # type: ignore[arg-type]
+
+
+def test_agent_colors_are_distinct_and_stable() -> None:
+    colors = agent_colors(["a", "b", "c"])
+    assert len(set(colors.values())) == 3
+    assert agent_colors(["a", "b", "c"]) == colors
+    assert len(set(agent_colors([f"agent-{n}" for n in range(15)]).values())) == 15
+
+
+# -- plot_metrics --------------------------------------------------------------------------
+
+
+def test_small_multiples_one_panel_per_metric_one_line_per_agent(
+    metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any]
+) -> None:
+    figure = plot_metrics(metrics_store)
+    frame = metrics_frame(metrics_store)
+    metrics = list(dict.fromkeys(frame["metric"]))
+    assert [ax.get_title() for ax in figure.axes] == metrics
+    agents = sorted(metrics_data)  # frames sort rows by agent
+    legend_labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend_labels == agents
+    colors = agent_colors(agents)
+    for ax in figure.axes:
+        lines = visible_lines(ax)
+        assert [line.get_label() for line in lines] == agents
+        for line in lines:
+            assert matplotlib.colors.same_color(line.get_color(), colors[line.get_label()])
+    loss = next(ax for ax in figure.axes if ax.get_title() == "loss")
+    coder = next(line for line in visible_lines(loss) if line.get_label() == "coder")
+    np.testing.assert_array_equal(coder.get_xdata(), sorted(metrics_data["coder"]))
+    np.testing.assert_allclose(
+        coder.get_ydata(), [metrics_data["coder"][i]["loss"] for i in sorted(metrics_data["coder"])]
+    )
+    assert len(png_bytes(figure)) > 5000
+
+
+def test_grid_shape_and_selection(metrics_store: CrewTrainingHandler) -> None:
+    figure = plot_metrics(metrics_store, ["loss", "accuracy", "metrics.f1", "metrics.recall"], agents=["coder"])
+    assert len(figure.axes) == 4
+    assert all(len(visible_lines(ax)) == 1 for ax in figure.axes)
+    assert plot_metrics(metrics_store, "loss").axes[0].get_title() == "loss"
+
+
+def test_smoothing_draws_faint_raw_and_smoothed_line(
+    metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any]
+) -> None:
+    figure = plot_metrics(metrics_store, ["loss"], agents=["planner"], smoothing=0.8)
+    ax = figure.axes[0]
+    raw = [line for line in ax.get_lines() if line.get_label().endswith("(raw)")]
+    smooth = visible_lines(ax)
+    assert len(raw) == 1 and len(smooth) == 1
+    assert raw[0].get_alpha() < 0.5
+    values = pd.Series([metrics_data["planner"][i]["loss"] for i in sorted(metrics_data["planner"])])
+    np.testing.assert_allclose(smooth[0].get_ydata(), values.ewm(alpha=0.2, adjust=True, ignore_na=True).mean())
+    np.testing.assert_allclose(raw[0].get_ydata(), values)
+
+
+def test_best_points_are_marked_where_the_extreme_is(
+    metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any]
+) -> None:
+    figure = plot_metrics(metrics_store, ["loss", "accuracy"], best="min")
+    loss = figure.axes[0]
+    stars = [line for line in loss.get_lines() if line.get_label() == "_best coder"]
+    assert len(stars) == 1
+    records = metrics_data["coder"]
+    best_iteration = min(records, key=lambda i: records[i]["loss"])
+    assert stars[0].get_xdata()[0] == best_iteration
+    assert stars[0].get_ydata()[0] == records[best_iteration]["loss"]
+    assert any(f"@ {best_iteration}" in text.get_text() for text in loss.texts)
+
+
+def test_logy_warns_about_non_positive_values_and_drops_them(tmp_path: Path) -> None:
+    data = {"a": {i: {"loss": value} for i, value in enumerate([1.0, 0.5, 0.0, -1.0, 0.1])}}
+    with pytest.warns(UserWarning, match="2 values <= 0"):
+        figure = plot_metrics(data, logy=True)
+    ax = figure.axes[0]
+    assert ax.get_yscale() == "log"
+    ydata = visible_lines(ax)[0].get_ydata()
+    assert np.isnan(ydata[2]) and np.isnan(ydata[3])
+    assert len(png_bytes(figure)) > 1000
+
+
+def test_long_histories_are_decimated_but_keep_spikes() -> None:
+    values = np.sin(np.arange(50_000) / 500.0)
+    values[31_337] = 25.0
+    frame = pd.DataFrame({"agent": "a", "iteration": np.arange(50_000), "metric": "loss", "value": values})
+    line = visible_lines(plot_metrics(frame, max_points=1000).axes[0])[0]
+    assert len(line.get_xdata()) <= 1000
+    assert max(line.get_ydata()) == 25.0 and 31_337 in line.get_xdata()
+    assert min(line.get_ydata()) == values.min()
+
+
+def test_dataframe_source_and_bad_input(metrics_store: CrewTrainingHandler) -> None:
+    frame = metrics_frame(metrics_store)
+    assert len(plot_metrics(frame).axes) == frame["metric"].nunique()
+    with pytest.raises(ValueError, match="unknown metric 'nope'; the store has: .*loss"):
+        plot_metrics(metrics_store, ["nope"])
+    with pytest.raises(ValueError, match="unknown agent 'ghost'; the store has: coder, critic, planner"):
+        plot_metrics(metrics_store, agents=["ghost"])
+    with pytest.raises(ValueError, match="needs the columns"):
+        plot_metrics(pd.DataFrame({"x": [1]}))
+    with pytest.raises(ValueError, match="no numeric metrics"):
+        plot_metrics({"a": {0: {"initial_output": "text only"}}})
+
+
+def test_plot_metric_on_a_given_axes(metrics_store: CrewTrainingHandler) -> None:
+    figure = Figure()
+    ax = figure.add_subplot()
+    assert plot_metric(metrics_store, "accuracy", ax=ax, smoothing=0.5) is ax
+    assert ax.get_title() == "accuracy"
+    assert len(visible_lines(ax)) == 3
+    own = plot_metric(metrics_store, "loss")
+    assert own.figure is not None and own.get_title() == "loss"
+
+
+def test_iteration_marker_moves_without_redraw(metrics_store: CrewTrainingHandler) -> None:
+    figure = plot_metrics(metrics_store, ["loss", "accuracy"])
+    lines = mark_iteration(figure, 5)
+    assert len(lines) == 2
+    assert [list(line.get_xdata()) for line in lines] == [[5, 5], [5, 5]]
+    move_marker(lines, 9)
+    assert all(list(line.get_xdata()) == [9, 9] and line.get_visible() for line in lines)
+    move_marker(lines, None)
+    assert not any(line.get_visible() for line in lines)
+    assert len(png_bytes(figure)) > 1000
+
+
+@check_figures_equal(extensions=["png"])
+def test_single_metric_figure_matches_a_hand_built_twin(fig_test: Figure, fig_ref: Figure) -> None:
+    data = {"solo": {i: {"loss": 1.0 / (i + 1)} for i in range(30)}}
+    plot_metric(data, "loss", ax=fig_test.add_subplot())
+    ax = fig_ref.add_subplot()
+    ax.plot(range(30), [1.0 / (i + 1) for i in range(30)], color=agent_colors(["solo"])["solo"], linewidth=1.4)
+    ax.set_title("loss")
+    ax.set_xlabel("iteration")
+    ax.grid(True, alpha=0.3)
+
+
+# -- CrewAI pictures ------------------------------------------------------------------------
+
+
+def test_quality_is_sorted_labelled_and_on_a_0_to_10_scale(trained_data: dict[str, Any]) -> None:
+    ax = plot_quality(trained_data)
+    order = sorted(trained_data, key=lambda role: trained_data[role]["quality"])
+    assert [label.get_text() for label in ax.get_yticklabels()] == order
+    widths = [patch.get_width() for patch in ax.patches]
+    assert widths == sorted(trained_data[role]["quality"] for role in order)
+    assert ax.get_xlim() == (0, 10)
+    assert [text.get_text() for text in ax.texts] == [f"{trained_data[r]['quality']:.1f}" for r in order]
+    assert len(png_bytes(ax.figure)) > 1000
+
+
+def test_feedback_picture_marks_missing_improved_outputs(training_data: dict[str, Any]) -> None:
+    figure = plot_feedback(training_data)
+    assert len(figure.axes) == 2 * len(training_data)
+    for n, agent in enumerate(sorted(training_data)):
+        records = training_data[agent]
+        lengths, similarity = figure.axes[2 * n], figure.axes[2 * n + 1]
+        assert agent in lengths.get_title()
+        missing = sorted(i for i, r in records.items() if "improved_output" not in r)
+        crosses = [line for line in lengths.get_lines() if line.get_label() == "no improved output"]
+        if missing:
+            assert sorted(np.asarray(crosses[0].get_xdata()) - 0.2) == pytest.approx(missing)
+        else:
+            assert crosses == []
+        bars = lengths.containers[0]
+        assert [bar.get_height() for bar in bars] == [len(records[i]["initial_output"]) for i in sorted(records)]
+        assert similarity.get_ylim() == (0, 1.05)
+    assert len(png_bytes(figure)) > 5000
+
+
+def test_empty_inputs_say_so() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        plot_quality({})
+    with pytest.raises(ValueError, match="empty"):
+        plot_feedback({})
+
+
+def test_plots_do_not_mutate_their_inputs(metrics_data: dict[str, Any], trained_data: dict[str, Any]) -> None:
+    before = (repr(metrics_data), repr(trained_data))
+    frame = metrics_frame(metrics_data)
+    frame_before = frame.copy()
+    plot_metrics(metrics_data, smoothing=0.5, best="max")
+    plot_metrics(frame, logy=False)
+    plot_quality(trained_data)
+    assert (repr(metrics_data), repr(trained_data)) == before
+    pd.testing.assert_frame_equal(frame, frame_before)
