@@ -26,8 +26,8 @@ import numbers
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter, methodcaller
+from itertools import chain, repeat
+from operator import is_, itemgetter, methodcaller
 from typing import Any, Literal
 
 import numpy as np
@@ -82,7 +82,10 @@ _IMMUTABLE: frozenset[type] = frozenset(
         uuid.UUID,
     }
 )
-_keys = methodcaller("keys")
+_MISSING = object()  # "this record has no such key"
+#: Keys the first record of a slice lacks are read key by key up to (its key count + this
+#: many); beyond, the records holding them are grouped by their extra keys.
+_FEW_EXTRA_KEYS = 8
 
 
 # -- type predicates (cached per type: stores hold few distinct types) -----------
@@ -340,7 +343,8 @@ class _Flattener:
 
     def _walk_maps(self, items: list[Any], rows: slice | np.ndarray, path: tuple[Any, ...], *, exact: bool) -> None:
         keys = list(items[0])
-        if exact and sum(map(len, items)) == len(keys) * len(items):
+        total = sum(map(len, items))
+        if exact and total == len(keys) * len(items):
             # Same total size as "every record has the first one's keys": true unless
             # some record lacks one of them (KeyError; plain dicts insert nothing).
             try:
@@ -351,14 +355,47 @@ class _Flattener:
                 for key, values in zip(keys, columns, strict=True):
                     self.walk(values, rows, (*path, key))
                 return
+        # Records differ: a key missing here, an extra one there. Take the first
+        # record's keys from every record, then the keys it does not have.
+        seen = sum(self._walk_key(items, rows, path, key, exact=exact) for key in keys)
+        if seen == total:
+            return
+        known = set(keys)
+        extra = [key for key in dict.fromkeys(chain.from_iterable(items)) if key not in known]
+        if len(extra) <= len(keys) + _FEW_EXTRA_KEYS:
+            for key in extra:
+                self._walk_key(items, rows, path, key, exact=False)
+            return
+        # Many different extra keys: group the records that have extras by their extra keys.
         by_keys: dict[frozenset[Any], list[int]] = {}
         for index, item in enumerate(items):
-            by_keys.setdefault(frozenset(item.keys()), []).append(index)
-        for members in by_keys.values():
+            own = frozenset(item.keys() - known)
+            if own:
+                by_keys.setdefault(own, []).append(index)
+        for own, members in by_keys.items():
             group = [items[i] for i in members]
-            group_rows = rows if len(members) == len(items) else _take(rows, members)
-            for key in group[0]:
-                self.walk(list(map(itemgetter(key), group)), group_rows, (*path, key))
+            for key in (key for key in group[0] if key in own):
+                self.walk(list(map(itemgetter(key), group)), _take(rows, members), (*path, key))
+
+    def _walk_key(
+        self, items: list[Any], rows: slice | np.ndarray, path: tuple[Any, ...], key: Any, *, exact: bool
+    ) -> int:
+        """Walk one key of records that may lack it; return how many have it."""
+        if exact:  # itemgetter is fastest, and plain dicts insert nothing on a miss
+            try:
+                values = list(map(itemgetter(key), items))
+            except KeyError:
+                pass
+            else:
+                self.walk(values, rows, (*path, key))
+                return len(values)
+        values = list(map(methodcaller("get", key, _MISSING), items))
+        if not any(map(is_, values, repeat(_MISSING))):
+            self.walk(values, rows, (*path, key))
+            return len(values)
+        present = [index for index, value in enumerate(values) if value is not _MISSING]
+        self.walk([values[index] for index in present], _take(rows, present), (*path, key))
+        return len(present)
 
     def _leaf(self, values: list[Any], rows: slice | np.ndarray, path: tuple[Any, ...], kinds: set[type]) -> None:
         if any(issubclass(kind, np.ndarray) for kind in kinds):  # 0-d arrays are scalars
@@ -759,41 +796,75 @@ def metrics_frame(
         )
     rows = _collect(store, agents)
     columns = _flatten(rows, sep=sep, arrays=arrays, mode="metrics", reserved=frozenset())
-    columns.sort(key=itemgetter(0))
-    names = [name for name, _ in columns]
-    row_parts: list[np.ndarray] = []
-    value_parts: list[np.ndarray] = []
-    sizes: list[int] = []
-    for _, chunks in columns:
-        if _in_order(rows.n, chunks):
-            where, values = np.arange(rows.n), np.concatenate([v for _, v in chunks])
-        else:
-            where = np.concatenate([_positions(r) for r, _ in chunks])
-            values = np.concatenate([v for _, v in chunks])
-            if len(where) > 1 and not (where[1:] > where[:-1]).all():  # key groups of one slice: back in row order
-                order = np.argsort(where, kind="stable")
-                where, values = where[order], values[order]
-        row_parts.append(where)
-        value_parts.append(values)
-        sizes.append(len(where))
-    if not row_parts:
+    if not columns:
         frame = _empty(_METRIC_COLUMNS)
         frame.attrs = _facts(store, rows, metrics=0)
         return frame
-    row_of = np.concatenate(row_parts)
-    metric_codes = np.repeat(np.arange(len(names), dtype=np.int32), sizes)
-    del row_parts
-    # Sorted by (metric, row) so far; a stable sort on the agent gives (agent, metric, iteration).
-    order = np.argsort(rows.agent_codes[row_of], kind="stable")
-    values = np.concatenate(value_parts)
-    del value_parts
-    data = _key_columns(rows, row_of[order])
-    del row_of
-    data["metric"] = _strings(names, metric_codes[order])
-    data["value"] = values[order]
+    columns.sort(key=itemgetter(0))
+    names = [name for name, _ in columns]
+    if all(_in_order(rows.n, chunks) for _, chunks in columns) and len(names) * len(rows.names) <= _MAX_BLOCKS:
+        agent_codes, iterations, metric_codes, values = _tidy_complete(rows, columns)
+    else:
+        agent_codes, iterations, metric_codes, values = _tidy_sparse(rows, columns)
+    data = {
+        "agent": _strings(rows.names, agent_codes),
+        "iteration": iterations,
+        "metric": _strings(names, metric_codes),
+        "value": values,
+    }
     frame = pd.DataFrame(data, copy=False)
     frame.attrs = _facts(store, rows, metrics=len(names))
     return frame
+
+
+#: Above this many (agent, metric) blocks, tidy rows are ordered by one sort instead of block copies.
+_MAX_BLOCKS = 100_000
+
+_Tidy = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _tidy_complete(rows: _Rows, columns: list[tuple[str, list[_Chunk]]]) -> _Tidy:
+    """Every record has every metric: copy (agent, metric) blocks in order, no sort needed."""
+    full: list[np.ndarray] = []
+    while columns:  # free each metric's pieces once joined
+        _, chunks = columns.pop(0)
+        full.append(chunks[0][1] if len(chunks) == 1 else np.concatenate([values for _, values in chunks]))
+    count = len(full)
+    bounds = np.concatenate([[0], np.cumsum(rows.counts)])
+    spans = [(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:], strict=True) if stop > start]
+    values = np.concatenate([column[start:stop] for start, stop in spans for column in full])
+    del full
+    assert rows.iterations is not None
+    iterations = np.concatenate([np.tile(rows.iterations[start:stop], count) for start, stop in spans])
+    agent_codes = np.repeat(np.arange(len(rows.names), dtype=rows.agent_codes.dtype), rows.counts * count)
+    metric_codes = np.repeat(np.tile(np.arange(count, dtype=np.int32), len(rows.names)), np.repeat(rows.counts, count))
+    return agent_codes, iterations, metric_codes, values
+
+
+def _tidy_sparse(rows: _Rows, columns: list[tuple[str, list[_Chunk]]]) -> _Tidy:
+    """Metrics missing from some records: gather (metric, row) pairs, then one stable sort by agent."""
+    row_parts: list[np.ndarray] = []
+    value_parts: list[np.ndarray] = []
+    while columns:
+        _, chunks = columns.pop(0)
+        where = np.concatenate([_positions(r) for r, _ in chunks])
+        values = np.concatenate([v for _, v in chunks])
+        if len(where) > 1 and not (where[1:] > where[:-1]).all():  # key groups of one slice: back in row order
+            order = np.argsort(where, kind="stable")
+            where, values = where[order], values[order]
+        row_parts.append(where)
+        value_parts.append(values)
+    sizes = [len(part) for part in row_parts]
+    row_of = np.concatenate(row_parts)
+    del row_parts
+    # Sorted by (metric, row) so far; a stable sort on the agent gives (agent, metric, iteration).
+    order = np.argsort(rows.agent_codes[row_of], kind="stable")
+    metric_codes = np.repeat(np.arange(len(sizes), dtype=np.int32), sizes)[order]
+    values = np.concatenate(value_parts)[order]
+    del value_parts
+    row_of = row_of[order]
+    assert rows.iterations is not None
+    return rows.agent_codes[row_of], rows.iterations[row_of], metric_codes, values
 
 
 _FEEDBACK_COLUMNS = {

@@ -225,6 +225,13 @@ def test_ragged_records_match_the_reference_across_slices(
     assert frame["step"].dtype == np.float64  # missing from the bare-float records -> NaN
 
 
+def test_records_with_many_different_keys_are_grouped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frames_module, "_SLICE", 16)
+    data = {"a": {i: {"common": i, f"only_{i % 20}": float(i), "m": {f"k{i % 3}": i}} for i in range(50)}}
+    check_wide(to_frame(data), data)
+    assert to_frame(data).columns.tolist()[2:5] == ["common", "only_0", "m.k0"]
+
+
 def test_numpy_leaves_and_bools_keep_their_meaning() -> None:
     data = {
         "a": {
@@ -335,9 +342,12 @@ stores = st.dictionaries(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(data=stores, slice_size=st.sampled_from([1, 2, 5, 1024]))
-def test_property_any_store_matches_the_reference(monkeypatch: pytest.MonkeyPatch, data: Any, slice_size: int) -> None:
+@given(data=stores, slice_size=st.sampled_from([1, 2, 5, 1024]), grouped=st.booleans())
+def test_property_any_store_matches_the_reference(
+    monkeypatch: pytest.MonkeyPatch, data: Any, slice_size: int, grouped: bool
+) -> None:
     monkeypatch.setattr(frames_module, "_SLICE", slice_size)
+    monkeypatch.setattr(frames_module, "_FEW_EXTRA_KEYS", -(10**6) if grouped else 8)  # both ways of reading
     before = deep_bytes(data)
     check_wide(to_frame(data), data)
 
@@ -375,6 +385,16 @@ def test_metrics_frame_contract(metrics_store: CrewTrainingHandler, metrics_data
         value = record[path[0]] if len(path) == 1 else record[path[0]][path[1]]
         assert row.value == value
     assert frame.attrs["metrics"] == 5 and frame.attrs["kind"] == "iterations"
+
+
+def test_metrics_frame_orders_the_same_by_blocks_or_by_sort(
+    monkeypatch: pytest.MonkeyPatch, metrics_data: dict[str, Any]
+) -> None:
+    by_blocks = metrics_frame(metrics_data)  # every record has every metric
+    monkeypatch.setattr(frames_module, "_MAX_BLOCKS", 0)  # force the general path
+    by_sort = metrics_frame(metrics_data)
+    pd.testing.assert_frame_equal(by_blocks, by_sort)
+    assert len(by_sort) == 3 * 25 * 5
 
 
 def test_metrics_frame_leaves_out_bools_text_and_none_but_keeps_nan() -> None:
