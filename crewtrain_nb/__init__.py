@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .browser import TrainingBrowser
 from .errors import (
     CorruptStoreError,
     StoreError,
@@ -13,6 +14,7 @@ from .errors import (
 from .export import export_csv, export_json, export_parquet, import_json
 from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
 from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
+from .report import Report, build_report, summarize_report, write_report
 from .store import CrewTrainingHandler, PickleHandler
 
 __version__ = "0.1.0"
@@ -21,12 +23,15 @@ __all__ = [
     "CorruptStoreError",
     "CrewTrainingHandler",
     "PickleHandler",
+    "Report",
     "StoreError",
     "StoreFormatError",
     "StoreLockTimeout",
     "StoreWriteError",
+    "TrainingBrowser",
     "UnsafePickleError",
     "__version__",
+    "build_report",
     "export_csv",
     "export_json",
     "export_parquet",
@@ -39,6 +44,8 @@ __all__ = [
     "plot_quality",
     "runs_frame",
     "store_kind",
+    "summarize_report",
     "to_frame",
     "trained_agents_frame",
+    "write_report",
 ]

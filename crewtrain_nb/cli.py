@@ -1,83 +1,284 @@
-"""The ``crewtrain-nb`` command line."""
+"""The ``crewtrain-nb`` command line (also ``python -m crewtrain_nb``).
+
+Every command reads stores through the safe handler. Bad input prints one line
+to stderr and exits with status 2; no traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .demo import write_demo
 from .errors import StoreError
-from .store import CrewTrainingHandler
 
 __all__ = ["main"]
 
+EXPORT_SUFFIXES = (".csv", ".json", ".parquet")
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
-def _summarize(path: Path) -> str:
-    data: Any = CrewTrainingHandler(path).load()
-    size = path.stat().st_size if path.exists() else 0
-    if not isinstance(data, dict):
-        return f"{path}: {type(data).__name__}, {size:,} bytes"
-    records = sum(len(value) for value in data.values() if isinstance(value, dict))
-    return f"{path}: {len(data)} agents, {records} entries, {size:,} bytes"
+
+class CommandError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _existing(path: str) -> Path:
+    candidate = Path(path)
+    if not candidate.exists():
+        raise CommandError(f"{path}: no such file; give the path of a store such as training_data.pkl")
+    if candidate.is_dir():
+        raise CommandError(f"{path}: is a directory; give the path of a store file")
+    return candidate
+
+
+def _handler(path: str, trusted: bool) -> Any:
+    from .store import CrewTrainingHandler
+
+    return CrewTrainingHandler(_existing(path), trusted=trusted, add_suffix=False)
+
+
+def _names(path: str | None) -> dict[str, str] | None:
+    if path is None:
+        return None
+    try:
+        names = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CommandError(f"{path}: cannot read agent names ({exc}); give a JSON object {{agent_id: role}}") from exc
+    if not isinstance(names, dict):
+        raise CommandError(f"{path}: agent names must be a JSON object {{agent_id: role}}")
+    return {str(key): str(value) for key, value in names.items()}
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .frames import store_kind
+
+    handler = _handler(args.path, args.trusted)
+    kind = store_kind(handler)  # checks the shape, naming the file when it is wrong
+    data = handler.peek()
+    st = os.stat(handler.file_path)
+    changed = datetime.datetime.fromtimestamp(st.st_mtime, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+    print(f"file:         {handler.file_path}")
+    print(f"kind:         {kind}")
+    print(f"size:         {st.st_size:,} bytes")
+    print(f"last change:  {changed}")
+    print(f"agents:       {len(data)}")
+    if kind == "iterations":
+        print(f"records:      {sum(len(records) for records in data.values())}")
+        width = max(len(str(agent)) for agent in data)
+        for agent, records in data.items():
+            keys = sorted(records)
+            span = f"{keys[0]}..{keys[-1]}" if keys else "-"
+            print(f"  {str(agent):<{width}}  {len(records):>6} iterations  ({span})")
+    elif kind == "trained_agents":
+        for role, entry in data.items():
+            quality = entry.get("quality") if isinstance(entry, dict) else None
+            print(f"  {role}: quality {quality}")
+    return 0
+
+
+def _format_leaf(value: Any) -> str:
+    from .render import _is_array, summarize_array
+
+    if _is_array(value):
+        return summarize_array(value)
+    return value if isinstance(value, str) else repr(value)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .crewai import FEEDBACK_KEYS, is_feedback_record
+    from .navigation import iteration_options
+    from .render import flatten_record
+
+    data = _handler(args.path, args.trusted).peek()
+    if not isinstance(data, dict) or not data:
+        raise CommandError(f"{args.path}: the store is empty")
+    agent = args.agent if args.agent is not None else next(iter(data))
+    if agent not in data:
+        raise CommandError(f"unknown agent {agent!r}; the store has: {', '.join(map(str, data))}")
+    records = data[agent]
+    if not isinstance(records, dict) or not iteration_options(records):
+        print(f"{agent}:")
+        for key, value in flatten_record(records):
+            print(f"  {key}: {_format_leaf(value)}")
+        return 0
+    iterations = iteration_options(records)
+    iteration = args.iteration if args.iteration is not None else iterations[0]
+    if iteration not in records:
+        raise CommandError(f"agent {agent!r} has no iteration {iteration}; it has {iterations[0]}..{iterations[-1]}")
+    record = records[iteration]
+    print(f"agent {agent} · iteration {iteration}")
+    if is_feedback_record(record):
+        for key in FEEDBACK_KEYS:
+            value = record.get(key)
+            print(f"\n[{key}]")
+            print(value if value is not None else "(missing: no improved output was recorded)")
+        extra = {key: value for key, value in record.items() if key not in FEEDBACK_KEYS}
+        for key, value in flatten_record(extra) if extra else []:
+            print(f"{key}: {_format_leaf(value)}")
+    else:
+        for key, value in flatten_record(record):
+            print(f"  {key}: {_format_leaf(value)}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_csv, export_json, export_parquet
+
+    handler = _handler(args.path, args.trusted)
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix == ".csv":
+        export_csv(handler, out, layout=args.layout)
+    elif suffix == ".json":
+        export_json(handler, out)
+    elif suffix == ".parquet":
+        export_parquet(handler, out, layout=args.layout)
+    else:
+        raise CommandError(f"{out}: unknown output type {suffix or '(none)'}; use one of {', '.join(EXPORT_SUFFIXES)}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_metrics
+
+    out = Path(args.output)
+    if out.suffix.lower() not in PLOT_SUFFIXES:
+        raise CommandError(f"{out}: unknown image type {out.suffix or '(none)'}; use one of {', '.join(PLOT_SUFFIXES)}")
+    figure = plot_metrics(
+        _handler(args.path, args.trusted), args.metric or None, smoothing=args.smoothing, logy=args.logy
+    )
+    figure.savefig(out, dpi=120, bbox_inches="tight")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    trained = _handler(args.trained, args.trusted) if args.trained else None
+    path = write_report(
+        _handler(args.path, args.trusted), args.output, trained=trained, agent_names=_names(args.agent_names)
+    )
+    print(f"wrote {path}")
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import write_demo
+
     for path in write_demo(args.directory).values():
         print(f"wrote {path}")
     return 0
 
 
-def _cmd_info(args: argparse.Namespace) -> int:
-    path = Path(args.path)
-    if not path.exists():
-        raise StoreError(f"{path}: no such file; give the path of a .pkl store", path=str(path))
-    print(_summarize(path))
-    return 0
-
-
 def _cmd_quickstart(args: argparse.Namespace) -> int:
-    paths = write_demo(args.output)
-    print(f"demo stores written to {os.path.abspath(args.output)}")
-    for path in paths.values():
-        print("  " + _summarize(path))
+    """The main job: demo stores → CSV export, training curves, feedback and quality plots, HTML report."""
+    from .demo import demo_agent_names, write_demo
+    from .export import export_csv
+    from .plots import plot_feedback, plot_metrics, plot_quality
+    from .report import write_report
+    from .store import CrewTrainingHandler
+
+    out = Path(args.output)
+    stores = write_demo(out / "stores")
+    training = CrewTrainingHandler(stores["training"])
+    metrics = CrewTrainingHandler(stores["metrics"])
+    trained = CrewTrainingHandler(stores["trained"])
+    names = demo_agent_names(training.peek())
+    written: list[Path] = list(stores.values())
+
+    for handler, name in ((metrics, "metrics.csv"), (training, "training_data.csv")):
+        export_csv(handler, out / name)
+        written.append(out / name)
+    figure = plot_metrics(metrics, smoothing=0.6)
+    figure.savefig(out / "training_curves.png", dpi=110, bbox_inches="tight")
+    written.append(out / "training_curves.png")
+    plot_feedback(training).savefig(out / "feedback.png", dpi=110, bbox_inches="tight")
+    written.append(out / "feedback.png")
+    plot_quality(trained).figure.savefig(out / "quality.png", dpi=110, bbox_inches="tight")
+    written.append(out / "quality.png")
+    written.append(write_report(training, out / "report.html", trained=trained, agent_names=names))
+    written.append(write_report(metrics, out / "metrics_report.html"))
+    print(f"crewtrain-nb quickstart: wrote {len(written)} files to {out.resolve()}")
+    for path in written:
+        print(f"  {Path(path).resolve().relative_to(out.resolve())}  ({Path(path).stat().st_size:,} bytes)")
     return 0
+
+
+# -- parser ------------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crewtrain-nb",
-        description="Look into CrewAI training stores (training_data.pkl, trained_agents_data.pkl).",
+        description="Look into CrewAI training stores (training_data.pkl, trained_agents_data.pkl, metric logs).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="write the demo stores into a directory")
-    demo.add_argument("directory", help="where to write training_data.pkl, trained_agents_data.pkl, metrics.pkl")
-    demo.set_defaults(run=_cmd_demo)
+    def command(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
 
-    info = commands.add_parser("info", help="summarize a store file")
-    info.add_argument("path", help="a .pkl store")
-    info.set_defaults(run=_cmd_info)
+    def store_arguments(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("path", help="a store file, e.g. training_data.pkl")
+        sub.add_argument(
+            "--trusted", action="store_true", help="unpickle anything (only for files you trust: pickles can run code)"
+        )
 
-    quickstart = commands.add_parser("quickstart", help="the main job on the built-in demo stores")
+    info = command("info", _cmd_info, "store kind, agents, iterations per agent, file size, last change")
+    store_arguments(info)
+
+    show = command("show", _cmd_show, "print one record, readable")
+    store_arguments(show)
+    show.add_argument("--agent", help="agent id or role key (default: the first)")
+    show.add_argument("--iteration", type=int, help="iteration number (default: the first)")
+
+    export = command("export", _cmd_export, "export to CSV, JSON or Parquet, chosen by the output's suffix")
+    store_arguments(export)
+    export.add_argument("-o", "--output", required=True, help="output file: .csv, .json or .parquet")
+    export.add_argument("--layout", choices=("wide", "long"), default="wide", help="table layout (CSV/Parquet)")
+
+    plot = command("plot", _cmd_plot, "draw training curves to PNG, SVG or PDF")
+    store_arguments(plot)
+    plot.add_argument("-o", "--output", required=True, help="output image: .png, .svg or .pdf")
+    plot.add_argument("--metric", action="append", help="a metric to draw (repeatable; default: all)")
+    plot.add_argument("--smoothing", type=float, default=0.0, help="EMA weight in [0, 1), as in TensorBoard")
+    plot.add_argument("--logy", action="store_true", help="log-scale y axis")
+
+    report = command("report", _cmd_report, "write a self-contained HTML report")
+    store_arguments(report)
+    report.add_argument("-o", "--output", required=True, help="output .html file")
+    report.add_argument("--trained", help="the trained_agents_data.pkl of the same run")
+    report.add_argument("--agent-names", help="JSON file {agent_id: role} to label agents")
+
+    demo = command("demo", _cmd_demo, "write the demo stores (CrewAI-shaped and ML-shaped) into a directory")
+    demo.add_argument("directory", help="where to write them")
+
+    quickstart = command("quickstart", _cmd_quickstart, "the main job on the built-in demo stores")
     quickstart.add_argument("output", nargs="?", default="demo-output", help="output folder (default: demo-output)")
-    quickstart.set_defaults(run=_cmd_quickstart)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line and return its exit status."""
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except StoreError as exc:
-        print(f"crewtrain-nb: error: {exc}", file=sys.stderr)
+    except (CommandError, StoreError, ValueError, ImportError, OSError) as exc:
+        print(f"crewtrain-nb {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, ValueError) as exc:
-        print(f"crewtrain-nb: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"crewtrain-nb {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import StoreError
 from .handler import CrewTrainingHandler, PickleHandler
 
-__all__ = ["Source", "open_source"]
+__all__ = ["Source", "as_handler", "open_source"]
 
 #: What every frames/plots/browser function accepts as its data source.
 Source = PickleHandler | str | os.PathLike | Mapping
@@ -58,3 +58,17 @@ def open_source(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]
         "source must be a CrewTrainingHandler, a path to a store file, or the dict a store holds; "
         f"got {type(source).__name__}"
     )
+
+
+def as_handler(source: Any, *, trusted: bool = False) -> Any:
+    """A long-lived reader for ``source``: the handler itself, a handler for a path, or the mapping as is.
+
+    Keep the result and pass it to :func:`open_source` again to re-read cheaply:
+    a handler returns the very same object while its file is unchanged.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.path.abspath(os.fspath(source))
+        if not os.path.exists(path):
+            open_source(path)  # raises the "no such store file" error
+        return CrewTrainingHandler(path, trusted=trusted, add_suffix=False)
+    return source

@@ -1,0 +1,367 @@
+"""``TrainingBrowser``: an ipywidgets explorer over agents and iterations.
+
+Wiring only. What to list comes from :mod:`crewtrain_nb.navigation`, what a
+record looks like from :mod:`crewtrain_nb.render`, the curves from
+:mod:`crewtrain_nb.plots`, and the data from the store through
+:func:`crewtrain_nb.store.open_source` (so safe loading applies).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as widgets
+from matplotlib.figure import Figure
+
+from .export import export_csv
+from .frames import store_kind
+from .navigation import agent_options, agent_role, curve_frame, iteration_options, step_iteration
+from .plots import mark_iteration, move_marker, plot_metrics
+from .render import message_html, record_html, trained_html
+from .store import as_handler, open_source
+
+__all__ = ["TrainingBrowser"]
+
+
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=72)
+    return buffer.getvalue()
+
+
+#: The slider's only option when there is nothing to select (a SelectionSlider cannot be empty).
+_NO_ITERATION = "—"
+
+
+def _safe_file_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "agent"
+
+
+class TrainingBrowser(widgets.VBox):
+    """Browse a training store by agent and iteration in a notebook.
+
+    Parameters
+    ----------
+    source
+        A handler, a store path, or the store's dict (``training_data.pkl`` or an
+        ML-style log).
+    trained
+        Optional ``trained_agents_data.pkl`` source: shows quality, suggestions
+        and summary for the selected agent's role.
+    agent_names
+        Optional ``{agent_id: role}``; CrewAI's training file does not record roles.
+    auto_refresh
+        Seconds between checks for a changed store file (``None``: off). The
+        store is re-read only when the file changed; the selection is kept.
+    export_dir
+        Where the export button writes CSV files.
+
+    Attributes
+    ----------
+    agent, iteration, filter : ipywidgets widgets
+        The controls; set ``.value`` to drive the browser from code.
+    record_html : str
+        The record pane's current HTML.
+
+    Examples
+    --------
+    >>> from crewtrain_nb.demo import make_metrics_data
+    >>> browser = TrainingBrowser(make_metrics_data(iterations=5))
+    >>> browser.select("coder", 3)
+    >>> browser.iteration.value
+    3
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        trained: Any = None,
+        agent_names: Mapping[str, str] | None = None,
+        auto_refresh: float | None = None,
+        export_dir: str | os.PathLike[str] = ".",
+    ) -> None:
+        # Long-lived handlers: re-reading an unchanged file returns the same object.
+        self._source = as_handler(source)
+        self._trained_source = as_handler(trained) if trained is not None else None
+        self._names = dict(agent_names or {})
+        self._export_dir = Path(export_dir)
+        self._data: Mapping[str, Any] = {}
+        self._trained: Mapping[str, Any] = {}
+        self._trained_raw: Any = None
+        self._curves: dict[str, tuple[Figure, list[Any]] | None] = {}
+        self._busy = False
+        self._stop = threading.Event()
+        # auto_refresh reloads from a thread; one lock keeps it and the observers apart.
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+
+        self.agent = widgets.Dropdown(description="Agent", layout=widgets.Layout(width="28em"))
+        self.iteration = widgets.SelectionSlider(
+            description="Iteration",
+            options=[_NO_ITERATION],
+            continuous_update=False,
+            layout=widgets.Layout(width="30em"),
+        )
+        self.previous_button = widgets.Button(description="◀", tooltip="previous iteration", layout={"width": "3em"})
+        self.next_button = widgets.Button(description="▶", tooltip="next iteration", layout={"width": "3em"})
+        self.filter = widgets.Text(placeholder="only iterations containing…", description="Filter")
+        self.refresh_button = widgets.Button(description="Refresh", tooltip="re-read the store if it changed")
+        self.export_button = widgets.Button(description="Export CSV", tooltip="write this agent's frame to CSV")
+        self.status = widgets.HTML()
+        self.record = widgets.HTML()
+        self.trained_pane = widgets.HTML()
+        self.curve = widgets.Image(format="png", layout=widgets.Layout(max_width="900px"))
+
+        for widget, name in (
+            (self.agent, "ctn-agent"),
+            (self.iteration, "ctn-iteration"),
+            (self.previous_button, "ctn-previous"),
+            (self.next_button, "ctn-next"),
+            (self.filter, "ctn-filter"),
+            (self.refresh_button, "ctn-refresh"),
+            (self.export_button, "ctn-export"),
+            (self.status, "ctn-status"),
+            (self.record, "ctn-record"),
+            (self.trained_pane, "ctn-trained"),
+            (self.curve, "ctn-curve"),
+        ):
+            widget.add_class(name)
+
+        self.agent.observe(self._on_agent, names="value")
+        self.iteration.observe(self._on_iteration, names="value")
+        self.filter.observe(self._on_filter, names="value")
+        self.previous_button.on_click(lambda _: self._step(-1))
+        self.next_button.on_click(lambda _: self._step(1))
+        self.refresh_button.on_click(lambda _: self.refresh())
+        self.export_button.on_click(lambda _: self.export())
+
+        super().__init__(
+            [
+                widgets.HBox([self.agent, self.filter, self.refresh_button, self.export_button]),
+                widgets.HBox([self.previous_button, self.iteration, self.next_button]),
+                self.status,
+                widgets.HBox([self.record, self.trained_pane]),
+                self.curve,
+            ]
+        )
+        self.add_class("ctn-browser")
+        self._load()
+        if auto_refresh:
+            self._thread = threading.Thread(target=self._watch, args=(float(auto_refresh),), daemon=True)
+            self._thread.start()
+
+    # -- public ------------------------------------------------------------------
+
+    @property
+    def iterations(self) -> list[int]:
+        """The iterations the slider offers now (after the text filter)."""
+        return [value for value in self.iteration.options if value != _NO_ITERATION]
+
+    @property
+    def selected_iteration(self) -> int | None:
+        """The selected iteration, or ``None`` when there is none."""
+        value = self.iteration.value
+        return None if value == _NO_ITERATION else value
+
+    @property
+    def record_html(self) -> str:
+        """The record pane's current HTML."""
+        return str(self.record.value)
+
+    def select(self, agent: str, iteration: int | None = None) -> None:
+        """Select ``agent`` and, when given, ``iteration`` (which must exist for it).
+
+        Raises
+        ------
+        ValueError
+            An unknown agent or iteration, listing the ones that exist.
+        """
+        agents = [value for _, value in self.agent.options]
+        if agent not in agents:
+            raise ValueError(f"unknown agent {agent!r}; the store has: {', '.join(map(str, agents)) or 'none'}")
+        self.agent.value = agent
+        if iteration is not None:
+            options = self.iterations
+            if iteration not in options:
+                raise ValueError(f"agent {agent!r} has no iteration {iteration!r}; it has {options}")
+            self.iteration.value = iteration
+
+    def refresh(self) -> bool:
+        """Re-read the store if its file changed, keeping the selection when it still exists.
+
+        Returns
+        -------
+        bool
+            Whether anything changed.
+        """
+        return self._load()
+
+    def export(self) -> Path | None:
+        """Write the selected agent's wide frame to ``<export_dir>/<agent>.csv``; show and return the path."""
+        agent = self.agent.value
+        if agent is None:
+            self.status.value = message_html("Nothing to export: no agent is selected.")
+            return None
+        self._export_dir.mkdir(parents=True, exist_ok=True)
+        path = self._export_dir / f"{_safe_file_name(str(agent))}.csv"
+        export_csv({agent: self._data[agent]}, path)
+        self.status.value = f"<span class='ctn-exported'>wrote {path.resolve()}</span>"
+        return path
+
+    def close(self) -> None:
+        """Stop auto-refresh and close the widgets."""
+        self._stop.set()
+        for figure, _ in filter(None, self._curves.values()):
+            figure.clear()
+        super().close()
+
+    # -- loading ---------------------------------------------------------------------
+
+    def _read(self) -> tuple[Any, Any]:
+        data, _ = open_source(self._source)
+        trained = open_source(self._trained_source)[0] if self._trained_source is not None else None
+        return data, trained
+
+    def _load(self) -> bool:
+        with self._lock:
+            return self._load_locked()
+
+    def _load_locked(self) -> bool:
+        try:
+            data, trained = self._read()
+        except Exception as exc:  # noqa: BLE001 - a notebook widget shows the problem instead of raising
+            self.status.value = message_html(f"Could not read the store: {exc}")
+            return False
+        if data is self._data and trained is self._trained_raw:
+            self.status.value = message_html("The store has not changed.") if self._data else self.status.value
+            return False
+        self._data, self._trained_raw = data, trained
+        self._trained = trained if isinstance(trained, Mapping) else {}
+        self._curves.clear()
+        previous_agent, previous_iteration = self.agent.value, self.selected_iteration
+        if not isinstance(data, Mapping) or store_kind(data) != "iterations":
+            kind = "empty" if isinstance(data, Mapping) and not data else "not a store of iterations"
+            self._show_nothing(
+                "The store is empty: nothing to browse yet."
+                if kind == "empty"
+                else "This store has no agent → iteration records (is it trained_agents_data.pkl? pass it as trained=)."
+            )
+            return True
+        options = agent_options(data, names=self._names, trained=self._trained)
+        self._busy = True
+        try:
+            self.agent.options = options
+            values = [value for _, value in options]
+            self.agent.value = previous_agent if previous_agent in values else (values[0] if values else None)
+        finally:
+            self._busy = False
+        self.status.value = ""
+        self._show_agent(keep_iteration=previous_iteration)
+        return True
+
+    def _show_nothing(self, text: str) -> None:
+        self._busy = True
+        try:
+            self.agent.options = []
+            self.iteration.options = [_NO_ITERATION]
+        finally:
+            self._busy = False
+        self.record.value = message_html(text)
+        self.trained_pane.value = ""
+        self.curve.value = b""
+
+    # -- observers ----------------------------------------------------------------------
+
+    def _on_agent(self, change: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._busy:
+                self._show_agent(keep_iteration=None)
+
+    def _on_filter(self, change: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._busy:
+                self._show_agent(keep_iteration=self.selected_iteration)
+
+    def _on_iteration(self, change: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._busy:
+                self._show_record()
+
+    def _step(self, step: int) -> None:
+        with self._lock:
+            target = step_iteration(self.iterations, self.selected_iteration, step)
+            if target is not None:
+                self.iteration.value = target
+
+    # -- panes ----------------------------------------------------------------------------
+
+    def _show_agent(self, *, keep_iteration: Any) -> None:
+        agent = self.agent.value
+        records = self._data.get(agent) if agent is not None else None
+        if not isinstance(records, Mapping):
+            self._show_nothing(f"Unknown agent {agent!r}.")
+            return
+        options = iteration_options(records, text=self.filter.value)
+        self._busy = True
+        try:
+            self.iteration.options = options or [_NO_ITERATION]
+            if options:
+                self.iteration.value = keep_iteration if keep_iteration in options else options[0]
+        finally:
+            self._busy = False
+        role = agent_role(agent, records, names=self._names, trained=self._trained)
+        if self._trained_source is None:
+            self.trained_pane.value = ""
+        elif role is None:
+            self.trained_pane.value = message_html("Role unknown: pass agent_names={agent_id: role} to link it.")
+        else:
+            self.trained_pane.value = trained_html(role, self._trained.get(role))
+        self._show_record()
+
+    def _show_record(self) -> None:
+        agent, iteration = self.agent.value, self.selected_iteration
+        if agent is None:
+            return
+        if iteration is None:
+            self.record.value = message_html(
+                f"No iteration contains {self.filter.value!r}."
+                if self.filter.value
+                else "This agent has no iterations."
+            )
+        else:
+            records = self._data[agent]
+            label = next((label for label, value in self.agent.options if value == agent), str(agent))
+            self.record.value = record_html(records[iteration], title=f"{label} · iteration {iteration}")
+        self._show_curve(agent, iteration)
+
+    def _show_curve(self, agent: str, iteration: int | None) -> None:
+        if agent not in self._curves:
+            frame = curve_frame(self._data, agent)
+            if frame.empty:
+                self._curves[agent] = None
+            else:
+                figure = plot_metrics(frame, figsize=(9, 2.6 * ((frame["metric"].nunique() + 2) // 3)))
+                self._curves[agent] = (figure, mark_iteration(figure, iteration))
+        drawn = self._curves[agent]
+        if drawn is None:
+            self.curve.value = b""
+            return
+        figure, markers = drawn
+        move_marker(markers, iteration)
+        self.curve.value = _png(figure)
+
+    def _watch(self, seconds: float) -> None:
+        while not self._stop.wait(seconds):
+            self.refresh()
+
+    def __repr__(self) -> str:  # the text form a static notebook page shows
+        return (
+            f"TrainingBrowser({len(self.agent.options)} agents, agent={self.agent.value!r}, "
+            f"iteration={self.selected_iteration!r})"
+        )

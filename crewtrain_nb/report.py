@@ -1,0 +1,294 @@
+"""A self-contained HTML report of a training store.
+
+The flow is one-way: :func:`summarize_report` reads the store into a pure
+:class:`ReportSummary` (DataFrames only), :func:`render_report_html` turns it
+into one HTML string (figures embedded as inline SVG, styles inline, no
+external assets), and :class:`Report` wraps both for notebooks
+(``_repr_html_``) and files (:meth:`Report.write_html`).
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .crewai import FEEDBACK_STATUSES, is_feedback_record
+from .frames import feedback_frame, metrics_frame, store_kind, trained_agents_frame
+from .navigation import agent_label, agent_role, curve_frame
+from .plots import plot_feedback, plot_metrics, plot_quality
+from .render import message_html, record_html, trained_html
+from .store import open_source
+
+__all__ = ["Report", "ReportSummary", "build_report", "render_report_html", "summarize_report", "write_report"]
+
+#: Records shown per agent in the feedback section; the rest are counted, not shown.
+MAX_RECORDS_PER_AGENT = 200
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    """Everything the report shows, computed from the store; no HTML yet.
+
+    Attributes
+    ----------
+    title
+        The report's heading.
+    source
+        Path of the store, or ``None`` for an in-memory dict.
+    kind
+        :func:`~crewtrain_nb.store_kind` of the store.
+    agents
+        One row per agent: label, role, records, first/last iteration, and
+        either feedback statuses (CrewAI) or the last value of each metric.
+    metrics
+        :func:`~crewtrain_nb.metrics_frame` of the store (may be empty).
+    feedback
+        :func:`~crewtrain_nb.feedback_frame` when the records are CrewAI feedback, else ``None``.
+    trained
+        :func:`~crewtrain_nb.trained_agents_frame` of the trained-agents source, or ``None``.
+    records
+        ``{agent: {iteration: record}}`` of the records shown in the feedback section.
+    labels
+        ``{agent: dropdown-style label}``.
+    """
+
+    title: str
+    source: str | None
+    kind: str
+    agents: pd.DataFrame
+    metrics: pd.DataFrame
+    feedback: pd.DataFrame | None
+    trained: pd.DataFrame | None
+    trained_source: str | None = None
+    records: dict[str, dict[int, Any]] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    trained_entries: dict[str, Any] = field(default_factory=dict)
+
+
+def _agent_rows(
+    data: Mapping[str, Any], metrics: pd.DataFrame, feedback: pd.DataFrame | None, labels: dict[str, str]
+) -> pd.DataFrame:
+    rows = []
+    for agent, records in data.items():
+        if not isinstance(records, Mapping):
+            continue
+        iterations = [key for key in records if isinstance(key, int)]
+        row: dict[str, Any] = {
+            "agent": labels.get(agent, agent),
+            "records": len(records),
+            "first iteration": min(iterations) if iterations else None,
+            "last iteration": max(iterations) if iterations else None,
+        }
+        if feedback is not None:
+            mine = feedback[feedback["agent"] == agent]
+            for status in FEEDBACK_STATUSES:
+                row[status] = int((mine["status"] == status).sum())
+            row["mean similarity"] = (
+                round(float(mine["similarity"].mean()), 3) if mine["similarity"].notna().any() else None
+            )
+        elif not metrics.empty:
+            mine = metrics[metrics["agent"] == agent]
+            for metric, values in mine.groupby("metric", sort=True):
+                row[f"last {metric}"] = round(float(values.sort_values("iteration")["value"].iloc[-1]), 4)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize_report(
+    source: Any,
+    *,
+    trained: Any = None,
+    agent_names: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> ReportSummary:
+    """Read a store (and optionally its trained-agents file) into a :class:`ReportSummary`.
+
+    Parameters
+    ----------
+    source
+        A handler, a store path, or the store's dict.
+    trained
+        Optional ``trained_agents_data.pkl`` source.
+    agent_names
+        Optional ``{agent_id: role}``.
+    title
+        Heading; defaults to the store's file name.
+    """
+    data, path = open_source(source)
+    trained_data: Mapping[str, Any] = {}
+    trained_path = None
+    if trained is not None:
+        loaded, trained_path = open_source(trained)
+        trained_data = loaded if isinstance(loaded, Mapping) else {}
+    kind = store_kind(data)
+    names = dict(agent_names or {})
+    if kind == "trained_agents":
+        # The trained-agents file given as the main source: report it as such.
+        trained_data, trained_path, data, kind = data, path, {}, "empty"
+    labels = {
+        agent: agent_label(agent, agent_role(agent, records, names=names, trained=trained_data))
+        for agent, records in data.items()
+    }
+    metrics = metrics_frame(data) if kind == "iterations" else pd.DataFrame()
+    records = {agent: dict(records) for agent, records in data.items() if isinstance(records, Mapping)}
+    has_feedback = kind == "iterations" and any(
+        is_feedback_record(record) for agent_records in records.values() for record in agent_records.values()
+    )
+    feedback = feedback_frame(data) if has_feedback else None
+    if has_feedback and metrics.empty:
+        # CrewAI records hold text: their curves are output lengths and similarity per iteration.
+        metrics = pd.concat([curve_frame(data, agent) for agent in records], ignore_index=True)
+    return ReportSummary(
+        title=title or (f"Training report: {os.path.basename(path)}" if path else "Training report"),
+        source=path,
+        kind=kind,
+        agents=_agent_rows(data, metrics, feedback, labels),
+        metrics=metrics,
+        feedback=feedback,
+        trained=trained_agents_frame(trained_data) if trained_data else None,
+        trained_source=trained_path,
+        records=records if has_feedback else {},
+        labels=labels,
+        trained_entries=dict(trained_data),
+    )
+
+
+def _svg(figure: Figure) -> str:
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": "crewtrain", "svg.fonttype": "path"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg") :]
+
+
+_PAGE_STYLE = """<style>
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:70em;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table.ctn-summary{border-collapse:collapse;font-size:13px}
+table.ctn-summary th,table.ctn-summary td{border-bottom:1px solid #e3e3e3;padding:3px 10px;text-align:left}
+.ctn-figure svg{max-width:100%;height:auto}
+details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
+.ctn-meta{color:#666;font-size:13px}
+</style>"""
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, classes="ctn-summary", border=0, na_rep="—", escape=True)
+
+
+def render_report_html(summary: ReportSummary) -> str:
+    """Render a :class:`ReportSummary` as one self-contained HTML document."""
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{html.escape(summary.title)}</title>{_PAGE_STYLE}</head><body>",
+        f"<h1>{html.escape(summary.title)}</h1>",
+        "<p class='ctn-meta'>",
+        f"Store: <code>{html.escape(summary.source or 'in-memory data')}</code> · kind: {html.escape(summary.kind)}",
+    ]
+    if summary.trained_source:
+        parts.append(f" · trained agents: <code>{html.escape(summary.trained_source)}</code>")
+    parts.append("</p>")
+
+    parts.append("<section id='summary'><h2>Summary</h2>")
+    if summary.agents.empty:
+        parts.append(message_html("The store holds no agent → iteration records."))
+    else:
+        n_records = int(summary.agents["records"].sum())
+        parts.append(f"<p>{len(summary.agents)} agents, {n_records} records.</p>{_table(summary.agents)}")
+    parts.append("</section>")
+
+    parts.append("<section id='curves'><h2>Training curves</h2>")
+    if summary.metrics.empty:
+        parts.append(message_html("No numeric metrics in this store."))
+    else:
+        figure = plot_metrics(summary.metrics)
+        parts.append(f"<div class='ctn-figure'>{_svg(figure)}</div>")
+    parts.append("</section>")
+
+    if summary.feedback is not None:
+        parts.append("<section id='feedback'><h2>Feedback</h2>")
+        parts.append(f"<div class='ctn-figure'>{_svg(plot_feedback(summary.records))}</div>")
+        for agent, records in summary.records.items():
+            label = summary.labels.get(agent, agent)
+            shown = sorted(records)[:MAX_RECORDS_PER_AGENT]
+            parts.append(f"<details open><summary>{html.escape(label)} — {len(records)} iterations</summary>")
+            for iteration in shown:
+                parts.append(record_html(records[iteration], title=f"iteration {iteration}"))
+            if len(records) > len(shown):
+                parts.append(message_html(f"{len(records) - len(shown)} more iterations not shown."))
+            parts.append("</details>")
+        parts.append("</section>")
+
+    if summary.trained is not None:
+        parts.append("<section id='trained'><h2>Trained agents</h2>")
+        if not summary.trained.empty:
+            parts.append(f"<div class='ctn-figure'>{_svg(plot_quality(summary.trained_entries).figure)}</div>")
+        for role, entry in summary.trained_entries.items():
+            parts.append(trained_html(str(role), entry))
+        parts.append("</section>")
+
+    parts.append("<p class='ctn-meta'>Made with crewtrain_nb.</p></body></html>")
+    return "".join(parts)
+
+
+class Report:
+    """An HTML report: shows itself in a notebook, writes itself to a file.
+
+    Examples
+    --------
+    >>> from crewtrain_nb.demo import make_metrics_data
+    >>> report = build_report(make_metrics_data(iterations=5), title="Demo")
+    >>> "<h1>Demo</h1>" in report.html()
+    True
+    """
+
+    def __init__(self, summary: ReportSummary) -> None:
+        self.summary = summary
+        self._html: str | None = None
+
+    def html(self) -> str:
+        """The whole document."""
+        if self._html is None:
+            self._html = render_report_html(self.summary)
+        return self._html
+
+    def write_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the document (UTF-8) and return its path."""
+        target = Path(path)
+        target.write_text(self.html(), encoding="utf-8")
+        return target
+
+    def _repr_html_(self) -> str:
+        return self.html()
+
+
+def build_report(
+    source: Any,
+    *,
+    trained: Any = None,
+    agent_names: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Report:
+    """Summarize ``source`` and return a :class:`Report`."""
+    return Report(summarize_report(source, trained=trained, agent_names=agent_names, title=title))
+
+
+def write_report(
+    source: Any,
+    path: str | os.PathLike[str],
+    *,
+    trained: Any = None,
+    agent_names: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write the HTML report of ``source`` to ``path``; return the path."""
+    return build_report(source, trained=trained, agent_names=agent_names, title=title).write_html(path)

@@ -1,0 +1,228 @@
+"""TrainingBrowser without a browser: real stores, controls driven by setting ``.value``."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from crewtrain_nb import CrewTrainingHandler, TrainingBrowser
+from crewtrain_nb.demo import demo_agent_names
+
+SCRIPT = "<script>alert('pwned')</script>"
+
+
+@pytest.fixture
+def trained_store(tmp_path: Path, trained_data: dict[str, Any]) -> CrewTrainingHandler:
+    handler = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    with handler.batch():
+        for role, entry in trained_data.items():
+            handler.save_trained_data(role, entry)
+    return handler
+
+
+def option_values(browser: TrainingBrowser) -> list[Any]:
+    return [value for _, value in browser.agent.options]
+
+
+def marker_x(browser: TrainingBrowser) -> set[float]:
+    figure, markers = browser._curves[browser.agent.value]  # type: ignore[misc]
+    return {float(x) for marker in markers for x in marker.get_xdata()}
+
+
+def test_agents_labelled_with_roles_and_iterations_listed(
+    training_store: CrewTrainingHandler, trained_store: CrewTrainingHandler, training_data: dict[str, Any]
+) -> None:
+    names = demo_agent_names(training_data)
+    browser = TrainingBrowser(training_store, trained=trained_store, agent_names=names)
+    assert option_values(browser) == list(training_data)
+    first = next(iter(training_data))
+    assert browser.agent.options[0] == (f"{names[first]} · {first[:8]}", first)
+    assert list(browser.iteration.options) == sorted(training_data[first])
+    assert browser.iteration.value == 0
+    assert training_data[first][0]["human_feedback"] in browser.record_html
+    assert names[first] in browser.trained_pane.value
+
+
+def test_changing_agent_and_iteration_shows_that_record(
+    training_store: CrewTrainingHandler, training_data: dict[str, Any]
+) -> None:
+    browser = TrainingBrowser(training_store)
+    agents = list(training_data)
+    browser.agent.value = agents[2]
+    assert browser.iteration.value == 0
+    browser.iteration.value = 7
+    record = training_data[agents[2]][7]
+    assert html.escape(record["human_feedback"]) in browser.record_html
+    assert "iteration 7" in browser.record_html
+    if "improved_output" in record:
+        assert "<ins>" in browser.record_html
+    else:
+        assert "No improved output" in browser.record_html
+    assert marker_x(browser) == {7.0}
+
+
+def test_diff_markup_and_missing_output_note(
+    training_store: CrewTrainingHandler, training_data: dict[str, Any]
+) -> None:
+    browser = TrainingBrowser(training_store)
+    complete = [(a, i) for a, rs in training_data.items() for i, r in rs.items() if "improved_output" in r]
+    partial = [(a, i) for a, rs in training_data.items() for i, r in rs.items() if "improved_output" not in r]
+    assert complete and partial
+    browser.select(*complete[0])
+    assert "<ins>" in browser.record_html or "<del>" in browser.record_html
+    browser.select(*partial[0])
+    assert "No improved output" in browser.record_html
+
+
+def test_previous_and_next_buttons(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "gaps.pkl")
+    with handler.batch():
+        for iteration in (0, 3, 4, 10, 12):
+            handler.append(iteration, "agent", {"loss": 1.0 / (iteration + 1)})
+    browser = TrainingBrowser(handler)
+    assert list(browser.iteration.options) == [0, 3, 4, 10, 12]
+    browser.next_button.click()
+    assert browser.iteration.value == 3
+    browser.next_button.click()
+    browser.next_button.click()
+    assert browser.iteration.value == 10
+    browser.previous_button.click()
+    assert browser.iteration.value == 4
+    assert marker_x(browser) == {4.0}
+    assert "<th>loss</th>" in browser.record_html
+
+
+def test_text_filter_narrows_iterations(training_store: CrewTrainingHandler, training_data: dict[str, Any]) -> None:
+    browser = TrainingBrowser(training_store)
+    agent = next(iter(training_data))
+    word = "source"
+    expected = [i for i, r in sorted(training_data[agent].items()) if word in r["human_feedback"].lower()]
+    assert 0 < len(expected) < len(training_data[agent])
+    browser.filter.value = "SOURCE"
+    assert browser.iterations == expected
+    assert browser.iteration.value == expected[0]
+    browser.filter.value = "zzz-no-such-text"
+    assert "No iteration contains" in browser.record_html
+    assert browser.iterations == [] and browser.selected_iteration is None
+    browser.filter.value = ""
+    assert browser.iterations == sorted(training_data[agent])
+
+
+def test_record_text_is_escaped(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "evil.pkl")
+    handler.append(
+        0, "agent", {"initial_output": SCRIPT, "human_feedback": SCRIPT, "improved_output": "fine " + SCRIPT}
+    )
+    handler.append(1, "agent", {"loss": 0.5, "note": SCRIPT})
+    browser = TrainingBrowser(handler)
+    for iteration in (0, 1):
+        browser.iteration.value = iteration
+        assert "<script>" not in browser.record_html
+        assert "&lt;script&gt;" in browser.record_html
+
+
+def test_ml_records_show_a_table_and_curves(metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any]) -> None:
+    browser = TrainingBrowser(metrics_store)
+    browser.select("critic", 12)
+    record = metrics_data["critic"][12]
+    assert "<th>metrics.f1</th>" in browser.record_html
+    assert f"{record['loss']:.6g}" in browser.record_html
+    assert "shape (8,)" in browser.record_html  # weights summarised
+    assert browser.curve.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert marker_x(browser) == {12.0}
+    figure, _ = browser._curves["critic"]  # type: ignore[misc]
+    titles = {ax.get_title() for ax in figure.axes}
+    assert {"loss", "accuracy", "metrics.f1"} <= titles
+
+
+def test_select_rejects_unknown_agent_and_iteration(metrics_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(metrics_store)
+    with pytest.raises(ValueError, match="unknown agent 'ghost'.*planner"):
+        browser.select("ghost")
+    with pytest.raises(ValueError, match="no iteration 999"):
+        browser.select("planner", 999)
+
+
+def test_export_button_writes_the_agents_csv(metrics_store: CrewTrainingHandler, tmp_path: Path) -> None:
+    browser = TrainingBrowser(metrics_store, export_dir=tmp_path / "exports")
+    browser.agent.value = "coder"
+    browser.export_button.click()
+    path = tmp_path / "exports" / "coder.csv"
+    assert str(path.resolve()) in browser.status.value
+    frame = pd.read_csv(path)
+    assert set(frame["agent"]) == {"coder"}
+    assert list(frame["iteration"]) == sorted(metrics_store.load()["coder"])
+
+
+def test_empty_store_shows_a_message(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "empty.pkl")
+    handler.initialize_file()
+    browser = TrainingBrowser(handler)
+    assert "empty" in browser.record_html
+    assert browser.agent.options == ()
+    browser.next_button.click()  # nothing to do, no exception
+
+
+def test_trained_file_as_main_source_explains_itself(trained_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(trained_store)
+    assert "trained=" in browser.record_html
+
+
+def test_refresh_keeps_selection_and_sees_new_records(metrics_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(metrics_store)
+    browser.select("coder", 5)
+    assert browser.refresh() is False  # unchanged file: nothing re-read
+    writer = CrewTrainingHandler(metrics_store.file_path)
+    writer.append(500, "coder", {"loss": 0.01})
+    writer.append(0, "newcomer", {"loss": 1.0})
+    assert browser.refresh() is True
+    assert browser.agent.value == "coder" and browser.iteration.value == 5
+    assert 500 in browser.iteration.options
+    assert "newcomer" in option_values(browser)
+
+
+def test_store_changing_shape_on_refresh_is_friendly(metrics_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(metrics_store)
+    CrewTrainingHandler(metrics_store.file_path).save([1, 2, 3])
+    assert browser.refresh() is True
+    assert "no agent → iteration records" in browser.record_html
+    CrewTrainingHandler(metrics_store.file_path).save({"back": {0: {"loss": 2.0}}})
+    browser.refresh()
+    assert option_values(browser) == ["back"]
+
+
+def test_unreadable_store_on_refresh_is_a_message(metrics_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(metrics_store)
+    Path(metrics_store.file_path).write_bytes(b"\x80\x04garbage")
+    assert browser.refresh() is False
+    assert "Could not read the store" in browser.status.value
+    assert option_values(browser) == ["planner", "coder", "critic"]  # the last good view stays
+
+
+def test_auto_refresh_watches_a_growing_store(metrics_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(metrics_store, auto_refresh=0.05)
+    try:
+        browser.select("planner", 3)
+        CrewTrainingHandler(metrics_store.file_path).append(77, "planner", {"loss": 0.2})
+        deadline = time.monotonic() + 10
+        while 77 not in browser.iteration.options and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 77 in browser.iteration.options
+        assert browser.iteration.value == 3
+    finally:
+        browser.close()
+
+
+def test_browser_does_not_mutate_a_dict_source(training_data: dict[str, Any]) -> None:
+    before = repr(training_data)
+    browser = TrainingBrowser(training_data)
+    for agent in training_data:
+        browser.agent.value = agent
+        browser.next_button.click()
+    browser.filter.value = "a"
+    assert repr(training_data) == before

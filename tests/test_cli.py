@@ -1,0 +1,184 @@
+"""The ``crewtrain-nb`` command, run as a real subprocess on real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from crewtrain_nb import CrewTrainingHandler, import_json
+from crewtrain_nb.demo import write_demo
+
+
+class Exploit:
+    """Unpickles as ``os.system("true")``: safe loading must refuse it."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return os.system, ("true",)
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crewtrain_nb", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_demo(tmp_path_factory.mktemp("demo"))
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_every_command_has_help() -> None:
+    top = run("--help")
+    assert top.returncode == 0
+    for command in ("info", "show", "export", "plot", "report", "demo", "quickstart"):
+        assert command in top.stdout
+        result = run(command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "usage: crewtrain-nb " + command in result.stdout
+
+
+def test_info_lists_kind_agents_and_iterations(demo: dict[str, Path]) -> None:
+    result = run("info", str(demo["metrics"]))
+    assert result.returncode == 0, result.stderr
+    assert "kind:         iterations" in result.stdout
+    data = CrewTrainingHandler(demo["metrics"]).load()
+    for agent, records in data.items():
+        assert f"{len(records):>6} iterations  (0..{max(records)})" in result.stdout
+        assert agent in result.stdout
+    assert f"{demo['metrics'].stat().st_size:,} bytes" in result.stdout
+    trained = run("info", str(demo["trained"]))
+    assert "kind:         trained_agents" in trained.stdout
+
+
+def test_show_prints_one_record(demo: dict[str, Path]) -> None:
+    data = CrewTrainingHandler(demo["training"]).load()
+    agent = list(data)[1]
+    result = run("show", str(demo["training"]), "--agent", agent, "--iteration", "2")
+    assert result.returncode == 0, result.stderr
+    record = data[agent][2]
+    assert record["human_feedback"] in result.stdout
+    assert record["initial_output"] in result.stdout
+    metrics = run("show", str(demo["metrics"]), "--agent", "coder", "--iteration", "3")
+    assert "metrics.f1:" in metrics.stdout and "weights: shape (8,)" in metrics.stdout
+
+
+@pytest.mark.parametrize("layout", ["wide", "long"])
+def test_export_csv_reads_back(demo: dict[str, Path], tmp_path: Path, layout: str) -> None:
+    out = tmp_path / f"metrics-{layout}.csv"
+    result = run("export", str(demo["metrics"]), "-o", str(out), "--layout", layout)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stdout
+    frame = pd.read_csv(out)
+    records = sum(len(r) for r in CrewTrainingHandler(demo["metrics"]).load().values())
+    if layout == "wide":
+        assert len(frame) == records and "metrics.f1" in frame.columns
+    else:
+        assert list(frame.columns) == ["agent", "iteration", "key", "value"]
+
+
+def test_export_json_and_parquet(demo: dict[str, Path], tmp_path: Path) -> None:
+    assert run("export", str(demo["training"]), "-o", str(tmp_path / "t.json")).returncode == 0
+    assert import_json(tmp_path / "t.json") == CrewTrainingHandler(demo["training"]).load()
+    assert run("export", str(demo["metrics"]), "-o", str(tmp_path / "m.parquet")).returncode == 0
+    parquet = pd.read_parquet(tmp_path / "m.parquet")
+    data = CrewTrainingHandler(demo["metrics"]).load()
+    assert len(parquet) == sum(len(records) for records in data.values())
+    row = parquet[(parquet["agent"] == "coder") & (parquet["iteration"] == 4)]
+    assert row["loss"].item() == data["coder"][4]["loss"]
+
+
+@pytest.mark.parametrize("suffix", [".png", ".svg", ".pdf"])
+def test_plot_writes_an_image(demo: dict[str, Path], tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"curves{suffix}"
+    result = run("plot", str(demo["metrics"]), "-o", str(out), "--metric", "loss", "--smoothing", "0.5", "--logy")
+    assert result.returncode == 0, result.stderr
+    head = out.read_bytes()[:8]
+    assert {".png": b"\x89PNG", ".svg": b"<?xml", ".pdf": b"%PDF"}[suffix] in head
+
+
+def test_report_is_self_contained(demo: dict[str, Path], tmp_path: Path) -> None:
+    names = tmp_path / "names.json"
+    training = CrewTrainingHandler(demo["training"]).load()
+    names.write_text(json.dumps({agent: f"Role {n}" for n, agent in enumerate(training)}))
+    out = tmp_path / "report.html"
+    result = run(
+        "report", str(demo["training"]), "--trained", str(demo["trained"]), "--agent-names", str(names), "-o", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    text = out.read_text(encoding="utf-8")
+    for section in ("id='summary'", "id='curves'", "id='feedback'", "id='trained'"):
+        assert section in text
+    assert "Role 1 · " in text
+    assert "<svg" in text and "src='http" not in text and 'src="http' not in text
+
+
+def test_demo_writes_the_stores(tmp_path: Path) -> None:
+    result = run("demo", str(tmp_path / "d"))
+    assert result.returncode == 0
+    for name in ("training_data.pkl", "trained_agents_data.pkl", "metrics.pkl"):
+        assert (tmp_path / "d" / name).exists()
+        assert f"wrote {tmp_path / 'd' / name}" in result.stdout
+
+
+def test_quickstart_is_the_main_job(tmp_path: Path) -> None:
+    result = run("quickstart", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    for name in ("metrics.csv", "training_curves.png", "report.html", "feedback.png", "quality.png"):
+        path = tmp_path / "out" / name
+        assert path.stat().st_size > 1000, name
+        assert name in result.stdout
+    assert len(pd.read_csv(tmp_path / "out" / "metrics.csv")) == 180
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needles"),
+    [
+        (["info", "missing.pkl"], ["missing.pkl", "no such file"]),
+        (["show", "{dir}"], ["is a directory"]),
+        (["show", "{corrupt}"], ["corrupt.pkl", "not a readable pickle"]),
+        (["info", "{unsafe}"], ["unsafe.pkl", "refused to load global posix.system", "trusted=True"]),
+        (["show", "{metrics}", "--agent", "ghost"], ["unknown agent 'ghost'", "planner"]),
+        (["show", "{metrics}", "--agent", "coder", "--iteration", "999"], ["no iteration 999"]),
+        (["plot", "{metrics}", "-o", "{dir}/x.png", "--metric", "nope"], ["nope", "loss"]),
+        (["plot", "{metrics}", "-o", "{dir}/x.gif"], ["unknown image type .gif"]),
+        (["export", "{metrics}", "-o", "{dir}/x.xlsx"], ["unknown output type .xlsx"]),
+        (["info", "{notastore}"], ["notastore.pkl"]),
+    ],
+)
+def test_bad_input_is_one_clear_line(
+    demo: dict[str, Path], tmp_path: Path, arguments: list[str], needles: list[str]
+) -> None:
+    (tmp_path / "corrupt.pkl").write_bytes(pickle.dumps({"a": {0: {}}})[:-3])
+    (tmp_path / "unsafe.pkl").write_bytes(pickle.dumps({"agent": {0: Exploit()}}, protocol=4))
+    (tmp_path / "notastore.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    values: dict[str, Any] = {
+        "dir": tmp_path,
+        "corrupt": tmp_path / "corrupt.pkl",
+        "unsafe": tmp_path / "unsafe.pkl",
+        "metrics": demo["metrics"],
+        "notastore": tmp_path / "notastore.pkl",
+    }
+    result = run(*[argument.format(**values) for argument in arguments], cwd=tmp_path)
+    assert_clean_error(result, *needles)

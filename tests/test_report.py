@@ -1,0 +1,103 @@
+"""The HTML report: sections, embedded figures, escaped record text, no external assets."""
+
+from __future__ import annotations
+
+import html.parser
+from pathlib import Path
+from typing import Any
+
+from crewtrain_nb import CrewTrainingHandler, build_report, summarize_report, write_report
+from crewtrain_nb.demo import demo_agent_names
+
+SCRIPT = "<script>alert('x')</script>"
+
+
+class Page(html.parser.HTMLParser):
+    """Collects what a browser would load or run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.ids: list[str] = []
+        self.external: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        values = dict(attrs)
+        if values.get("id"):
+            self.ids.append(str(values["id"]))
+        if tag == "script":
+            self.scripts += 1
+        for key in ("src", "href"):
+            link = values.get(key) or ""
+            if link.startswith(("http:", "https:", "//")):
+                self.external.append(link)
+
+
+def parse(text: str) -> Page:
+    page = Page()
+    page.feed(text)
+    return page
+
+
+def test_crewai_report_has_every_section(
+    training_store: CrewTrainingHandler, tmp_path: Path, training_data: dict[str, Any], trained_data: dict[str, Any]
+) -> None:
+    trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    trained.save(trained_data)
+    names = demo_agent_names(training_data)
+    path = write_report(training_store, tmp_path / "report.html", trained=trained, agent_names=names)
+    text = path.read_text(encoding="utf-8")
+    page = parse(text)
+    assert {"summary", "curves", "feedback", "trained"} <= set(page.ids)
+    assert page.tags.count("svg") >= 3  # curves, feedback, quality
+    assert page.external == [] and page.scripts == 0
+    for agent, role in names.items():
+        assert f"{role} · {agent[:8]}" in text
+    for role, entry in trained_data.items():
+        assert role in text and entry["suggestions"][0] in text
+    some = next(iter(training_data.values()))[0]
+    assert some["human_feedback"] in text
+    assert "<ins>" in text and "No improved output" in text
+
+
+def test_metrics_report_summarises_last_values(
+    metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any]
+) -> None:
+    summary = summarize_report(metrics_store)
+    assert summary.kind == "iterations" and summary.feedback is None
+    row = summary.agents.set_index("agent").loc["coder"]
+    last = max(metrics_data["coder"])
+    assert row["records"] == len(metrics_data["coder"])
+    assert row["last loss"] == round(metrics_data["coder"][last]["loss"], 4)
+    assert row["last metrics.f1"] == round(metrics_data["coder"][last]["metrics"]["f1"], 4)
+    text = build_report(metrics_store).html()
+    assert "id='feedback'" not in text and "<svg" in text
+
+
+def test_record_text_is_escaped_in_the_report(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "evil.pkl")
+    handler.append(0, "agent", {"initial_output": SCRIPT, "human_feedback": SCRIPT, "improved_output": SCRIPT + "!"})
+    text = build_report(handler).html()
+    assert "<script>" not in text
+    assert "&lt;script&gt;" in text
+    assert parse(text).scripts == 0
+
+
+def test_empty_store_report_says_so(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "empty.pkl")
+    handler.initialize_file()
+    text = build_report(handler).html()
+    assert "no agent → iteration records" in text
+    assert "No numeric metrics" in text
+
+
+def test_report_shows_in_a_notebook(metrics_store: CrewTrainingHandler) -> None:
+    report = build_report(metrics_store, title="Run 7")
+    assert report._repr_html_() == report.html()
+    assert "<h1>Run 7</h1>" in report.html()
+
+
+def test_report_is_deterministic(metrics_store: CrewTrainingHandler) -> None:
+    assert build_report(metrics_store).html() == build_report(metrics_store).html()
