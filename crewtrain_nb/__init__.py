@@ -15,7 +15,7 @@ from .export import export_csv, export_json, export_parquet, import_json
 from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
 from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
 from .report import Report, build_report, summarize_report, write_report
-from .store import CrewTrainingHandler, PickleHandler
+from .store import CrewTrainingHandler, PickleHandler, SQLiteHandler, StoreStats, convert
 
 __version__ = "0.1.0"
 
@@ -24,14 +24,17 @@ __all__ = [
     "CrewTrainingHandler",
     "PickleHandler",
     "Report",
+    "SQLiteHandler",
     "StoreError",
     "StoreFormatError",
     "StoreLockTimeout",
+    "StoreStats",
     "StoreWriteError",
     "TrainingBrowser",
     "UnsafePickleError",
     "__version__",
     "build_report",
+    "convert",
     "export_csv",
     "export_json",
     "export_parquet",

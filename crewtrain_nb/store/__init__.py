@@ -1,12 +1,16 @@
 """The store: the only package of crewtrain_nb that opens files.
 
 Handlers read and write CrewAI's pickled training files atomically, under a
-cross-process lock, with safe loading by default.
+cross-process lock, with safe loading by default; ``.db`` names get the SQLite
+backend (constant-cost appends, lazy reads).
 """
 
 from __future__ import annotations
 
+from ._convert import convert
+from ._lazy import StoreStats
 from ._source import Source, as_handler, open_source
+from ._sqlite import SQLITE_SUFFIXES, SQLiteHandler
 from ._unpickle import ALLOWED_GLOBALS, safe_loads
 from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler, PickleHandler
 
@@ -14,10 +18,14 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "DEFAULT_LOCK_TIMEOUT",
     "PICKLE_PROTOCOL",
+    "SQLITE_SUFFIXES",
     "CrewTrainingHandler",
     "PickleHandler",
+    "SQLiteHandler",
     "Source",
+    "StoreStats",
     "as_handler",
+    "convert",
     "open_source",
     "safe_loads",
 ]

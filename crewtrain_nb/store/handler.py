@@ -17,6 +17,7 @@ import filelock
 from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
 from ._atomic import sweep_stale_temps, write_atomic
 from ._copy import copy_plain
+from ._lazy import LazyAccess
 from ._pieces import dumps_dict
 from ._unpickle import safe_loads, trusted_loads
 
@@ -57,8 +58,11 @@ def _close_snapshot(box: list[_Snapshot | None]) -> None:
             os.close(snapshot.fd)
 
 
-class PickleHandler:
+class PickleHandler(LazyAccess):
     """Read and write one pickled object, the way CrewAI's ``PickleHandler`` does, but safely.
+
+    A name ending in ``.db``, ``.sqlite`` or ``.sqlite3`` gives a
+    :class:`~crewtrain_nb.store.SQLiteHandler` instead (see :meth:`__new__`).
 
     Parameters
     ----------
@@ -96,6 +100,21 @@ class PickleHandler:
     >>> handler.load()
     {'agent-a': {0: {'loss': 0.5}}}
     """
+
+    def __new__(cls, file_name: Any = None, *args: Any, **kwargs: Any) -> PickleHandler:
+        """Pick the backend by suffix: ``PickleHandler(...)`` and ``CrewTrainingHandler(...)`` of a
+        ``.db``/``.sqlite``/``.sqlite3`` name return a :class:`~crewtrain_nb.store.SQLiteHandler`.
+
+        Why ``__new__``: callers (CrewAI code, ``open_source``, the CLI) construct
+        ``CrewTrainingHandler(path)`` and keep working unchanged, and the result is
+        still an instance of both classes (``SQLiteHandler`` subclasses
+        ``CrewTrainingHandler``). User subclasses are never redirected.
+        """
+        if cls in (PickleHandler, CrewTrainingHandler) and _is_sqlite_name(file_name):
+            from ._sqlite import SQLiteHandler
+
+            return super().__new__(SQLiteHandler)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -397,6 +416,16 @@ class PickleHandler:
         else:
             os.close(fd)
             self._drop_snapshot()
+
+
+def _is_sqlite_name(file_name: Any) -> bool:
+    from ._sqlite import SQLITE_SUFFIXES
+
+    try:
+        name = os.fspath(file_name)
+    except TypeError:
+        return False
+    return isinstance(name, str) and name.lower().endswith(SQLITE_SUFFIXES)
 
 
 def _check_agent_id(agent_id: object) -> str:

@@ -1,0 +1,636 @@
+"""The SQLite backend: the store core's guarantees re-run on ``.db`` files, lazy reads at scale, convert."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import pickle
+import random
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crewtrain_nb import (
+    CorruptStoreError,
+    CrewTrainingHandler,
+    PickleHandler,
+    SQLiteHandler,
+    StoreError,
+    StoreFormatError,
+    StoreLockTimeout,
+    StoreWriteError,
+    UnsafePickleError,
+    convert,
+)
+from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
+
+from .test_store import Exploit, hostile_payloads
+
+WORKERS = str(Path(__file__).with_name("workers.py"))
+
+
+def run_worker(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, WORKERS, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def assert_same_store(loaded: Any, expected: Any) -> None:
+    """Equal, with the same key order and key types at the two top levels; numpy arrays compared by value."""
+    assert list(loaded) == list(expected)
+    assert [type(key) for key in loaded] == [type(key) for key in expected]
+    for agent, entry in expected.items():
+        got = loaded[agent]
+        assert type(got) is type(entry)
+        if isinstance(entry, dict):
+            assert list(got) == list(entry) and [type(k) for k in got] == [type(k) for k in entry]
+            for key, value in entry.items():
+                assert_same_value(got[key], value)
+        else:
+            assert_same_value(got, entry)
+
+
+def assert_same_value(got: Any, expected: Any) -> None:
+    if isinstance(expected, np.ndarray):
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == expected.dtype
+    elif isinstance(expected, dict):
+        assert type(got) is type(expected) and list(got) == list(expected)
+        for key, value in expected.items():
+            assert_same_value(got[key], value)
+    else:
+        assert got == expected and type(got) is type(expected)
+
+
+def odd_store() -> dict[Any, Any]:
+    """Everything a dict saved to a store may hold besides CrewAI's two shapes."""
+    return {
+        "late-first": {7: {"x": 1}, 2: {"x": 2}, 5: {"arr": np.arange(4, dtype=np.int16)}},
+        "empty": {},
+        3: "an int key",
+        ("tuple", 1): [1, 2, 3],
+        "negative-and-huge": {-1: "minus one", 2**70: "beyond int64"},
+        "bools": {True: "not an iteration"},
+        "numpy-keys": {np.int64(4): "numpy key"},
+        "ordered": collections.OrderedDict([(1, "a"), (0, "b")]),
+        "none": None,
+        "trained": {"suggestions": ["s"], "quality": 8.0, "final_summary": "f"},
+    }
+
+
+# -- dispatch by suffix --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["runs.db", "runs.sqlite", "runs.sqlite3", "RUNS.DB"])
+@pytest.mark.parametrize("cls", [CrewTrainingHandler, PickleHandler])
+def test_sqlite_suffixes_give_the_sqlite_backend(tmp_path: Path, name: str, cls: type) -> None:
+    handler = cls(tmp_path / name)
+    assert type(handler) is SQLiteHandler
+    assert isinstance(handler, CrewTrainingHandler) and isinstance(handler, PickleHandler)
+    assert handler.file_path == str(tmp_path / name)  # no .pkl appended
+    handler.append(0, "a", {"x": 1})
+    assert handler.load() == {"a": {0: {"x": 1}}}
+    with open(handler.file_path, "rb") as file:
+        assert file.read(16) == b"SQLite format 3\x00"
+
+
+def test_other_names_stay_pickle_and_subclasses_are_not_redirected(tmp_path: Path) -> None:
+    class Mine(CrewTrainingHandler):
+        pass
+
+    assert type(CrewTrainingHandler(tmp_path / "runs.dbx")) is CrewTrainingHandler
+    assert type(Mine(tmp_path / "runs.db")) is Mine
+    assert Mine(tmp_path / "runs.db").file_path.endswith("runs.db.pkl")
+    assert SQLiteHandler(tmp_path / "runs").file_path == str(tmp_path / "runs.db")
+    assert SQLiteHandler(tmp_path / "runs", add_suffix=False).file_path == str(tmp_path / "runs")
+
+
+@pytest.mark.parametrize("bad", [b"x.db", 3, None])
+def test_file_name_of_wrong_type_is_a_type_error(bad: object) -> None:
+    with pytest.raises(TypeError, match="file_name"):
+        SQLiteHandler(bad)  # type: ignore[arg-type]
+
+
+# -- what is stored comes back exactly --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: make_training_data(agents=3, iterations=13, seed=7), id="training"),
+        pytest.param(lambda: make_trained_agents_data(seed=7), id="trained"),
+        pytest.param(lambda: make_metrics_data(iterations=25, seed=7), id="metrics"),
+        pytest.param(odd_store, id="odd"),
+        pytest.param(dict, id="empty"),
+    ],
+)
+def test_save_then_load_returns_exactly_what_was_saved(tmp_path: Path, make: Any) -> None:
+    data = make()
+    handler = CrewTrainingHandler(tmp_path / "s.db")
+    handler.save(data)
+    assert_same_store(handler.load(), data)
+    assert_same_store(CrewTrainingHandler(tmp_path / "s.db").load(), data)  # a fresh connection agrees
+
+
+@pytest.mark.parametrize("data", [[1, 2], "text", None, (1,)])
+def test_saving_a_non_dict_is_a_clear_format_error(tmp_path: Path, data: Any) -> None:
+    handler = CrewTrainingHandler(tmp_path / "s.db")
+    handler.append(0, "a", {})
+    with pytest.raises(StoreFormatError, match=r"holds a dict of agents, not a .*save other objects to a \.pkl"):
+        handler.save(data)
+    assert handler.load() == {"a": {0: {}}}
+
+
+def crewai_operations(handler: CrewTrainingHandler) -> None:
+    handler.initialize_file()
+    handler.append(0, "a", {"initial_output": "x", "human_feedback": "y"})
+    handler.append(3, "a", {"initial_output": "x2", "human_feedback": "y2", "improved_output": "z2"})
+    handler.append(1, "a", {"initial_output": "x4"})
+    handler.append(0, "a", {"initial_output": "x3", "human_feedback": "y3"})  # replaces, keeps its place
+    handler.append(0, "b", {"initial_output": "q", "human_feedback": "r"})
+    handler.save_trained_data("Writer", {"suggestions": ["s"], "quality": 8.0, "final_summary": "f"})
+    handler.save_trained_data("a", {"quality": 1.0})  # replaces a's iterations, keeps a first
+    handler.append(2, "Writer", "into a trained entry")  # what CrewAI's dict code does too
+    handler.save_trained_data("c", {4: "iterations given whole", 1: "x"})
+    handler.append(0, "c", "appended")
+
+
+def test_writes_behave_exactly_as_the_pickle_handlers(tmp_path: Path) -> None:
+    pickled = CrewTrainingHandler(tmp_path / "t.pkl")
+    sqlite = CrewTrainingHandler(tmp_path / "t.db")
+    crewai_operations(pickled)
+    crewai_operations(sqlite)
+    assert_same_store(sqlite.load(), pickled.load())
+    assert len(sqlite) == len(pickled) == 4
+    for handler in (pickled, sqlite):
+        handler.clear()
+        assert handler.load() == {}
+
+
+def test_appending_into_an_entry_that_is_not_a_dict_says_so(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    handler.save({"Writer": ["not", "iterations"]})
+    with pytest.raises(StoreFormatError, match="'Writer' holds a list"):
+        handler.append(0, "Writer", {})
+    assert handler.load() == {"Writer": ["not", "iterations"]}
+
+
+def test_load_is_a_copy_and_peek_is_cached_until_a_change(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    handler.save(make_metrics_data(iterations=5))
+    loaded = handler.load()
+    loaded["planner"][0]["loss"] = -1.0
+    loaded["planner"].clear()
+    assert handler.load()["planner"][0]["loss"] != -1.0
+    assert handler.peek() is handler.peek()
+    before = handler.peek()
+    CrewTrainingHandler(tmp_path / "t.db").append(99, "planner", {"loss": 0.0})  # another connection writes
+    assert handler.peek() is not before and 99 in handler.peek()["planner"]
+    handler.append(100, "planner", {"loss": 0.0})
+    assert 100 in handler.peek()["planner"]
+
+
+def test_missing_file_reads_empty_and_creates_nothing(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "missing.db")
+    assert handler.load() == {}
+    assert handler.agents() == [] and len(handler) == 0 and list(handler.records()) == []
+    assert handler.stats().records == 0 and handler.stats().changed is None
+    with pytest.raises(KeyError, match="no agent 'a'; the store has none"):
+        handler.get("a", 0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_empty_file_reads_empty(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").write_bytes(b"")
+    handler = CrewTrainingHandler(tmp_path / "empty.db")
+    assert handler.load() == {}
+    handler.append(0, "a", 1)
+    assert handler.load() == {"a": {0: 1}}
+
+
+def test_a_deleted_file_reads_empty_and_its_stale_log_is_not_replayed(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    handler.append(0, "a", 1)
+    assert handler.load() == {"a": {0: 1}}
+    os.unlink(tmp_path / "t.db")  # its -wal (holding the record) stays behind while a connection is open
+    assert handler.load() == {}
+    handler.append(0, "c", 3)
+    assert handler.load() == {"c": {0: 3}}
+    assert CrewTrainingHandler(tmp_path / "t.db").load() == {"c": {0: 3}}
+
+
+# -- damaged and foreign files -----------------------------------------------------------------------
+
+
+def written_store(path: Path) -> bytes:
+    handler = CrewTrainingHandler(path)
+    handler.save(make_training_data(agents=3, iterations=40, seed=1))
+    handler.close()  # the last connection checkpoints: everything is in the main file
+    assert not os.path.exists(f"{path}-wal")
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda blob: b"not a database at all" * 50, id="text"),
+        pytest.param(lambda blob: pickle.dumps({"a": {0: {}}}), id="a-pickle-named-db"),
+        pytest.param(lambda blob: blob[:100] + bytes(len(blob) - 100), id="zeroed-pages"),
+        pytest.param(lambda blob: blob[:4096] + bytes(range(256)) * ((len(blob) - 4096) // 256), id="garbled-pages"),
+    ],
+)
+def test_damaged_file_raises_corrupt_naming_it_and_is_never_overwritten(tmp_path: Path, damage: Any) -> None:
+    path = tmp_path / "t.db"
+    path.write_bytes(damage(written_store(path)))
+    before = path.read_bytes()
+    handler = CrewTrainingHandler(path)
+    with pytest.raises(CorruptStoreError) as caught:
+        handler.load()
+    assert str(path) in str(caught.value) and caught.value.path == str(path)
+    for write in (lambda: handler.append(99, "new", {}), lambda: handler.save_trained_data("W", {})):
+        with pytest.raises(CorruptStoreError):
+            write()
+    handler.close()
+    assert path.read_bytes() == before
+
+
+def test_a_foreign_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (name TEXT)")
+    conn.close()
+    before = path.read_bytes()
+    handler = CrewTrainingHandler(path)
+    with pytest.raises(StoreFormatError, match="not a crewtrain_nb store .tables: users."):
+        handler.load()
+    with pytest.raises(StoreFormatError):
+        handler.append(0, "a", {})
+    handler.close()
+    assert path.read_bytes() == before
+
+
+def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    written_store(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'format_version'")
+    conn.close()
+    with pytest.raises(StoreFormatError, match="newer crewtrain_nb"):
+        CrewTrainingHandler(path).load()
+
+
+def test_directory_in_place_of_the_file_and_missing_directory(tmp_path: Path) -> None:
+    (tmp_path / "store.db").mkdir()
+    with pytest.raises(StoreError, match="store.db: is not a regular file"):
+        CrewTrainingHandler(tmp_path / "store.db").load()
+    with pytest.raises(StoreWriteError, match="does not exist; create it first"):
+        CrewTrainingHandler(tmp_path / "no" / "dir" / "t.db").append(0, "a", {})
+
+
+def test_unopenable_write_ahead_log_is_a_write_error_and_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    before = written_store(path)
+    (tmp_path / "t.db-wal").mkdir()  # SQLite cannot create its log: as with a read-only directory
+    handler = CrewTrainingHandler(path)
+    with pytest.raises(StoreError) as caught:
+        handler.append(0, "a", {})
+    assert str(path) in str(caught.value)
+    handler.close()
+    (tmp_path / "t.db-wal").rmdir()
+    assert path.read_bytes() == before
+
+
+def test_read_only_directory_gives_a_clear_error(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    directory = tmp_path / "ro"
+    directory.mkdir()
+    written_store(directory / "t.db")
+    os.chmod(directory, 0o500)
+    try:
+        with pytest.raises(StoreWriteError, match="writable"):
+            CrewTrainingHandler(directory / "t.db").append(0, "a", {})
+    finally:
+        os.chmod(directory, 0o700)
+
+
+def test_unpicklable_data_and_interrupts_leave_the_store_unchanged(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    handler.save(make_metrics_data(iterations=5))
+    original = handler.load()
+    with pytest.raises(StoreWriteError, match="cannot be pickled"):
+        handler.append(5, "planner", {"fn": lambda: None})
+    with pytest.raises(StoreWriteError, match="cannot be pickled"):
+        handler.save({"planner": {0: {"fn": lambda: None}}})
+    with pytest.raises(KeyboardInterrupt), handler.batch():
+        handler.clear()
+        raise KeyboardInterrupt
+    assert_same_store(handler.load(), original)
+    assert_same_store(CrewTrainingHandler(tmp_path / "t.db").load(), original)
+
+
+# -- safe loading of stored values -----------------------------------------------------------------
+
+
+def plant(path: Path, blob: bytes, *, where: str) -> None:
+    """Put a crafted pickle where a stored value lives, as an attacker editing the file would."""
+    handler = CrewTrainingHandler(path)
+    handler.append(0, "agent", {"initial_output": "fine"})
+    handler.save_trained_data("Writer", {"quality": 1.0})
+    handler.close()
+    with sqlite3.connect(path) as conn:
+        if where == "record":
+            conn.execute("UPDATE records SET record = ?", (blob,))
+        elif where == "trained-entry":
+            conn.execute("UPDATE agents SET value = ? WHERE name = 'Writer'", (blob,))
+        else:
+            conn.execute("UPDATE agents SET name = NULL, key = ? WHERE name = 'Writer'", (blob,))
+    conn.close()
+
+
+@pytest.mark.parametrize("name", sorted(hostile_payloads(Path("x"))))
+@pytest.mark.parametrize("where", ["record", "trained-entry", "agent-key"])
+def test_hostile_values_are_refused_and_run_nothing(tmp_path: Path, name: str, where: str) -> None:
+    marker = tmp_path / "pwned"
+    payload = hostile_payloads(marker)[name]
+    value = {"initial_output": "fine", "human_feedback": payload} if where == "record" else payload
+    path = tmp_path / "t.db"
+    plant(path, pickle.dumps(value, protocol=4), where=where)
+    handler = CrewTrainingHandler(path)
+    reads = [handler.load, handler.peek, handler.agents] if where == "agent-key" else [handler.load, handler.peek]
+    if where == "record":
+        reads += [lambda: handler.get("agent", 0), lambda: handler.entry("agent"), lambda: list(handler.records())]
+    elif where == "trained-entry":
+        reads += [lambda: handler.entry("Writer"), lambda: handler.append(1, "Writer", {})]
+    for read in reads:
+        with pytest.raises(UnsafePickleError) as caught:
+            read()
+        assert str(path) in str(caught.value)
+    assert not marker.exists()
+    assert handler.iterations("agent") == [0]  # listing iterations unpickles no record
+
+
+def test_trusted_opts_out_of_safe_loading(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    plant(path, pickle.dumps({"when": collections.Counter("aab")}, protocol=4), where="record")
+    with pytest.raises(UnsafePickleError, match="collections.Counter"):
+        CrewTrainingHandler(path).get("agent", 0)
+    assert CrewTrainingHandler(path, trusted=True).get("agent", 0) == {"when": collections.Counter("aab")}
+
+
+def test_corrupt_value_inside_the_database_is_a_corrupt_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    plant(path, b"\x80\x04garbage", where="record")
+    with pytest.raises(CorruptStoreError, match=str(path)):
+        CrewTrainingHandler(path).get("agent", 0)
+
+
+# -- arguments, batch, permissions ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("iteration", "agent", "error", "match"),
+    [
+        (True, "a", TypeError, "train_iteration must be an int, got bool"),
+        (1.0, "a", TypeError, "train_iteration must be an int, got float"),
+        ("3", "a", TypeError, "train_iteration must be an int, got str"),
+        (-1, "a", ValueError, "train_iteration must be >= 0, got -1"),
+        (0, 5, TypeError, "agent_id must be a str"),
+        (0, "", ValueError, "agent_id must be a non-empty str"),
+    ],
+)
+def test_append_checks_arguments_before_writing(
+    tmp_path: Path, iteration: Any, agent: Any, error: type[Exception], match: str
+) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    with pytest.raises(error, match=match):
+        handler.append(iteration, agent, {})
+    with pytest.raises(TypeError, match="agent_id must be a str"):
+        handler.save_trained_data(None, {})  # type: ignore[arg-type]
+    assert not os.path.exists(handler.file_path)
+
+
+def test_numpy_integer_iteration_is_stored_as_int(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    handler.append(np.int64(3), "a", {})
+    (key,) = handler.load()["a"]
+    assert key == 3 and type(key) is int
+
+
+def test_batch_is_one_transaction_seen_inside_and_nested(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    other = CrewTrainingHandler(tmp_path / "t.db")
+    with handler.batch():
+        handler.append(0, "a", 1)
+        with handler.batch():
+            handler.append(1, "a", 2)
+        handler.save_trained_data("role", {"quality": 9.0})
+        assert handler.load() == {"a": {0: 1, 1: 2}, "role": {"quality": 9.0}}
+        assert handler.get("a", 1) == 2 and len(handler) == 2
+        assert other.load() == {}  # not committed yet
+    assert other.load() == {"a": {0: 1, 1: 2}, "role": {"quality": 9.0}}
+
+
+def test_a_failed_write_inside_batch_leaves_no_trace_of_itself(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    handler.save({"Writer": "text"})
+    with handler.batch():
+        handler.append(0, "a", 1)
+        with pytest.raises(StoreFormatError):
+            handler.append(0, "Writer", 1)
+        handler.append(1, "a", 2)
+    assert handler.load() == {"Writer": "text", "a": {0: 1, 1: 2}}
+
+
+def test_batch_that_raises_writes_nothing(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "t.db")
+    handler.save(make_training_data(agents=2, iterations=3))
+    original = handler.load()
+    with pytest.raises(RuntimeError, match="boom"), handler.batch():
+        handler.append(100, "a", {"x": 1})
+        handler.clear()
+        raise RuntimeError("boom")
+    assert handler.load() == original
+    assert CrewTrainingHandler(tmp_path / "t.db").load() == original
+
+
+def test_new_files_are_owner_only_and_existing_modes_are_kept(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "new.db")
+    handler.append(0, "a", {})
+    for name in ("new.db", "new.db-wal", "new.db-shm"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600, name
+    handler.close()
+    os.chmod(tmp_path / "new.db", 0o640)
+    CrewTrainingHandler(tmp_path / "new.db").append(1, "a", {})
+    assert stat.S_IMODE(os.stat(tmp_path / "new.db").st_mode) == 0o640
+
+
+# -- real processes -------------------------------------------------------------------------------------
+
+
+def test_processes_appending_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "training_data.db"
+    workers = [run_worker("append", str(path), f"agent-{n}", "100") for n in range(4)]
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err
+    handler = CrewTrainingHandler(path)
+    assert sorted(handler.agents()) == [f"agent-{n}" for n in range(4)]
+    for n in range(4):
+        assert handler.iterations(f"agent-{n}") == list(range(100))
+    assert len(handler) == 400
+
+
+def test_write_lock_held_by_a_stuck_process_times_out(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    CrewTrainingHandler(path).append(0, "a", {"x": 1})
+    holder = run_worker("hold-lock", str(path), "30")
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        impatient = CrewTrainingHandler(path, lock_timeout=0.3)
+        with pytest.raises(StoreLockTimeout) as caught:
+            impatient.append(1, "a", {})
+        assert "lock_timeout" in str(caught.value) and str(path) in str(caught.value)
+        assert isinstance(caught.value, TimeoutError)
+        assert impatient.load() == {"a": {0: {"x": 1}}}  # readers never wait in WAL mode
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert CrewTrainingHandler(path).load() == {"a": {0: {"x": 1}}}
+
+
+def test_kill_minus_nine_never_loses_an_acknowledged_append(tmp_path: Path) -> None:
+    rng = random.Random(2027)
+    path = tmp_path / "training_data.db"
+    acknowledged: set[int] = set()
+    next_iteration = 0
+    for _ in range(22):
+        worker = run_worker("append", str(path), "agent", "100000", str(next_iteration))
+        assert worker.stdout is not None
+        first = worker.stdout.readline()
+        assert first.startswith("ack"), worker.stderr.read() if worker.stderr else first
+        acknowledged.add(int(first.split()[1]))
+        time.sleep(rng.uniform(0.0, 0.08))
+        worker.kill()
+        out, _ = worker.communicate()
+        acknowledged.update(int(line.split()[1]) for line in out.splitlines() if line.startswith("ack "))
+        handler = CrewTrainingHandler(path)
+        stored = set(handler.iterations("agent"))
+        assert acknowledged <= stored, sorted(acknowledged - stored)[:5]
+        next_iteration = max(stored) + 1
+        handler.close()
+    CrewTrainingHandler(path).append(next_iteration, "agent", {})
+    assert len(CrewTrainingHandler(path)) == next_iteration + 1
+
+
+# -- lazy access on a large store -------------------------------------------------------------------------
+
+LARGE_AGENTS = 10
+LARGE_RECORDS = 100_000
+
+
+@pytest.fixture(scope="module")
+def large_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """100k records of ~300 bytes over ten agents, written in one batch."""
+    path = tmp_path_factory.mktemp("large") / "large.db"
+    handler = CrewTrainingHandler(path)
+    rng = random.Random(5)
+    with handler.batch():
+        for index in range(LARGE_RECORDS):
+            handler.append(
+                index // LARGE_AGENTS,
+                f"agent-{index % LARGE_AGENTS}",
+                {"initial_output": rng.randbytes(100).hex(), "human_feedback": "ok", "loss": rng.random()},
+            )
+    handler.close()
+    return path
+
+
+def peak_memory(path: Path, operation: str) -> int:
+    result = subprocess.run(
+        [sys.executable, WORKERS, "peak", str(path), operation], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    return int(json.loads(result.stdout)["peak"])
+
+
+def test_lazy_reads_on_a_large_store_never_load_it_whole(large_store: Path) -> None:
+    whole = peak_memory(large_store, "load")
+    assert whole > 30_000_000  # 100k records really are big when loaded
+    for operation in ("get", "agents", "len", "stats"):
+        assert peak_memory(large_store, operation) < whole / 200, operation
+    assert peak_memory(large_store, "iterations") < whole / 20  # ten thousand ints of one agent
+    assert peak_memory(large_store, "records") < whole / 50  # streamed a page at a time
+    assert peak_memory(large_store, "entry") < whole / 5  # one agent of ten
+
+
+def test_lazy_reads_on_a_large_store_answer_correctly(large_store: Path) -> None:
+    handler = CrewTrainingHandler(large_store)
+    assert len(handler) == LARGE_RECORDS
+    assert handler.agents() == [f"agent-{n}" for n in range(LARGE_AGENTS)]
+    assert handler.iterations("agent-3")[:3] == [0, 1, 2] and len(handler.iterations("agent-3")) == 10_000
+    assert set(handler.get("agent-3", 9_999)) == {"initial_output", "human_feedback", "loss"}
+    with pytest.raises(KeyError, match=r"has no iteration 10000; it has 0, 1, 2, .*\(10,000 in all\)"):
+        handler.get("agent-3", 10_000)
+    streamed = handler.records("agent-9")
+    first = next(streamed)
+    assert first[:2] == ("agent-9", 0)
+    assert sum(1 for _ in streamed) == 9_999
+    stats = handler.stats()
+    assert (stats.records, stats.agents) == (LARGE_RECORDS, LARGE_AGENTS)
+    assert stats.bytes >= os.path.getsize(large_store) > 10_000_000
+
+
+# -- convert ---------------------------------------------------------------------------------------------------
+
+
+def test_convert_pkl_to_db_to_pkl_is_lossless(tmp_path: Path) -> None:
+    data = make_training_data(agents=3, iterations=20, seed=3)
+    agent = next(iter(data))
+    assert any("improved_output" not in record for record in data[agent].values())
+    data[agent][5]["embedding"] = np.linspace(0, 1, 7, dtype=np.float32)
+    data["metrics"] = {9: {"loss": 0.5, "weights": np.arange(6).reshape(2, 3)}, 2: {"loss": 0.7}}
+    data.update(make_trained_agents_data(seed=3))
+    CrewTrainingHandler(tmp_path / "a.pkl").save(data)
+    db = convert(tmp_path / "a.pkl", tmp_path / "a.db")
+    assert db == str(tmp_path / "a.db") and type(CrewTrainingHandler(db)) is SQLiteHandler
+    assert_same_store(CrewTrainingHandler(db).load(), data)
+    convert(tmp_path / "a.db", tmp_path / "back.pkl")
+    with open(tmp_path / "back.pkl", "rb") as file:
+        assert_same_store(pickle.load(file), data)  # a plain pickle again, as CrewAI reads it
+
+
+def test_convert_refuses_to_overwrite_unless_asked(tmp_path: Path) -> None:
+    CrewTrainingHandler(tmp_path / "a.pkl").save({"a": {0: 1}})
+    CrewTrainingHandler(tmp_path / "b.db").save({"b": {0: 2}})
+    with pytest.raises(StoreError, match="b.db: already exists; .*overwrite=True"):
+        convert(tmp_path / "a.pkl", tmp_path / "b.db")
+    assert CrewTrainingHandler(tmp_path / "b.db").load() == {"b": {0: 2}}
+    convert(tmp_path / "a.pkl", tmp_path / "b.db", overwrite=True)
+    assert CrewTrainingHandler(tmp_path / "b.db").load() == {"a": {0: 1}}
+
+
+def test_convert_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no such store file"):
+        convert(tmp_path / "missing.pkl", tmp_path / "x.db")
+    CrewTrainingHandler(tmp_path / "a.pkl").save({"a": {0: 1}})
+    with pytest.raises(StoreError, match="same file"):
+        convert(tmp_path / "a.pkl", tmp_path / "a.pkl", overwrite=True)
+    crewai_list = tmp_path / "list.pkl"
+    with open(crewai_list, "wb") as file:
+        pickle.dump([1, 2], file)
+    with pytest.raises(StoreFormatError, match="not a list"):
+        convert(crewai_list, tmp_path / "list.db")
+    unsafe = tmp_path / "unsafe.pkl"
+    with open(unsafe, "wb") as file:
+        pickle.dump({"a": {0: Exploit(os.system, "true")}}, file)
+    with pytest.raises(UnsafePickleError):
+        convert(unsafe, tmp_path / "unsafe.db")
+    assert not (tmp_path / "unsafe.db").exists()
