@@ -3,7 +3,8 @@
 Wiring only. What to list comes from :mod:`crewtrain_nb.navigation`, what a
 record looks like from :mod:`crewtrain_nb.render`, the curves from
 :mod:`crewtrain_nb.plots`, and the data from the store through
-:func:`crewtrain_nb.store.open_source` (so safe loading applies).
+:func:`crewtrain_nb.store.open_view` (so safe loading applies). A SQLite store
+is browsed lazily: the agent list first, then only the agent being looked at.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .frames import store_kind
 from .navigation import agent_options, agent_role, curve_frame, iteration_options, step_iteration
 from .plots import mark_iteration, move_marker, plot_metrics
 from .render import message_html, record_html, trained_html
-from .store import as_handler, open_source
+from .store import as_handler, open_source, open_view
 
 __all__ = ["TrainingBrowser"]
 
@@ -224,7 +225,7 @@ class TrainingBrowser(widgets.VBox):
     # -- loading ---------------------------------------------------------------------
 
     def _read(self) -> tuple[Any, Any]:
-        data, _ = open_source(self._source)
+        data, _ = open_view(self._source)
         trained = open_source(self._trained_source)[0] if self._trained_source is not None else None
         return data, trained
 

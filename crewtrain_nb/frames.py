@@ -196,8 +196,11 @@ def _classify(data: Any, path: str | None) -> StoreKind:
     return kind
 
 
-def open_store(source: Any) -> OpenStore:
+def open_store(source: Any, *, agents: str | Iterable[str] | None = None) -> OpenStore:
     """Open a source and check its shape once (for modules that read a store, e.g. the exports).
+
+    With ``agents``, a SQLite store reads only those agents (through the
+    handler's lazy access); other sources are read whole and selected from later.
 
     Raises
     ------
@@ -209,7 +212,7 @@ def open_store(source: Any) -> OpenStore:
         raise StoreFormatError(
             f"source is a {type(source).__name__}, not a store; expected a handler, a store path, or {_STORE_SHAPES}"
         )
-    data, path = open_source(source)
+    data, path = open_source(source, agents=agents)
     return OpenStore(data, path, _classify(data, path))
 
 
@@ -694,7 +697,7 @@ def to_frame(
     _check_choice("layout", layout, _LAYOUTS)
     _check_choice("arrays", arrays, _ARRAYS)
     _check_sep(sep)
-    store = open_store(source)
+    store = open_store(source, agents=agents)
     return _frame(store, layout=layout, sep=sep, arrays=arrays, agents=agents, reserved=frozenset())
 
 
@@ -788,7 +791,7 @@ def metrics_frame(
     """
     _check_choice("arrays", arrays, ("drop", "summary"))
     _check_sep(sep)
-    store = open_store(source)
+    store = open_store(source, agents=agents)
     if store.kind == "trained_agents":
         raise ValueError(
             _where(store.path) + "metrics_frame needs an iterations store ({agent: {iteration: record}}); "
@@ -909,7 +912,7 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None) ->
     >>> frame[["status", "initial_chars", "similarity"]].values.tolist()
     [['no_improved_output', 3, nan]]
     """
-    store = open_store(source)
+    store = open_store(source, agents=agents)
     if store.kind == "trained_agents":
         raise ValueError(
             _where(store.path) + "feedback_frame needs a training_data.pkl-shaped store; "

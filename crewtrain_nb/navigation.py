@@ -45,7 +45,8 @@ def agent_role(
     if names and agent in names:
         return str(names[agent])
     if isinstance(records, Mapping):
-        for record in records.values():
+        for key in records:  # the first record only (a lazy store fetches just that one)
+            record = records[key]
             if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
                 return record["agent_role"]
             break

@@ -226,3 +226,50 @@ def test_browser_does_not_mutate_a_dict_source(training_data: dict[str, Any]) ->
         browser.next_button.click()
     browser.filter.value = "a"
     assert repr(training_data) == before
+
+
+def test_a_sqlite_store_is_browsed_one_agent_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, training_data: dict[str, Any]
+) -> None:
+    from crewtrain_nb import SQLiteHandler
+
+    handler = CrewTrainingHandler(tmp_path / "training_data.db")
+    handler.save(training_data)
+    calls: list[tuple[str, Any]] = []
+
+    def whole_store(self: Any) -> Any:
+        raise AssertionError("the browser read the whole store")
+
+    def counted(name: str) -> Any:
+        real = getattr(SQLiteHandler, name)
+        return lambda self, *args: calls.append((name, args)) or real(self, *args)
+
+    monkeypatch.setattr(SQLiteHandler, "peek", whole_store)
+    monkeypatch.setattr(SQLiteHandler, "load", whole_store)
+    for name in ("entry", "get"):
+        monkeypatch.setattr(SQLiteHandler, name, counted(name))
+    agents = list(training_data)
+    browser = TrainingBrowser(handler, export_dir=tmp_path / "exports")
+    assert option_values(browser) == agents
+    # the first record of each agent (for its role label), then the shown agent whole
+    assert [call for call in calls if call[0] == "entry"] == [("entry", (agents[0],))]
+    assert {args for name, args in calls if name == "get"} == {(agent, 0) for agent in agents}
+    calls.clear()
+    for iteration in (3, 4, 5):
+        browser.iteration.value = iteration
+        record = training_data[agents[0]][iteration]
+        assert html.escape(record["human_feedback"]) in browser.record_html
+    assert calls == []  # the shown agent is already read
+    browser.agent.value = agents[2]
+    browser.iteration.value = 7
+    assert html.escape(training_data[agents[2]][7]["human_feedback"]) in browser.record_html
+    assert calls == [("entry", (agents[2],))]
+    browser.filter.value = training_data[agents[2]][7]["human_feedback"][:12]
+    assert 7 in browser.iterations
+    assert browser.export() is not None
+    assert not browser.refresh()  # unchanged: nothing re-read
+    handler.append(99, agents[2], {"initial_output": "new", "human_feedback": "fresh feedback"})
+    browser.filter.value = ""
+    assert browser.refresh()
+    assert 99 in browser.iterations and browser.agent.value == agents[2]
+    browser.close()

@@ -641,3 +641,40 @@ def test_frames_imports_neither_matplotlib_nor_ipywidgets() -> None:
     absolute, local = imports_of(Path(frames_module.__file__))
     assert not {name for name in absolute if name.split(".")[0] in {"matplotlib", "ipywidgets"}}
     assert local == {"crewai", "errors", "store"}  # and those import neither (tests/test_crewai.py, the store)
+
+
+# -- lazy reading of SQLite stores ------------------------------------------------------
+
+
+def test_frames_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crewtrain_nb import CrewTrainingHandler, SQLiteHandler
+    from crewtrain_nb.demo import make_training_data
+
+    data = {**make_metrics_data(iterations=30, seed=4), **make_training_data(agents=2, iterations=5, seed=4)}
+    CrewTrainingHandler(tmp_path / "m.pkl").save(data)
+    sqlite = CrewTrainingHandler(tmp_path / "m.db")
+    sqlite.save(data)
+    expected = to_frame(tmp_path / "m.pkl", agents=["coder", "critic"])
+    expected_metrics = metrics_frame(tmp_path / "m.pkl", agents="planner")
+    feedback_agent = next(agent for agent in data if agent not in ("planner", "coder", "critic"))
+    expected_feedback = feedback_frame(tmp_path / "m.pkl", agents=feedback_agent)
+
+    read: list[str] = []
+    real_entry = SQLiteHandler.entry
+
+    def whole_store(self: Any) -> Any:
+        raise AssertionError("the whole store was read")
+
+    monkeypatch.setattr(SQLiteHandler, "peek", whole_store)
+    monkeypatch.setattr(SQLiteHandler, "load", whole_store)
+    monkeypatch.setattr(SQLiteHandler, "entry", lambda self, agent: read.append(agent) or real_entry(self, agent))
+    got = to_frame(sqlite, agents=["coder", "critic"])
+    pd.testing.assert_frame_equal(got, expected)
+    assert got.attrs["source"] == sqlite.file_path
+    pd.testing.assert_frame_equal(metrics_frame(tmp_path / "m.db", agents="planner"), expected_metrics)
+    pd.testing.assert_frame_equal(feedback_frame(sqlite, agents=feedback_agent), expected_feedback)
+    assert sorted(read) == sorted(["coder", "critic", "planner", feedback_agent])
+    with pytest.raises(ValueError, match="no agent 'nobody' in the store; its agents are '.*', 'coder', 'critic', "):
+        to_frame(sqlite, agents="nobody")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._convert import convert
 from ._lazy import StoreStats
-from ._source import Source, as_handler, open_source
+from ._source import LazyEntry, LazyStore, Source, as_handler, open_source, open_view
 from ._sqlite import SQLITE_SUFFIXES, SQLiteHandler
 from ._unpickle import ALLOWED_GLOBALS, safe_loads
 from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler, PickleHandler
@@ -20,6 +20,8 @@ __all__ = [
     "PICKLE_PROTOCOL",
     "SQLITE_SUFFIXES",
     "CrewTrainingHandler",
+    "LazyEntry",
+    "LazyStore",
     "PickleHandler",
     "SQLiteHandler",
     "Source",
@@ -27,5 +29,6 @@ __all__ = [
     "as_handler",
     "convert",
     "open_source",
+    "open_view",
     "safe_loads",
 ]

@@ -53,12 +53,21 @@ def describe(keys: Iterable[Any], total: int | None = None) -> str:
     return text
 
 
+class MissingKeyError(KeyError):
+    """A ``KeyError`` whose message prints as written (``KeyError`` itself shows the repr of its argument)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def unknown_agent(path: str, agent: Any, agents: Iterable[Any], total: int) -> KeyError:
-    return KeyError(f"{path}: no agent {agent!r}; the store has {describe(agents, total)}")
+    return MissingKeyError(f"{path}: no agent {agent!r}; the store has {describe(agents, total)}")
 
 
 def unknown_iteration(path: str, agent: Any, iteration: Any, iterations: Iterable[Any], total: int) -> KeyError:
-    return KeyError(f"{path}: agent {agent!r} has no iteration {iteration!r}; it has {describe(iterations, total)}")
+    return MissingKeyError(
+        f"{path}: agent {agent!r} has no iteration {iteration!r}; it has {describe(iterations, total)}"
+    )
 
 
 def not_iterations(path: str, agent: Any, entry: Any) -> StoreFormatError:

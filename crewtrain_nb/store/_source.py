@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import weakref
+from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from typing import Any
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreFormatError
+from ._lazy import describe
+from ._sqlite import SQLiteHandler
 from .handler import CrewTrainingHandler, PickleHandler
 
-__all__ = ["Source", "as_handler", "open_source"]
+__all__ = ["LazyEntry", "LazyStore", "Source", "as_handler", "open_source", "open_view"]
 
 #: What every frames/plots/browser function accepts as its data source.
 Source = PickleHandler | str | os.PathLike | Mapping
 
 
-def open_source(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
+def open_source(
+    source: Any, *, trusted: bool = False, agents: str | Iterable[str] | None = None
+) -> tuple[Any, str | None]:
     """Return ``(data, path)`` for a handler, a store path, or an in-memory mapping.
 
     The data is shared, not copied: callers must not mutate it. A path is
@@ -29,14 +34,22 @@ def open_source(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]
         ``load()`` returns.
     trusted
         Passed to the handler opened for a path.
+    agents
+        The agents the caller will read. A SQLite store then reads only their
+        entries (``{agent: entry}``, nothing else is loaded); other sources
+        come back whole, for the caller to select from.
 
     Raises
     ------
     StoreError
         A path that does not exist (with what to check).
+    ValueError
+        ``agents`` names an agent a SQLite store does not have (listing those it has).
     TypeError
         Anything else.
     """
+    if isinstance(source, SQLiteHandler) and agents is not None:
+        return _read_agents(source, agents), source.file_path
     if isinstance(source, PickleHandler):
         return source.peek(), source.file_path
     if isinstance(source, (str, os.PathLike)):
@@ -49,7 +62,7 @@ def open_source(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]
             )
         handler = CrewTrainingHandler(path, trusted=trusted, add_suffix=False)
         try:
-            return handler.peek(), path
+            return open_source(handler, agents=agents)[0], path
         finally:
             handler.close()
     if isinstance(source, Mapping):
@@ -72,3 +85,124 @@ def as_handler(source: Any, *, trusted: bool = False) -> Any:
             open_source(path)  # raises the "no such store file" error
         return CrewTrainingHandler(path, trusted=trusted, add_suffix=False)
     return source
+
+
+def _read_agents(handler: SQLiteHandler, agents: str | Iterable[str]) -> dict[Any, Any]:
+    wanted = [agents] if isinstance(agents, str) else list(agents)
+    chosen: dict[Any, Any] = {}
+    for name in dict.fromkeys(wanted):
+        try:
+            chosen[name] = handler.entry(name)
+        except KeyError:
+            known = sorted(map(str, handler.agents()))
+            raise ValueError(
+                f"agents: no agent {name!r} in the store; its agents are {describe(known, len(known))}"
+            ) from None
+    return chosen
+
+
+class LazyEntry(Mapping):
+    """One agent's iterations, read on demand: ``iteration -> record``.
+
+    The iteration numbers are listed up front (no record is unpickled). The
+    first record asked for is fetched alone (``get``); asking for the values,
+    the items or a second record reads the agent's records once and keeps them.
+    """
+
+    def __init__(self, handler: SQLiteHandler, agent: str, iterations: list[int]) -> None:
+        self._handler = handler
+        self._agent = agent
+        self._keys = iterations
+        self._known = frozenset(iterations)
+        self._single: dict[int, Any] = {}
+        self._whole: dict[int, Any] | None = None
+
+    def _read_whole(self) -> dict[int, Any]:
+        if self._whole is None:
+            self._whole = self._handler.entry(self._agent)
+        return self._whole
+
+    def __getitem__(self, iteration: Any) -> Any:
+        if iteration not in self._known:
+            raise KeyError(iteration)
+        if self._whole is not None:
+            return self._whole[iteration]
+        if iteration in self._single:
+            return self._single[iteration]
+        if self._single:
+            return self._read_whole()[iteration]
+        record = self._single[iteration] = self._handler.get(self._agent, iteration)
+        return record
+
+    def __contains__(self, iteration: object) -> bool:
+        return iteration in self._known
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def values(self) -> ValuesView[Any]:
+        return self._read_whole().values()
+
+    def items(self) -> ItemsView[int, Any]:
+        return self._read_whole().items()
+
+
+class LazyStore(Mapping):
+    """A read-only ``agent -> entry`` view of a SQLite store that reads an agent only when asked.
+
+    The agent list is read when the view is made; each entry on first access
+    (iterations as a :class:`LazyEntry`, other entries whole) and kept. Make a
+    new view (:func:`open_view`) to see later changes.
+    """
+
+    def __init__(self, handler: SQLiteHandler) -> None:
+        self._handler = handler
+        self._agents = handler.agents()
+        self._known = set(self._agents)
+        self._entries: dict[Any, Any] = {}
+
+    def __getitem__(self, agent: Any) -> Any:
+        if agent not in self._known:
+            raise KeyError(agent)
+        if agent not in self._entries:
+            if not isinstance(agent, str):  # only load() reaches a non-str key (never in CrewAI stores)
+                self._entries[agent] = self._handler.peek()[agent]
+            else:
+                try:
+                    self._entries[agent] = LazyEntry(self._handler, agent, self._handler.iterations(agent))
+                except StoreFormatError:  # not iterations: a trained agent or another value, read whole
+                    self._entries[agent] = self._handler.entry(agent)
+        return self._entries[agent]
+
+    def __contains__(self, agent: object) -> bool:
+        return agent in self._known
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._agents)
+
+    def __len__(self) -> int:
+        return len(self._agents)
+
+
+_VIEWS: weakref.WeakKeyDictionary[SQLiteHandler, tuple[Any, LazyStore]] = weakref.WeakKeyDictionary()
+
+
+def open_view(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
+    """Like :func:`open_source`, but a SQLite store comes back as a :class:`LazyStore`.
+
+    For a long-lived reader (the browser): the same view object is returned
+    while the database is unchanged, so ``is`` tells whether to redraw, and an
+    agent is read only when it is looked at. Other sources: as :func:`open_source`.
+    """
+    if not isinstance(source, SQLiteHandler):
+        return open_source(source, trusted=trusted)
+    version = source._version()
+    cached = _VIEWS.get(source)
+    if cached is not None and cached[0] == version:
+        return cached[1], source.file_path
+    view = LazyStore(source)
+    _VIEWS[source] = (version, view)
+    return view, source.file_path

@@ -537,6 +537,11 @@ class SQLiteHandler(CrewTrainingHandler):
             self._cache = _Cache(token, data)
         return data
 
+    def _version(self) -> tuple[int, ...] | None:
+        """A token that changes whenever the store may have (``None``: no store file)."""
+        with self._reading() as conn:
+            return None if conn is None else self._token(conn)
+
     def _token(self, conn: sqlite3.Connection) -> tuple[int, ...]:
         """Changes whenever the data may have: another connection committed, or this one wrote."""
         held = self._connection_box[0]
