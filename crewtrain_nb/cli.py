@@ -7,16 +7,14 @@ to stderr and exits with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import StoreError
+from .errors import StoreError, StoreFormatError
 
 __all__ = ["main"]
 
@@ -64,11 +62,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     handler = _handler(args.path, args.trusted)
     kind = store_kind(handler)  # checks the shape, naming the file when it is wrong
     data = handler.peek()
-    st = os.stat(handler.file_path)
-    changed = datetime.datetime.fromtimestamp(st.st_mtime, tz=datetime.timezone.utc).isoformat(timespec="seconds")
+    stats = handler.stats()  # bytes on disk include a SQLite store's write-ahead log
+    changed = stats.changed.isoformat(timespec="seconds") if stats.changed else "-"
     print(f"file:         {handler.file_path}")
     print(f"kind:         {kind}")
-    print(f"size:         {st.st_size:,} bytes")
+    print(f"size:         {stats.bytes:,} bytes")
     print(f"last change:  {changed}")
     print(f"agents:       {len(data)}")
     if kind == "iterations":
@@ -95,26 +93,29 @@ def _format_leaf(value: Any) -> str:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .crewai import FEEDBACK_KEYS, is_feedback_record
-    from .navigation import iteration_options
     from .render import flatten_record
 
-    data = _handler(args.path, args.trusted).peek()
-    if not isinstance(data, dict) or not data:
+    # Lazy reads: a SQLite store fetches one record, not the whole store.
+    handler = _handler(args.path, args.trusted)
+    agents = handler.agents()
+    if not agents:
         raise CommandError(f"{args.path}: the store is empty")
-    agent = args.agent if args.agent is not None else next(iter(data))
-    if agent not in data:
-        raise CommandError(f"unknown agent {agent!r}; the store has: {', '.join(map(str, data))}")
-    records = data[agent]
-    if not isinstance(records, dict) or not iteration_options(records):
+    agent = args.agent if args.agent is not None else agents[0]
+    if agent not in agents:
+        raise CommandError(f"unknown agent {agent!r}; the store has: {', '.join(map(str, agents))}")
+    try:
+        iterations = sorted(handler.iterations(agent))
+    except StoreFormatError:  # a trained agent (or another value): print it whole
+        iterations = []
+    if not iterations:
         print(f"{agent}:")
-        for key, value in flatten_record(records):
+        for key, value in flatten_record(handler.entry(agent)):
             print(f"  {key}: {_format_leaf(value)}")
         return 0
-    iterations = iteration_options(records)
     iteration = args.iteration if args.iteration is not None else iterations[0]
-    if iteration not in records:
+    if iteration not in iterations:
         raise CommandError(f"agent {agent!r} has no iteration {iteration}; it has {iterations[0]}..{iterations[-1]}")
-    record = records[iteration]
+    record = handler.get(agent, iteration)
     print(f"agent {agent} · iteration {iteration}")
     if is_feedback_record(record):
         for key in FEEDBACK_KEYS:
@@ -170,6 +171,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
         _handler(args.path, args.trusted), args.output, trained=trained, agent_names=_names(args.agent_names)
     )
     print(f"wrote {path}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .store import convert
+
+    source = _existing(args.source)
+    written = convert(source, args.destination, overwrite=args.overwrite, trusted=args.trusted)
+    print(f"wrote {written}")
     return 0
 
 
@@ -262,6 +272,16 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", required=True, help="output .html file")
     report.add_argument("--trained", help="the trained_agents_data.pkl of the same run")
     report.add_argument("--agent-names", help="JSON file {agent_id: role} to label agents")
+
+    convert = command(
+        "convert", _cmd_convert, "copy a store between pickle (.pkl) and SQLite (.db, .sqlite, .sqlite3), losslessly"
+    )
+    convert.add_argument("source", help="the store to read, e.g. training_data.pkl")
+    convert.add_argument("destination", help="the store to write; its suffix picks the format, e.g. training_data.db")
+    convert.add_argument("--overwrite", action="store_true", help="replace the destination if it exists")
+    convert.add_argument(
+        "--trusted", action="store_true", help="unpickle anything (only for files you trust: pickles can run code)"
+    )
 
     demo = command("demo", _cmd_demo, "write the demo stores (CrewAI-shaped and ML-shaped) into a directory")
     demo.add_argument("directory", help="where to write them")

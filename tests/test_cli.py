@@ -52,7 +52,7 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) 
 def test_every_command_has_help() -> None:
     top = run("--help")
     assert top.returncode == 0
-    for command in ("info", "show", "export", "plot", "report", "demo", "quickstart"):
+    for command in ("info", "show", "export", "plot", "report", "convert", "demo", "quickstart"):
         assert command in top.stdout
         result = run(command, "--help")
         assert result.returncode == 0, result.stderr
@@ -165,6 +165,14 @@ def test_quickstart_is_the_main_job(tmp_path: Path) -> None:
         (["plot", "{metrics}", "-o", "{dir}/x.gif"], ["unknown image type .gif"]),
         (["export", "{metrics}", "-o", "{dir}/x.xlsx"], ["unknown output type .xlsx"]),
         (["info", "{notastore}"], ["notastore.pkl"]),
+        (["convert", "missing.pkl", "{dir}/x.db"], ["missing.pkl", "no such file"]),
+        (["convert", "{metrics}", "{metrics}"], ["same file"]),
+        (["convert", "{notastore}", "{dir}/x.db"], ["x.db", "not a list", ".pkl"]),
+        (["convert", "{unsafe}", "{dir}/x.db"], ["unsafe.pkl", "refused to load global posix.system"]),
+        (["convert", "{corrupt}", "{dir}/x.db"], ["corrupt.pkl", "not a readable pickle"]),
+        (["convert", "{notadb}", "{dir}/x.pkl"], ["notadb.db", "not a readable SQLite store"]),
+        (["convert", "{metrics}", "{existing}"], ["existing.db: already exists", "overwrite"]),
+        (["show", "{notadb}"], ["notadb.db", "not a readable SQLite store"]),
     ],
 )
 def test_bad_input_is_one_clear_line(
@@ -173,12 +181,37 @@ def test_bad_input_is_one_clear_line(
     (tmp_path / "corrupt.pkl").write_bytes(pickle.dumps({"a": {0: {}}})[:-3])
     (tmp_path / "unsafe.pkl").write_bytes(pickle.dumps({"agent": {0: Exploit()}}, protocol=4))
     (tmp_path / "notastore.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    (tmp_path / "notadb.db").write_bytes(b"plain text, not SQLite" * 10)
+    CrewTrainingHandler(tmp_path / "existing.db").append(0, "keep", {"x": 1})
     values: dict[str, Any] = {
         "dir": tmp_path,
         "corrupt": tmp_path / "corrupt.pkl",
         "unsafe": tmp_path / "unsafe.pkl",
         "metrics": demo["metrics"],
         "notastore": tmp_path / "notastore.pkl",
+        "notadb": tmp_path / "notadb.db",
+        "existing": tmp_path / "existing.db",
     }
     result = run(*[argument.format(**values) for argument in arguments], cwd=tmp_path)
     assert_clean_error(result, *needles)
+    assert CrewTrainingHandler(tmp_path / "existing.db").load() == {"keep": {0: {"x": 1}}}
+    assert not (tmp_path / "x.db").exists() or CrewTrainingHandler(tmp_path / "x.db").load() == {}
+
+
+def test_convert_round_trip_and_the_other_commands_read_sqlite(demo: dict[str, Path], tmp_path: Path) -> None:
+    database = tmp_path / "training_data.db"
+    result = run("convert", str(demo["training"]), str(database))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {database}"
+    assert run("convert", str(database), str(tmp_path / "back.pkl")).returncode == 0
+    with open(demo["training"], "rb") as original, open(tmp_path / "back.pkl", "rb") as back:
+        assert pickle.load(back) == pickle.load(original)
+    again = run("convert", str(demo["metrics"]), str(database), "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert CrewTrainingHandler(database).load() == CrewTrainingHandler(demo["metrics"]).load()
+    info = run("info", str(database))
+    assert info.returncode == 0, info.stderr
+    assert "kind:         iterations" in info.stdout and "60 iterations  (0..59)" in info.stdout
+    show = run("show", str(database), "--agent", "coder", "--iteration", "7")
+    assert show.returncode == 0, show.stderr
+    assert "agent coder · iteration 7" in show.stdout and "loss:" in show.stdout
