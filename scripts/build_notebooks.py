@@ -50,8 +50,14 @@ CREWAI: list[Cell] = [
      "`training_data.pkl` (keyed by agent uuid, then iteration) and `trained_agents_data.pkl` (keyed by role). "
      "The uuids belong to a copy of the crew, so roles are linked by hand with `agent_names`."),
     ("code", "%matplotlib inline\nimport tempfile\nfrom pathlib import Path\n\n"
-     "from crewtrain_nb import (CrewTrainingHandler, TrainingBrowser, feedback_frame, plot_feedback, plot_quality,\n"
-     "                          trained_agents_frame)\n"
+     "from crewtrain_nb import (\n"
+     "    CrewTrainingHandler,\n"
+     "    TrainingBrowser,\n"
+     "    feedback_frame,\n"
+     "    plot_feedback,\n"
+     "    plot_quality,\n"
+     "    trained_agents_frame,\n"
+     ")\n"
      "from crewtrain_nb.demo import demo_agent_names, write_demo\n\n"
      "paths = write_demo(Path(tempfile.mkdtemp()))\ntraining = CrewTrainingHandler(paths[\"training\"])\n"
      "trained = CrewTrainingHandler(paths[\"trained\"])\nnames = demo_agent_names(training.load())\nnames"),
