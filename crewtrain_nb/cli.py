@@ -95,15 +95,13 @@ def _format_leaf(value: Any) -> str:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .crewai import FEEDBACK_KEYS, is_feedback_record
-    from .navigation import iteration_options
+    from .navigation import iteration_options, resolve_agent
     from .render import flatten_record
 
     data = _handler(args.path, args.trusted).peek()
     if not isinstance(data, dict) or not data:
         raise CommandError(f"{args.path}: the store is empty")
-    agent = args.agent if args.agent is not None else next(iter(data))
-    if agent not in data:
-        raise CommandError(f"unknown agent {agent!r}; the store has: {', '.join(map(str, data))}")
+    agent = resolve_agent(list(data), args.agent) if args.agent is not None else next(iter(data))
     records = data[agent]
     if not isinstance(records, dict) or not iteration_options(records):
         print(f"{agent}:")
@@ -242,7 +240,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = command("show", _cmd_show, "print one record, readable")
     store_arguments(show)
-    show.add_argument("--agent", help="agent id or role key (default: the first)")
+    show.add_argument("--agent", help="agent id, a unique prefix of it, or role key (default: the first)")
     show.add_argument("--iteration", type=int, help="iteration number (default: the first)")
 
     export = command("export", _cmd_export, "export to CSV, JSON or Parquet, chosen by the output's suffix")
