@@ -68,11 +68,12 @@ def ema(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
     return pd.Series(array).ewm(alpha=1 - weight, adjust=True, ignore_na=True).mean().to_numpy()
 
 
-def decimate_minmax(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+def decimate_minmax(x: np.ndarray, y: np.ndarray, max_points: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Thin a line to about ``max_points`` points, keeping each bucket's min and max.
 
     The first and last points and the global min and max always survive, so
     spikes stay visible. Vectorised: a million points take milliseconds.
+    ``max_points=None`` returns the line unchanged (no decimation).
 
     Examples
     --------
@@ -85,6 +86,8 @@ def decimate_minmax(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.n
     x = np.asarray(x)
     y = np.asarray(y, dtype=np.float64)
     n = len(y)
+    if max_points is None:
+        return x, y
     if max_points < 4:
         raise ValueError(f"max_points must be at least 4, got {max_points}")
     if n <= max_points:
@@ -179,7 +182,7 @@ def _draw_metric(
     smoothing: float,
     logy: bool,
     best: Best,
-    max_points: int,
+    max_points: int | None,
 ) -> None:
     data = frame[frame["metric"] == metric]
     for agent in agents:
@@ -245,7 +248,7 @@ def plot_metric(
     smoothing: float = 0.0,
     logy: bool = False,
     best: Best = None,
-    max_points: int = 2000,
+    max_points: int | None = 2000,
 ) -> Axes:
     """Draw one metric, one line per agent, on ``ax`` (a new Figure's Axes when ``None``).
 
@@ -290,7 +293,7 @@ def plot_metrics(
     smoothing: float = 0.0,
     logy: bool = False,
     best: Best = None,
-    max_points: int = 2000,
+    max_points: int | None = 2000,
     figsize: tuple[float, float] | None = None,
 ) -> Figure:
     """Small multiples: one panel per metric, one line per agent, one shared legend.
@@ -311,7 +314,8 @@ def plot_metrics(
     best
         ``"min"`` or ``"max"``: mark and annotate each line's best point.
     max_points
-        Lines longer than this are thinned by :func:`decimate_minmax`.
+        Lines longer than this are thinned by :func:`decimate_minmax` (each
+        bucket keeps its min and max); ``None`` draws every point.
     figsize
         Figure size in inches; chosen from the grid when ``None``.
 
