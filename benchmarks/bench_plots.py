@@ -12,8 +12,11 @@ and saved to PNG with the Agg backend at the same ``figsize`` and ``dpi``:
 The data is a ``metrics_frame``-shaped DataFrame built with a seeded numpy
 generator (a noisy decaying loss with spikes, an accuracy rising to 1), built
 once before timing. Only plotting + saving is timed, best of ``--repeats`` runs.
-The script also splits the large case into its stages (selecting rows, sorting
-per line, decimating, drawing + saving) so the table says where the time goes.
+A fourth row draws the raw history with matplotlib's own Agg path
+simplification (``path.simplify``, on by default) turned off: what drawing
+every point really costs. The script also splits the large case into its stages
+(splitting rows into lines, decimating, drawing + saving) so the table says
+where the time goes.
 
 Goals: large ≤ 2× small, and large ≤ 1/10 of raw large.
 """
@@ -33,7 +36,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from crewtrain_nb import plot_metrics  # noqa: E402
-from crewtrain_nb.plots import decimate_minmax  # noqa: E402
+from crewtrain_nb.plots import _select, decimate_minmax  # noqa: E402
 
 FIGSIZE = (10.0, 4.0)
 DPI = 100
@@ -58,10 +61,12 @@ def make_frame(agents: int, iterations: int, *, seed: int = 0) -> pd.DataFrame:
     return pd.concat(pieces, ignore_index=True)
 
 
-def draw_and_save(frame: pd.DataFrame, max_points: int | None) -> int:
-    figure = plot_metrics(frame, max_points=max_points, figsize=FIGSIZE)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+def draw_and_save(frame: pd.DataFrame, max_points: int | None, *, simplify: bool = True) -> int:
+    """plot_metrics + savefig to PNG; ``simplify=False`` turns off Agg's own path simplification."""
+    with matplotlib.rc_context({"path.simplify": simplify}):
+        figure = plot_metrics(frame, max_points=max_points, figsize=FIGSIZE)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=DPI)
     return len(buffer.getvalue())
 
 
@@ -74,19 +79,23 @@ def best_of(repeats: int, call: Callable[[], object]) -> float:
     return min(times)
 
 
-def stages(frame: pd.DataFrame, max_points: int) -> dict[str, float]:
-    """Time the steps plot_metrics takes for the large case, outside matplotlib's drawing."""
-    out: dict[str, float] = {}
-    start = time.perf_counter()
-    groups = {key: group for key, group in frame.groupby(["metric", "agent"], sort=False)}
-    out["split rows into lines (groupby)"] = time.perf_counter() - start
-    start = time.perf_counter()
-    lines = [(g["iteration"].to_numpy(), g["value"].to_numpy(dtype=np.float64)) for g in groups.values()]
-    out["columns to numpy"] = time.perf_counter() - start
-    start = time.perf_counter()
-    for x, y in lines:
-        decimate_minmax(x, y, max_points)
-    out["decimate_minmax, all lines"] = time.perf_counter() - start
+def stages(frame: pd.DataFrame, max_points: int, repeats: int) -> dict[str, float]:
+    """Best-of times of the steps of the large case: split into lines, decimate, then draw + save."""
+    lines: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+
+    def split() -> None:
+        lines.update(_select(frame, None, None)[0])
+
+    out = {"split 2M rows into 20 lines (factorize names, find runs)": best_of(repeats, split)}
+    out["decimate_minmax, all 20 lines"] = best_of(
+        repeats, lambda: [decimate_minmax(x, y, max_points) for x, y in lines.values()]
+    )
+    out["whole plot_metrics + savefig"] = best_of(repeats, lambda: draw_and_save(frame, max_points))
+    out["of which drawing + PNG (the rest)"] = (
+        out["whole plot_metrics + savefig"]
+        - out["split 2M rows into 20 lines (factorize names, find runs)"]
+        - out["decimate_minmax, all 20 lines"]
+    )
     return out
 
 
@@ -104,18 +113,24 @@ def main() -> None:
     draw_and_save(small, 2000)
 
     cases = [
-        (f"small: {args.agents} × {args.small:,} × 2", small, 2000),
-        (f"large: {args.agents} × {args.large:,} × 2", large, 2000),
-        (f"raw large (max_points=None): {args.agents} × {args.large:,} × 2", large, None),
+        (f"small: {args.agents} × {args.small:,} × 2", small, 2000, True),
+        (f"large: {args.agents} × {args.large:,} × 2", large, 2000, True),
+        (f"raw large (max_points=None): {args.agents} × {args.large:,} × 2", large, None, True),
+        (f"raw large, Agg path.simplify off: {args.agents} × {args.large:,} × 2", large, None, False),
     ]
     results = {}
-    for label, frame, max_points in cases:
+    for label, frame, max_points, simplify in cases:
         repeats = args.repeats if max_points is not None else max(2, args.repeats // 2)
-        results[label] = (len(frame), max_points, best_of(repeats, lambda f=frame, m=max_points: draw_and_save(f, m)))
+        results[label] = (
+            len(frame),
+            max_points,
+            best_of(repeats, lambda f=frame, m=max_points, s=simplify: draw_and_save(f, m, simplify=s)),
+        )
 
     small_s = results[cases[0][0]][2]
     large_s = results[cases[1][0]][2]
     raw_s = results[cases[2][0]][2]
+    raw_unsimplified_s = results[cases[3][0]][2]
     print(f"figsize={FIGSIZE}, dpi={DPI}, Agg; best of {args.repeats} (raw: best of {max(2, args.repeats // 2)})")
     print("time = plot_metrics(frame) + savefig(PNG); building the frame is not timed\n")
     print("| case | rows | max_points | plot + save s | vs small | vs raw large |")
@@ -128,10 +143,14 @@ def main() -> None:
     print()
     print(f"goal large ≤ 2× small: {large_s / small_s:.2f}x -> {'met' if large_s <= 2 * small_s else 'NOT met'}")
     print(f"goal large ≤ 1/10 raw: {large_s / raw_s:.3f}x -> {'met' if large_s <= raw_s / 10 else 'NOT met'}")
-    print("\nwhere the large case's time goes (outside drawing):\n")
+    print(
+        f"(vs raw with path.simplify off: {large_s / raw_unsimplified_s:.3f}x; "
+        f"a figure's fixed cost is the small case, {small_s:.3f} s = {small_s / raw_s:.2f}x raw)"
+    )
+    print("\nwhere the large case's time goes:\n")
     print("| stage | s |")
     print("|---|---:|")
-    for stage, seconds in stages(large, 2000).items():
+    for stage, seconds in stages(large, 2000, args.repeats).items():
         print(f"| {stage} | {seconds:.3f} |")
 
 

@@ -145,16 +145,28 @@ def _metrics_data(source: Any) -> pd.DataFrame:
     return metrics_frame(source)
 
 
+Line = tuple[np.ndarray, np.ndarray]
+
+
 def _select(
     frame: pd.DataFrame, metrics: str | Sequence[str] | None, agents: str | Sequence[str] | None
-) -> tuple[pd.DataFrame, list[str], list[str]]:
+) -> tuple[dict[tuple[str, str], Line], list[str], list[str]]:
+    """Check the names and split the chosen rows into ``{(metric, agent): (iterations, values)}``.
+
+    One pass over the frame: names are factorized once (``dict.fromkeys`` over a
+    2-million-row string column took seconds), rows of each line are found by
+    their combined code, and lines are sorted by iteration only when they are not
+    sorted already (``metrics_frame`` output is).
+    """
     if frame.empty:
         raise ValueError(
             "the store has no numeric metrics to plot (its records hold no int/float leaves); "
             "for CrewAI feedback use plot_feedback(), for trained agents plot_quality()"
         )
-    available_metrics = list(dict.fromkeys(frame["metric"]))
-    available_agents = list(dict.fromkeys(frame["agent"]))
+    metric_codes, metric_names = pd.factorize(frame["metric"])  # order of first appearance
+    agent_codes, agent_names = pd.factorize(frame["agent"])
+    available_metrics = [str(name) for name in metric_names]
+    available_agents = [str(name) for name in agent_names]
     wanted_metrics = [metrics] if isinstance(metrics, str) else list(metrics or available_metrics)
     wanted_agents = [agents] if isinstance(agents, str) else list(agents or available_agents)
     unknown = [m for m in wanted_metrics if m not in available_metrics]
@@ -165,8 +177,32 @@ def _select(
     unknown = [a for a in wanted_agents if a not in available_agents]
     if unknown:
         raise ValueError(f"unknown agent {', '.join(map(repr, unknown))}; the store has: {', '.join(available_agents)}")
-    chosen = frame[frame["metric"].isin(wanted_metrics) & frame["agent"].isin(wanted_agents)]
-    return chosen, wanted_metrics, wanted_agents
+    iterations = frame["iteration"].to_numpy()
+    values = frame["value"].to_numpy(dtype=np.float64, na_value=np.nan)
+    keys = metric_codes.astype(np.int64) * len(available_agents) + agent_codes
+    named = (metric_codes >= 0) & (agent_codes >= 0)  # a missing name is -1: such rows belong to no line
+    if not named.all():
+        keys, iterations, values = keys[named], iterations[named], values[named]
+    # A run is a stretch of rows of one line; metrics_frame gives one run per line, so no sort is needed.
+    starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    if len(np.unique(keys[starts])) != len(starts):
+        order = np.argsort(keys, kind="stable")
+        keys, iterations, values = keys[order], iterations[order], values[order]
+        starts = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    stops = np.append(starts[1:], len(keys))
+    wanted = {(m, a) for m in wanted_metrics for a in wanted_agents}
+    lines: dict[tuple[str, str], Line] = {}
+    for start, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        key = int(keys[start])
+        name = (available_metrics[key // len(available_agents)], available_agents[key % len(available_agents)])
+        if name not in wanted:
+            continue
+        x, y = iterations[start:stop], values[start:stop]
+        if len(x) > 1 and not (x[1:] >= x[:-1]).all():
+            by_iteration = np.argsort(x, kind="stable")
+            x, y = x[by_iteration], y[by_iteration]
+        lines[name] = (x, y)
+    return lines, wanted_metrics, wanted_agents
 
 
 # -- drawing ----------------------------------------------------------------------------------
@@ -174,7 +210,7 @@ def _select(
 
 def _draw_metric(
     ax: Axes,
-    frame: pd.DataFrame,
+    lines: dict[tuple[str, str], Line],
     metric: str,
     agents: Sequence[str],
     colors: dict[str, Any],
@@ -184,13 +220,10 @@ def _draw_metric(
     best: Best,
     max_points: int | None,
 ) -> None:
-    data = frame[frame["metric"] == metric]
     for agent in agents:
-        series = data[data["agent"] == agent].sort_values("iteration", kind="stable")
-        if series.empty:
+        if (metric, agent) not in lines:
             continue
-        x = series["iteration"].to_numpy()
-        y = series["value"].to_numpy(dtype=np.float64)
+        x, y = lines[metric, agent]
         if logy and (y <= 0).any():
             warnings.warn(
                 f"metric {metric!r} of agent {agent!r} has {(y <= 0).sum()} values <= 0; "
@@ -203,9 +236,9 @@ def _draw_metric(
         if smoothing > 0:
             raw_x, raw_y = decimate_minmax(x, y, max_points)
             ax.plot(raw_x, raw_y, color=color, alpha=0.25, linewidth=1.0, label=f"_{agent} (raw)")
-            smooth_x, smooth_y = decimate_minmax(x, ema(y, smoothing), max_points)
-            ax.plot(smooth_x, smooth_y, color=color, linewidth=1.6, label=agent)
             shown_y = ema(y, smoothing)
+            smooth_x, smooth_y = decimate_minmax(x, shown_y, max_points)
+            ax.plot(smooth_x, smooth_y, color=color, linewidth=1.6, label=agent)
         else:
             line_x, line_y = decimate_minmax(x, y, max_points)
             ax.plot(line_x, line_y, color=color, linewidth=1.4, label=agent)
@@ -266,12 +299,12 @@ def plot_metric(
     matplotlib.axes.Axes
     """
     ema([], smoothing)  # validates the weight before any drawing
-    frame, _, chosen_agents = _select(_metrics_data(source), [metric], agents)
+    lines, _, chosen_agents = _select(_metrics_data(source), [metric], agents)
     if ax is None:
         ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
     _draw_metric(
         ax,
-        frame,
+        lines,
         metric,
         chosen_agents,
         agent_colors(chosen_agents),
@@ -336,7 +369,7 @@ def plot_metrics(
     ['loss', 'accuracy']
     """
     ema([], smoothing)
-    frame, chosen_metrics, chosen_agents = _select(_metrics_data(source), metrics, agents)
+    lines, chosen_metrics, chosen_agents = _select(_metrics_data(source), metrics, agents)
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
     figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
@@ -344,7 +377,7 @@ def plot_metrics(
     colors = agent_colors(chosen_agents)
     for ax, metric in zip(axes, chosen_metrics, strict=False):
         _draw_metric(
-            ax, frame, metric, chosen_agents, colors, smoothing=smoothing, logy=logy, best=best, max_points=max_points
+            ax, lines, metric, chosen_agents, colors, smoothing=smoothing, logy=logy, best=best, max_points=max_points
         )
     for ax in axes[len(chosen_metrics) :]:
         figure.delaxes(ax)

@@ -185,6 +185,30 @@ def test_long_histories_are_decimated_but_keep_spikes() -> None:
     assert min(line.get_ydata()) == values.min()
 
 
+def test_max_points_none_draws_every_point() -> None:
+    values = np.cos(np.arange(5_000) / 50.0)
+    frame = pd.DataFrame({"agent": "a", "iteration": np.arange(5_000), "metric": "loss", "value": values})
+    line = visible_lines(plot_metrics(frame, max_points=None).axes[0])[0]
+    np.testing.assert_array_equal(line.get_xdata(), np.arange(5_000))
+    np.testing.assert_array_equal(line.get_ydata(), values)
+    assert len(visible_lines(plot_metrics(frame).axes[0])[0].get_xdata()) <= 2000  # the default still thins
+
+
+def test_dataframe_rows_in_any_order_give_the_same_lines(metrics_store: CrewTrainingHandler) -> None:
+    frame = metrics_frame(metrics_store)
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    interleaved = pd.concat([shuffled.iloc[::2], shuffled.iloc[1::2]], ignore_index=True)
+    expected = plot_metrics(frame, ["loss", "metrics.f1"])
+    for variant in (shuffled, interleaved):
+        figure = plot_metrics(variant, ["loss", "metrics.f1"])
+        for ax, twin in zip(figure.axes, expected.axes, strict=True):
+            lines = {line.get_label(): line for line in visible_lines(ax)}
+            assert sorted(lines) == sorted(line.get_label() for line in visible_lines(twin))
+            for line in visible_lines(twin):
+                np.testing.assert_array_equal(lines[line.get_label()].get_xdata(), line.get_xdata())
+                np.testing.assert_array_equal(lines[line.get_label()].get_ydata(), line.get_ydata())
+
+
 def test_dataframe_source_and_bad_input(metrics_store: CrewTrainingHandler) -> None:
     frame = metrics_frame(metrics_store)
     assert len(plot_metrics(frame).axes) == frame["metric"].nunique()
