@@ -8,7 +8,6 @@ record looks like from :mod:`crewtrain_nb.render`, the curves from
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections.abc import Mapping
@@ -16,22 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-from matplotlib.figure import Figure
 
 from .export import export_csv
 from .frames import store_kind
 from .navigation import agent_options, agent_role, curve_frame, iteration_options, step_iteration
-from .plots import mark_iteration, move_marker, plot_metrics
+from .plots import MarkedFigure, plot_metrics
 from .render import message_html, record_html, trained_html
 from .store import as_handler, open_source
 
 __all__ = ["TrainingBrowser"]
-
-
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=72)
-    return buffer.getvalue()
 
 
 #: The slider's only option when there is nothing to select (a SelectionSlider cannot be empty).
@@ -94,7 +86,8 @@ class TrainingBrowser(widgets.VBox):
         self._data: Mapping[str, Any] = {}
         self._trained: Mapping[str, Any] = {}
         self._trained_raw: Any = None
-        self._curves: dict[str, tuple[Figure, list[Any]] | None] = {}
+        # One drawn figure per agent visited: an iteration change only redraws its marker.
+        self._curves: dict[str, MarkedFigure | None] = {}
         self._busy = False
         self._stop = threading.Event()
         # auto_refresh reloads from a thread; one lock keeps it and the observers apart.
@@ -217,8 +210,7 @@ class TrainingBrowser(widgets.VBox):
     def close(self) -> None:
         """Stop auto-refresh and close the widgets."""
         self._stop.set()
-        for figure, _ in filter(None, self._curves.values()):
-            figure.clear()
+        self._curves.clear()
         super().close()
 
     # -- loading ---------------------------------------------------------------------
@@ -347,14 +339,9 @@ class TrainingBrowser(widgets.VBox):
                 self._curves[agent] = None
             else:
                 figure = plot_metrics(frame, figsize=(9, 2.6 * ((frame["metric"].nunique() + 2) // 3)))
-                self._curves[agent] = (figure, mark_iteration(figure, iteration))
-        drawn = self._curves[agent]
-        if drawn is None:
-            self.curve.value = b""
-            return
-        figure, markers = drawn
-        move_marker(markers, iteration)
-        self.curve.value = _png(figure)
+                self._curves[agent] = MarkedFigure(figure, dpi=72)
+        marked = self._curves[agent]
+        self.curve.value = b"" if marked is None else marked.png(iteration)
 
     def _watch(self, seconds: float) -> None:
         while not self._stop.wait(seconds):

@@ -9,21 +9,25 @@ tested on their own.
 
 from __future__ import annotations
 
+import io
 import math
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import matplotlib
+import matplotlib.image
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from .frames import feedback_frame, metrics_frame, trained_agents_frame
 
 __all__ = [
+    "MarkedFigure",
     "agent_colors",
     "best_point",
     "decimate_minmax",
@@ -390,8 +394,11 @@ def mark_iteration(target: Figure | Axes, iteration: float | None) -> list[Line2
     """Add a dashed vertical marker at ``iteration`` to every panel; return the lines.
 
     Move them later with :func:`move_marker` instead of redrawing the figure.
+    The x limits are fixed first, so a marker never stretches the axis.
     """
     axes = target.axes if isinstance(target, Figure) else [target]
+    for ax in axes:
+        ax.set_xlim(ax.get_xlim())  # get_xlim runs any pending autoscale; set_xlim then keeps it
     lines = [ax.axvline(0, color="black", linewidth=1, linestyle="--", alpha=0.7, label="_marker") for ax in axes]
     move_marker(lines, iteration)
     return lines
@@ -403,6 +410,54 @@ def move_marker(lines: Sequence[Line2D], iteration: float | None) -> None:
         line.set_visible(iteration is not None)
         if iteration is not None:
             line.set_xdata([iteration, iteration])
+
+
+class MarkedFigure:
+    """A figure drawn once, whose iteration marker is then redrawn alone: a PNG per iteration, fast.
+
+    The figure is rendered once with the Agg canvas and its pixels kept; each
+    :meth:`png` restores those pixels, draws only the markers on top (matplotlib's
+    blitting: ``restore_region`` + ``draw_artist``) and encodes the image. The
+    curves are not drawn again, which on a browser click is the difference
+    between ~150 ms and a few ms.
+
+    Parameters
+    ----------
+    figure
+        The figure, e.g. from :func:`plot_metrics`. Markers are added to every panel.
+    dpi
+        Pixels per inch of the PNGs.
+
+    Examples
+    --------
+    >>> from crewtrain_nb.demo import make_metrics_data
+    >>> marked = MarkedFigure(plot_metrics(make_metrics_data(iterations=10), "loss"))
+    >>> marked.png(4)[:4], [list(line.get_xdata()) for line in marked.markers]
+    (b'\\x89PNG', [[4, 4]])
+    """
+
+    def __init__(self, figure: Figure, *, dpi: float = 72) -> None:
+        self.figure = figure
+        figure.set_dpi(dpi)
+        self.markers = mark_iteration(figure, None)
+        for line in self.markers:
+            line.set_animated(True)  # left out of the full draw; drawn alone by png()
+        self._canvas = FigureCanvasAgg(figure)
+        self._canvas.draw()
+        self._background = self._canvas.copy_from_bbox(figure.bbox)
+
+    def png(self, iteration: float | None) -> bytes:
+        """The figure as PNG bytes with the markers at ``iteration`` (none when ``None``)."""
+        move_marker(self.markers, iteration)
+        self._canvas.restore_region(self._background)
+        for line in self.markers:
+            line.axes.draw_artist(line)
+        buffer = io.BytesIO()
+        # compress_level 1: encoding at the default level took longer than everything else on a click
+        matplotlib.image.imsave(
+            buffer, np.asarray(self._canvas.buffer_rgba()), format="png", pil_kwargs={"compress_level": 1}
+        )
+        return buffer.getvalue()
 
 
 def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:

@@ -30,8 +30,9 @@ def option_values(browser: TrainingBrowser) -> list[Any]:
 
 
 def marker_x(browser: TrainingBrowser) -> set[float]:
-    figure, markers = browser._curves[browser.agent.value]  # type: ignore[misc]
-    return {float(x) for marker in markers for x in marker.get_xdata()}
+    marked = browser._curves[browser.agent.value]
+    assert marked is not None
+    return {float(x) for marker in marked.markers for x in marker.get_xdata()}
 
 
 def test_agents_labelled_with_roles_and_iterations_listed(
@@ -135,8 +136,9 @@ def test_ml_records_show_a_table_and_curves(metrics_store: CrewTrainingHandler, 
     assert "shape (8,)" in browser.record_html  # weights summarised
     assert browser.curve.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert marker_x(browser) == {12.0}
-    figure, _ = browser._curves["critic"]  # type: ignore[misc]
-    titles = {ax.get_title() for ax in figure.axes}
+    marked = browser._curves["critic"]
+    assert marked is not None
+    titles = {ax.get_title() for ax in marked.figure.axes}
     assert {"loss", "accuracy", "metrics.f1"} <= titles
 
 

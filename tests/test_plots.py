@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from matplotlib.testing.decorators import check_figures_equal
 
 from crewtrain_nb import CrewTrainingHandler, metrics_frame
 from crewtrain_nb.plots import (
+    MarkedFigure,
     agent_colors,
     best_point,
     decimate_minmax,
@@ -242,6 +244,43 @@ def test_iteration_marker_moves_without_redraw(metrics_store: CrewTrainingHandle
     move_marker(lines, None)
     assert not any(line.get_visible() for line in lines)
     assert len(png_bytes(figure)) > 1000
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return matplotlib.image.imread(io.BytesIO(data))
+
+
+def test_iteration_marker_does_not_stretch_the_x_axis() -> None:
+    data = {"late": {i: {"loss": 1.0 / i} for i in range(100, 141)}}
+    figure = plot_metrics(data)
+    before = figure.axes[0].get_xlim()
+    mark_iteration(figure, 120)
+    assert figure.axes[0].get_xlim() == before and before[0] > 90
+
+
+def test_marked_figure_png_equals_a_full_redraw_and_moves_only_the_marker(metrics_data: dict[str, Any]) -> None:
+    marked = MarkedFigure(plot_metrics(metrics_data, ["loss", "accuracy"]), dpi=72)
+    at_5 = decode_png(marked.png(5))
+    twin = plot_metrics(metrics_data, ["loss", "accuracy"])
+    mark_iteration(twin, 5)
+    buffer = io.BytesIO()
+    twin.savefig(buffer, format="png", dpi=72)
+    full = decode_png(buffer.getvalue())
+    assert at_5.shape == full.shape
+    np.testing.assert_allclose(at_5, full, atol=1.5 / 255)  # blitting draws what a full redraw draws
+    at_20 = decode_png(marked.png(20))
+    changed_columns = set(np.nonzero(np.abs(at_5 - at_20).max(axis=2) > 1.5 / 255)[1].tolist())
+    marker_columns = {
+        int(ax.transData.transform((iteration, 0))[0]) for ax in marked.figure.axes for iteration in (5, 20)
+    }
+    assert changed_columns  # the marker moved
+    assert all(min(abs(column - m) for m in marker_columns) <= 2 for column in changed_columns)
+    assert [list(line.get_xdata()) for line in marked.markers] == [[20, 20], [20, 20]]
+    hidden = decode_png(marked.png(None))
+    assert not any(line.get_visible() for line in marked.markers)
+    buffer = io.BytesIO()
+    plot_metrics(metrics_data, ["loss", "accuracy"]).savefig(buffer, format="png", dpi=72)
+    np.testing.assert_allclose(hidden, decode_png(buffer.getvalue()), atol=1.5 / 255)
 
 
 @check_figures_equal(extensions=["png"])
