@@ -88,6 +88,8 @@ class TrainingBrowser(widgets.VBox):
         self._trained_raw: Any = None
         # One drawn figure per agent visited: an iteration change only redraws its marker.
         self._curves: dict[str, MarkedFigure | None] = {}
+        # (agent, filter text) -> iteration keys: sorting 5,000 keys took longer than the rest of a click.
+        self._iteration_keys: dict[tuple[str, str], list[int]] = {}
         self._busy = False
         self._stop = threading.Event()
         # auto_refresh reloads from a thread; one lock keeps it and the observers apart.
@@ -233,15 +235,22 @@ class TrainingBrowser(widgets.VBox):
         if data is self._data and trained is self._trained_raw:
             self.status.value = message_html("The store has not changed.") if self._data else self.status.value
             return False
+        try:
+            kind = store_kind(data) if isinstance(data, Mapping) else None
+        except ValueError as exc:  # StoreFormatError: e.g. a half-written conversion; keep the last good view
+            self.status.value = message_html(f"Cannot browse this store: {exc}")
+            if not self.agent.options:
+                self.record.value = self.status.value
+            return False
         self._data, self._trained_raw = data, trained
         self._trained = trained if isinstance(trained, Mapping) else {}
         self._curves.clear()
+        self._iteration_keys.clear()
         previous_agent, previous_iteration = self.agent.value, self.selected_iteration
-        if not isinstance(data, Mapping) or store_kind(data) != "iterations":
-            kind = "empty" if isinstance(data, Mapping) and not data else "not a store of iterations"
+        if kind != "iterations":
             self._show_nothing(
                 "The store is empty: nothing to browse yet."
-                if kind == "empty"
+                if kind == "empty" or (isinstance(data, Mapping) and not data)
                 else "This store has no agent → iteration records (is it trained_agents_data.pkl? pass it as trained=)."
             )
             return True
@@ -299,7 +308,10 @@ class TrainingBrowser(widgets.VBox):
         if not isinstance(records, Mapping):
             self._show_nothing(f"Unknown agent {agent!r}.")
             return
-        options = iteration_options(records, text=self.filter.value)
+        key = (agent, self.filter.value)
+        if key not in self._iteration_keys:
+            self._iteration_keys[key] = iteration_options(records, text=self.filter.value)
+        options = self._iteration_keys[key]
         self._busy = True
         try:
             self.iteration.options = options or [_NO_ITERATION]
