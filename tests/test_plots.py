@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.testing.compare import compare_images
 from matplotlib.testing.decorators import check_figures_equal
 
 from crewtrain_nb import CrewTrainingHandler, metrics_frame
@@ -294,6 +296,37 @@ def test_single_metric_figure_matches_a_hand_built_twin(fig_test: Figure, fig_re
     ax.grid(True, alpha=0.3)
 
 
+def test_composite_figure_matches_a_hand_built_twin(tmp_path: Path) -> None:
+    # check_figures_equal hands the test a Figure, but plot_metrics makes its own; compare_images is
+    # what that decorator runs underneath, on the two saved PNGs.
+    data = {
+        agent: {i: {"loss": scale / (i + 1), "accuracy": 1 - scale / (i + 2)} for i in range(40)}
+        for agent, scale in (("alpha", 1.0), ("beta", 0.5))
+    }
+    plot_metrics(data, ["loss", "accuracy"]).savefig(tmp_path / "test.png")
+    twin = Figure(figsize=(4.2 * 2, 3.0 + 0.6), layout="constrained")
+    colors = agent_colors(["alpha", "beta"])
+    for ax, metric in zip(twin.subplots(1, 2), ["loss", "accuracy"], strict=True):
+        for agent in ("alpha", "beta"):
+            ax.plot(range(40), [data[agent][i][metric] for i in range(40)], color=colors[agent], linewidth=1.4)
+        ax.set_title(metric)
+        ax.set_xlabel("iteration")
+        ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colors[agent], linewidth=2, label=agent) for agent in ("alpha", "beta")]
+    twin.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    twin.savefig(tmp_path / "twin.png")
+    assert compare_images(str(tmp_path / "twin.png"), str(tmp_path / "test.png"), tol=0) is None
+
+
+def test_best_max_on_the_smoothed_line(metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any]) -> None:
+    ax = plot_metrics(metrics_store, ["accuracy"], agents=["critic"], smoothing=0.6, best="max").axes[0]
+    records = metrics_data["critic"]
+    smoothed = ema([records[i]["accuracy"] for i in sorted(records)], 0.6)
+    star = next(line for line in ax.get_lines() if line.get_label() == "_best critic")
+    assert star.get_xdata()[0] == sorted(records)[int(np.argmax(smoothed))]
+    assert star.get_ydata()[0] == pytest.approx(smoothed.max())
+
+
 # -- CrewAI pictures ------------------------------------------------------------------------
 
 
@@ -306,6 +339,8 @@ def test_quality_is_sorted_labelled_and_on_a_0_to_10_scale(trained_data: dict[st
     assert ax.get_xlim() == (0, 10)
     assert [text.get_text() for text in ax.texts] == [f"{trained_data[r]['quality']:.1f}" for r in order]
     assert len(png_bytes(ax.figure)) > 1000
+    given = Figure().add_subplot()
+    assert plot_quality(trained_data, ax=given) is given and len(given.patches) == len(trained_data)
 
 
 def test_feedback_picture_marks_missing_improved_outputs(training_data: dict[str, Any]) -> None:
