@@ -340,9 +340,12 @@ class TrainingBrowser(widgets.VBox):
             )
         else:
             records = self._data[agent]
-            label = next((label for label, value in self.agent.options if value == agent), str(agent))
-            self.record.value = record_html(records[iteration], title=f"{label} · iteration {iteration}")
+            title = f"{self._agent_label(agent)} · iteration {iteration}"
+            self.record.value = record_html(records[iteration], title=title)
         self._show_curve(agent, iteration)
+
+    def _agent_label(self, agent: str) -> str:
+        return next((label for label, value in self.agent.options if value == agent), str(agent))
 
     def _show_curve(self, agent: str, iteration: int | None) -> None:
         if agent not in self._curves:
@@ -350,7 +353,11 @@ class TrainingBrowser(widgets.VBox):
             if frame.empty:
                 self._curves[agent] = None
             else:
-                figure = plot_metrics(frame, figsize=(9, 2.6 * ((frame["metric"].nunique() + 2) // 3)))
+                figure = plot_metrics(
+                    frame,
+                    figsize=(9, 2.6 * ((frame["metric"].nunique() + 2) // 3)),
+                    agent_names={agent: self._agent_label(agent)},
+                )
                 self._curves[agent] = MarkedFigure(figure, dpi=72)
         marked = self._curves[agent]
         self.curve.value = b"" if marked is None else marked.png(iteration)

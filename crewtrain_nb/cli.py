@@ -183,6 +183,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: demo stores → CSV export, training curves, feedback and quality plots, HTML report."""
     from .demo import demo_agent_names, write_demo
     from .export import export_csv
+    from .navigation import agent_options
     from .plots import plot_feedback, plot_metrics, plot_quality
     from .report import write_report
     from .store import CrewTrainingHandler
@@ -201,7 +202,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     figure = plot_metrics(metrics, smoothing=0.6)
     figure.savefig(out / "training_curves.png", dpi=110, bbox_inches="tight")
     written.append(out / "training_curves.png")
-    plot_feedback(training).savefig(out / "feedback.png", dpi=110, bbox_inches="tight")
+    labels = {agent: label for label, agent in agent_options(training.peek(), names=names)}
+    plot_feedback(training, agent_names=labels).savefig(out / "feedback.png", dpi=110, bbox_inches="tight")
     written.append(out / "feedback.png")
     plot_quality(trained).figure.savefig(out / "quality.png", dpi=110, bbox_inches="tight")
     written.append(out / "quality.png")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import matplotlib
@@ -23,6 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from .frames import feedback_frame, metrics_frame, trained_agents_frame
 
@@ -212,6 +213,19 @@ def _select(
 # -- drawing ----------------------------------------------------------------------------------
 
 
+def _iteration_axis(ax: Axes) -> None:
+    # Iterations are whole numbers: never tick 0.5 on a short run.
+    ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(True, alpha=0.3)
+
+
+def _labels(agent_names: Mapping[str, str] | None) -> Mapping[str, str]:
+    if agent_names is not None and not isinstance(agent_names, Mapping):
+        raise TypeError(f"agent_names must be a mapping of agent id to label, got {type(agent_names).__name__}")
+    return {str(agent): str(name) for agent, name in (agent_names or {}).items()}
+
+
 def _draw_metric(
     ax: Axes,
     lines: dict[tuple[str, str], Line],
@@ -223,11 +237,15 @@ def _draw_metric(
     logy: bool,
     best: Best,
     max_points: int | None,
+    labels: Mapping[str, str],
 ) -> None:
     for agent in agents:
         if (metric, agent) not in lines:
             continue
         x, y = lines[metric, agent]
+        label = labels.get(agent, agent)
+        # A line of one point draws nothing: show that point as a dot.
+        dot = {"marker": "o", "markersize": 4} if len(x) == 1 else {}
         if logy and (y <= 0).any():
             warnings.warn(
                 f"metric {metric!r} of agent {agent!r} has {(y <= 0).sum()} values <= 0; "
@@ -239,13 +257,13 @@ def _draw_metric(
         color = colors[agent]
         if smoothing > 0:
             raw_x, raw_y = decimate_minmax(x, y, max_points)
-            ax.plot(raw_x, raw_y, color=color, alpha=0.25, linewidth=1.0, label=f"_{agent} (raw)")
+            ax.plot(raw_x, raw_y, color=color, alpha=0.25, linewidth=1.0, label=f"_{label} (raw)")
             shown_y = ema(y, smoothing)
             smooth_x, smooth_y = decimate_minmax(x, shown_y, max_points)
-            ax.plot(smooth_x, smooth_y, color=color, linewidth=1.6, label=agent)
+            ax.plot(smooth_x, smooth_y, color=color, linewidth=1.6, label=label, **dot)
         else:
             line_x, line_y = decimate_minmax(x, y, max_points)
-            ax.plot(line_x, line_y, color=color, linewidth=1.4, label=agent)
+            ax.plot(line_x, line_y, color=color, linewidth=1.4, label=label, **dot)
             shown_y = y
         if best is not None:
             point = best_point(x, shown_y, best)
@@ -259,7 +277,7 @@ def _draw_metric(
                     linestyle="none",
                     markeredgecolor="black",
                     markeredgewidth=0.5,
-                    label=f"_best {agent}",
+                    label=f"_best {label}",
                 )
                 ax.annotate(
                     f"{point[1]:.4g} @ {point[0]}",
@@ -270,8 +288,7 @@ def _draw_metric(
                     color=color,
                 )
     ax.set_title(metric)
-    ax.set_xlabel("iteration")
-    ax.grid(True, alpha=0.3)
+    _iteration_axis(ax)
     if logy:
         ax.set_yscale("log")
 
@@ -286,6 +303,7 @@ def plot_metric(
     logy: bool = False,
     best: Best = None,
     max_points: int | None = 2000,
+    agent_names: Mapping[str, str] | None = None,
 ) -> Axes:
     """Draw one metric, one line per agent, on ``ax`` (a new Figure's Axes when ``None``).
 
@@ -295,7 +313,7 @@ def plot_metric(
         A handler, store path, store dict, or a DataFrame from :func:`~crewtrain_nb.metrics_frame`.
     metric
         Metric name (nested keys joined with ``"."``, e.g. ``"metrics.f1"``).
-    ax, agents, smoothing, logy, best, max_points
+    ax, agents, smoothing, logy, best, max_points, agent_names
         As in :func:`plot_metrics`.
 
     Returns
@@ -316,6 +334,7 @@ def plot_metric(
         logy=logy,
         best=best,
         max_points=max_points,
+        labels=_labels(agent_names),
     )
     if len(chosen_agents) > 1:
         ax.legend(fontsize=8)
@@ -332,6 +351,7 @@ def plot_metrics(
     best: Best = None,
     max_points: int | None = 2000,
     figsize: tuple[float, float] | None = None,
+    agent_names: Mapping[str, str] | None = None,
 ) -> Figure:
     """Small multiples: one panel per metric, one line per agent, one shared legend.
 
@@ -355,6 +375,9 @@ def plot_metrics(
         bucket keeps its min and max); ``None`` draws every point.
     figsize
         Figure size in inches; chosen from the grid when ``None``.
+    agent_names
+        Legend labels by agent id, e.g. ``{uuid: "Writer"}`` (CrewAI's ids are
+        uuids); agents not in it are labelled with their id.
 
     Returns
     -------
@@ -379,13 +402,25 @@ def plot_metrics(
     figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     colors = agent_colors(chosen_agents)
+    labels = _labels(agent_names)
     for ax, metric in zip(axes, chosen_metrics, strict=False):
         _draw_metric(
-            ax, lines, metric, chosen_agents, colors, smoothing=smoothing, logy=logy, best=best, max_points=max_points
+            ax,
+            lines,
+            metric,
+            chosen_agents,
+            colors,
+            smoothing=smoothing,
+            logy=logy,
+            best=best,
+            max_points=max_points,
+            labels=labels,
         )
     for ax in axes[len(chosen_metrics) :]:
         figure.delaxes(ax)
-    handles = [Line2D([], [], color=colors[agent], linewidth=2, label=agent) for agent in chosen_agents]
+    handles = [
+        Line2D([], [], color=colors[agent], linewidth=2, label=labels.get(agent, agent)) for agent in chosen_agents
+    ]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
     return figure
 
@@ -486,33 +521,46 @@ def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def plot_feedback(training_source: Any) -> Figure:
+def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None = None) -> Figure:
     """Per agent and iteration: length of the initial vs improved output, and their similarity.
 
     Iterations without an improved output are marked with a red ``x`` on the
-    lengths panel (label ``"no improved output"``).
+    lengths panel (label ``"no improved output"``); their similarity is
+    undefined and left out.
 
     Parameters
     ----------
     training_source
         A ``training_data.pkl`` handler, path or dict.
+    agent_names
+        Panel titles by agent id, e.g. ``{uuid: "Writer · 42af9fc3"}``; agents not
+        in it are titled with their id.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two panels per agent (lengths, similarity) and one legend for all.
     """
     frame = feedback_frame(training_source)
     if frame.empty:
         raise ValueError("the training store is empty: no feedback to plot")
+    labels = _labels(agent_names)
     agents = list(dict.fromkeys(frame["agent"]))
-    figure = Figure(figsize=(10, 2.6 * len(agents) + 0.4), layout="constrained")
+    figure = Figure(figsize=(10, 2.4 * len(agents) + 0.6), layout="constrained")
     grid = figure.subplots(len(agents), 2, squeeze=False)
+    legend: dict[str, Any] = {}
     for (lengths, similarity), agent in zip(grid, agents, strict=True):
         mine = frame[frame["agent"] == agent]
         x = mine["iteration"].to_numpy()
         initial = mine["initial_chars"].astype("float64").fillna(0).to_numpy()
         improved = mine["improved_chars"].astype("float64").to_numpy()
-        lengths.bar(x - 0.2, initial, width=0.4, color="#8c8c8c", label="initial output")
-        lengths.bar(x + 0.2, np.nan_to_num(improved), width=0.4, color="#4c72b0", label="improved output")
+        legend["initial output"] = lengths.bar(x - 0.2, initial, width=0.4, color="#8c8c8c", label="initial output")
+        legend["improved output"] = lengths.bar(
+            x + 0.2, np.nan_to_num(improved), width=0.4, color="#4c72b0", label="improved output"
+        )
         missing = np.isnan(improved)
         if missing.any():
-            lengths.plot(
+            (legend["no improved output"],) = lengths.plot(
                 x[missing] + 0.2,
                 np.zeros(missing.sum()),
                 linestyle="none",
@@ -521,13 +569,20 @@ def plot_feedback(training_source: Any) -> Figure:
                 markersize=9,
                 markeredgewidth=2,
                 label="no improved output",
+                clip_on=False,
             )
-        lengths.set_title(f"{agent}: output length (characters)", fontsize=10)
-        lengths.set_xlabel("iteration")
-        lengths.legend(fontsize=7, loc="upper left")
-        similarity.plot(x, mine["similarity"].to_numpy(), marker="o", color="#55a868", label="similarity")
+        label = labels.get(agent, agent)
+        lengths.set_title(f"{label}: output length (characters)", fontsize=10)
+        (legend["similarity initial → improved"],) = similarity.plot(
+            x, mine["similarity"].to_numpy(), marker="o", color="#55a868", label="similarity"
+        )
         similarity.set_ylim(0, 1.05)
-        similarity.set_title(f"{agent}: similarity initial → improved", fontsize=10)
-        similarity.set_xlabel("iteration")
-        similarity.grid(True, alpha=0.3)
+        similarity.set_title(f"{label}: similarity initial → improved", fontsize=10)
+        for ax in (lengths, similarity):
+            _iteration_axis(ax)
+            # Both panels span every iteration, even when only one has a similarity.
+            ax.set_xlim(x.min() - 0.6, x.max() + 0.6)
+    figure.legend(
+        list(legend.values()), list(legend), loc="outside lower center", ncols=len(legend), frameon=False, fontsize=9
+    )
     return figure

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.testing.compare import compare_images
 from matplotlib.testing.decorators import check_figures_equal
+from matplotlib.ticker import MaxNLocator
 
 from crewtrain_nb import CrewTrainingHandler, metrics_frame
 from crewtrain_nb.plots import (
@@ -293,6 +294,7 @@ def test_single_metric_figure_matches_a_hand_built_twin(fig_test: Figure, fig_re
     ax.plot(range(30), [1.0 / (i + 1) for i in range(30)], color=agent_colors(["solo"])["solo"], linewidth=1.4)
     ax.set_title("loss")
     ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
 
 
@@ -311,6 +313,7 @@ def test_composite_figure_matches_a_hand_built_twin(tmp_path: Path) -> None:
             ax.plot(range(40), [data[agent][i][metric] for i in range(40)], color=colors[agent], linewidth=1.4)
         ax.set_title(metric)
         ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=colors[agent], linewidth=2, label=agent) for agent in ("alpha", "beta")]
     twin.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
@@ -378,3 +381,42 @@ def test_plots_do_not_mutate_their_inputs(metrics_data: dict[str, Any], trained_
     plot_quality(trained_data)
     assert (repr(metrics_data), repr(trained_data)) == before
     pd.testing.assert_frame_equal(frame, frame_before)
+
+
+def test_agent_names_label_legends_and_titles(training_data: dict[str, Any], metrics_data: dict[str, Any]) -> None:
+    names = {agent: f"Role {n}" for n, agent in enumerate(metrics_data)}
+    figure = plot_metrics(metrics_data, ["loss"], agent_names=names)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [names[a] for a in sorted(metrics_data)]
+    assert [line.get_label() for line in visible_lines(figure.axes[0])] == [names[a] for a in sorted(metrics_data)]
+    ax = plot_metric(metrics_data, "loss", agent_names={"planner": "Planner"})
+    assert sorted(text.get_text() for text in ax.get_legend().get_texts()) == ["Planner", "coder", "critic"]
+    titles = {agent: f"Writer {n}" for n, agent in enumerate(training_data)}
+    feedback = plot_feedback(training_data, agent_names=titles)
+    assert [ax.get_title() for ax in feedback.axes[::2]] == [
+        f"{titles[a]}: output length (characters)" for a in sorted(training_data)
+    ]
+    with pytest.raises(TypeError, match="agent_names must be a mapping"):
+        plot_metrics(metrics_data, agent_names=["Role 0"])  # type: ignore[arg-type]
+
+
+def test_short_runs_tick_whole_iterations_and_show_lone_points() -> None:
+    data = {"a": {0: {"loss": 1.0}, 1: {"loss": 0.5}, 2: {"loss": 0.4}}, "b": {0: {"loss": 0.9}}}
+    figure = plot_metrics(data, ["loss"])
+    figure.canvas.draw()
+    ticks = figure.axes[0].get_xticks()
+    assert len(ticks) > 0 and all(float(tick).is_integer() for tick in ticks)
+    lone = [line for line in visible_lines(figure.axes[0]) if line.get_label() == "b"]
+    assert lone[0].get_marker() == "o" and list(lone[0].get_xdata()) == [0]
+    longer = [line for line in visible_lines(figure.axes[0]) if line.get_label() == "a"]
+    assert longer[0].get_marker() in ("None", None, "")
+
+
+def test_feedback_picture_has_one_legend_and_every_iteration_on_both_panels(training_data: dict[str, Any]) -> None:
+    figure = plot_feedback(training_data)
+    assert len(figure.legends) == 1 and all(ax.get_legend() is None for ax in figure.axes)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert {"initial output", "improved output", "similarity initial → improved"} <= set(labels)
+    for n, agent in enumerate(sorted(training_data)):
+        lengths, similarity = figure.axes[2 * n], figure.axes[2 * n + 1]
+        iterations = sorted(training_data[agent])
+        assert lengths.get_xlim() == similarity.get_xlim() == (iterations[0] - 0.6, iterations[-1] + 0.6)
