@@ -220,6 +220,15 @@ def _iteration_axis(ax: Axes) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _widen_single_iteration(ax: Axes) -> None:
+    # Call once everything is drawn (the x axis may be shared): with one iteration
+    # only, autoscaling gives ±0.05 and ticks like -0.045; show its neighbours instead.
+    low, high = ax.get_xlim()
+    if high - low < 2:
+        middle = round((low + high) / 2)
+        ax.set_xlim(middle - 1, middle + 1)
+
+
 def _labels(agent_names: Mapping[str, str] | None) -> Mapping[str, str]:
     if agent_names is not None and not isinstance(agent_names, Mapping):
         raise TypeError(f"agent_names must be a mapping of agent id to label, got {type(agent_names).__name__}")
@@ -336,6 +345,7 @@ def plot_metric(
         max_points=max_points,
         labels=_labels(agent_names),
     )
+    _widen_single_iteration(ax)
     if len(chosen_agents) > 1:
         ax.legend(fontsize=8)
     return ax
@@ -400,7 +410,9 @@ def plot_metrics(
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
     figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
-    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    # One x axis for all panels: the same iteration lines up across metrics, and a metric
+    # logged once still spans the run.
+    axes = figure.subplots(rows, columns, squeeze=False, sharex=True).ravel()
     colors = agent_colors(chosen_agents)
     labels = _labels(agent_names)
     for ax, metric in zip(axes, chosen_metrics, strict=False):
@@ -418,6 +430,7 @@ def plot_metrics(
         )
     for ax in axes[len(chosen_metrics) :]:
         figure.delaxes(ax)
+    _widen_single_iteration(axes[0])
     handles = [
         Line2D([], [], color=colors[agent], linewidth=2, label=labels.get(agent, agent)) for agent in chosen_agents
     ]

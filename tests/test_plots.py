@@ -420,3 +420,16 @@ def test_feedback_picture_has_one_legend_and_every_iteration_on_both_panels(trai
         lengths, similarity = figure.axes[2 * n], figure.axes[2 * n + 1]
         iterations = sorted(training_data[agent])
         assert lengths.get_xlim() == similarity.get_xlim() == (iterations[0] - 0.6, iterations[-1] + 0.6)
+
+
+def test_panels_share_the_iteration_axis_and_one_iteration_is_widened() -> None:
+    # "late" is logged once, at the last iteration; "loss" every iteration. Drawn in that
+    # order, the first panel must not pin the shared axis to its single point.
+    data = {"a": {i: {"late": 1.0} if i == 5 else {"loss": 1.0 / (i + 1)} for i in range(6)}}
+    figure = plot_metrics(data, ["late", "loss"])
+    late, loss = figure.axes
+    assert late.get_xlim() == loss.get_xlim()
+    assert late.get_xlim()[0] <= 0 and late.get_xlim()[1] >= 5
+    single = plot_metrics({"a": {7: {"loss": 0.3}}})
+    assert single.axes[0].get_xlim() == (6, 8)
+    assert plot_metric({"a": {7: {"loss": 0.3}}}, "loss").get_xlim() == (6, 8)
