@@ -5,9 +5,13 @@ from __future__ import annotations
 from .browser import TrainingBrowser
 from .errors import (
     CorruptStoreError,
+    DecryptionError,
+    RemoteStoreWarning,
     StoreError,
     StoreFormatError,
+    StoreKeyError,
     StoreLockTimeout,
+    StoreVersionError,
     StoreWriteError,
     UnsafePickleError,
 )
@@ -22,11 +26,15 @@ __version__ = "0.1.0"
 __all__ = [
     "CorruptStoreError",
     "CrewTrainingHandler",
+    "DecryptionError",
     "PickleHandler",
+    "RemoteStoreWarning",
     "Report",
     "StoreError",
     "StoreFormatError",
+    "StoreKeyError",
     "StoreLockTimeout",
+    "StoreVersionError",
     "StoreWriteError",
     "TrainingBrowser",
     "UnsafePickleError",

@@ -16,6 +16,7 @@ import filelock
 
 from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
 from ._atomic import sweep_stale_temps, write_atomic
+from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
 from ._pieces import dumps_dict
 from ._unpickle import safe_loads, trusted_loads
@@ -26,6 +27,8 @@ __all__ = ["DEFAULT_LOCK_TIMEOUT", "PICKLE_PROTOCOL", "CrewTrainingHandler", "Pi
 DEFAULT_LOCK_TIMEOUT = 60.0
 #: What CrewAI writes (Python's default on 3.8-3.13); every Python >= 3.4 reads it.
 PICKLE_PROTOCOL = 4
+#: Names ending with one of these are used as given; any other name gets ``.pkl`` appended.
+STORE_SUFFIXES: tuple[str, ...] = (".pkl", *COMPRESSED_SUFFIXES)
 
 _StatKey = tuple[int, int, int, int, int]
 
@@ -63,8 +66,10 @@ class PickleHandler:
     Parameters
     ----------
     file_name
-        The store file. ``.pkl`` is appended when the name does not end with it
-        (as CrewAI does); a relative name resolves against the current directory.
+        The store file. ``.pkl`` is appended when the name ends with none of
+        ``.pkl``, ``.pkl.gz``, ``.pkl.bz2``, ``.pkl.xz`` (as CrewAI does for
+        ``.pkl``); a relative name resolves against the current directory.
+        The last three suffixes store the pickle compressed (gzip, bz2, xz).
     trusted
         ``False`` (default) loads only plain data and refuses any other global
         with :class:`~crewtrain_nb.UnsafePickleError`. ``True`` uses the full
@@ -74,6 +79,14 @@ class PickleHandler:
         :class:`~crewtrain_nb.StoreLockTimeout`.
     add_suffix
         ``False`` uses ``file_name`` exactly as given, even without ``.pkl``.
+    key
+        Encrypt the store at rest (AES-256-GCM; needs ``crewtrain-nb[crypto]``):
+        32 raw bytes or base64 text of 32 bytes. ``None`` (default) uses the
+        ``CREWTRAIN_KEY`` environment variable when it is set; ``False`` never
+        encrypts. With a key, a plain file is refused (:class:`~crewtrain_nb.DecryptionError`).
+    max_decompressed_size
+        Largest size in bytes a compressed store may inflate to before it is
+        refused as a decompression bomb; default ``min(4 GiB, RAM / 2)``.
 
     Notes
     -----
@@ -104,13 +117,15 @@ class PickleHandler:
         trusted: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         add_suffix: bool = True,
+        key: bytes | str | bool | None = None,
+        max_decompressed_size: int | None = None,
     ) -> None:
         name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
         if not isinstance(name, str):
             raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
         if not name:
             raise ValueError("file_name is empty; give the store's file name, e.g. 'training_data.pkl'")
-        if add_suffix and not name.endswith(".pkl"):
+        if add_suffix and not name.endswith(STORE_SUFFIXES):
             name += ".pkl"
         if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
             raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
@@ -118,6 +133,17 @@ class PickleHandler:
         self.lock_path: str = self.file_path + ".lock"
         self.trusted = bool(trusted)
         self.lock_timeout = float(lock_timeout)
+        if max_decompressed_size is None:
+            max_decompressed_size = DEFAULT_MAX_DECOMPRESSED_SIZE
+        if isinstance(max_decompressed_size, bool) or not isinstance(max_decompressed_size, numbers.Integral):
+            raise TypeError(f"max_decompressed_size must be an int of bytes, got {max_decompressed_size!r}")
+        if key is True:
+            raise TypeError("key=True is not a key; pass the key's bytes or base64 text, or key=False")
+        self._codec = StoreCodec(
+            self.file_path,
+            key=resolve_key(key, path=self.file_path),
+            max_decompressed_size=int(max_decompressed_size),
+        )
         # A short poll keeps many contending writers moving; flock itself is cheap.
         self._file_lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout, mode=0o600, poll_interval=0.005)
         self._state_lock = threading.RLock()
@@ -356,7 +382,7 @@ class PickleHandler:
             return {}
         loads = trusted_loads if self.trusted else safe_loads
         try:
-            data = loads(payload, path=self.file_path)
+            data = loads(self._codec.decode(payload), path=self.file_path)
         except BaseException:
             os.close(fd)
             raise
@@ -383,6 +409,7 @@ class PickleHandler:
                 f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the file is unchanged.",
                 path=self.file_path,
             ) from exc
+        payload = self._codec.encode(payload)
         try:
             fd, st = write_atomic(self.file_path, payload)
         except OSError as exc:
