@@ -19,7 +19,7 @@ from .export import export_csv, export_json, export_parquet, import_json
 from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
 from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
 from .report import Report, build_report, summarize_report, write_report
-from .store import CrewTrainingHandler, PickleHandler
+from .store import CrewTrainingHandler, PickleHandler, StoreVersion
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,7 @@ __all__ = [
     "StoreFormatError",
     "StoreKeyError",
     "StoreLockTimeout",
+    "StoreVersion",
     "StoreVersionError",
     "StoreWriteError",
     "TrainingBrowser",

@@ -6,6 +6,7 @@ cross-process lock, with safe loading by default.
 
 from __future__ import annotations
 
+from ._backups import StoreVersion
 from ._source import Source, as_handler, open_source
 from ._unpickle import ALLOWED_GLOBALS, safe_loads
 from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler, PickleHandler
@@ -17,6 +18,7 @@ __all__ = [
     "CrewTrainingHandler",
     "PickleHandler",
     "Source",
+    "StoreVersion",
     "as_handler",
     "open_source",
     "safe_loads",

@@ -14,8 +14,9 @@ from typing import Any
 
 import filelock
 
-from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
+from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreVersionError, StoreWriteError
 from ._atomic import sweep_stale_temps, write_atomic
+from ._backups import StoreVersion, discard_version, find_version, finish_rotation, link_current, list_versions
 from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
 from ._pieces import dumps_dict
@@ -87,6 +88,9 @@ class PickleHandler:
     max_decompressed_size
         Largest size in bytes a compressed store may inflate to before it is
         refused as a decompression bomb; default ``min(4 GiB, RAM / 2)``.
+    backups
+        Keep this many previous versions of the file in ``<file>.versions/``
+        (see :meth:`versions` and :meth:`restore`); ``0`` (default) keeps none.
 
     Notes
     -----
@@ -119,6 +123,7 @@ class PickleHandler:
         add_suffix: bool = True,
         key: bytes | str | bool | None = None,
         max_decompressed_size: int | None = None,
+        backups: int = 0,
     ) -> None:
         name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
         if not isinstance(name, str):
@@ -137,6 +142,9 @@ class PickleHandler:
             max_decompressed_size = DEFAULT_MAX_DECOMPRESSED_SIZE
         if isinstance(max_decompressed_size, bool) or not isinstance(max_decompressed_size, numbers.Integral):
             raise TypeError(f"max_decompressed_size must be an int of bytes, got {max_decompressed_size!r}")
+        if isinstance(backups, bool) or not isinstance(backups, numbers.Integral) or backups < 0:
+            raise ValueError(f"backups must be an int >= 0 (how many previous versions to keep), got {backups!r}")
+        self.backups = int(backups)
         if key is True:
             raise TypeError("key=True is not a key; pass the key's bytes or base64 text, or key=False")
         self._codec = StoreCodec(
@@ -267,6 +275,62 @@ class PickleHandler:
                     self._pending = None
                     self._pending_dirty = False
 
+    def versions(self) -> list[StoreVersion]:
+        """The kept previous versions of the store, newest first.
+
+        Returns
+        -------
+        list of StoreVersion
+            Each with ``id`` (pass it to :meth:`restore`), ``time`` (UTC, when
+            that version was written), ``size`` (bytes) and ``path``.
+        """
+        return list_versions(self.file_path)
+
+    def restore(self, version: int | str | StoreVersion) -> None:
+        """Make a previous version the current store again, atomically.
+
+        The current file is kept as a new version first (even with
+        ``backups=0``), so a restore can itself be undone. The version is
+        checked to load (decrypted, decompressed, safely unpickled) before
+        anything changes, and is written back byte for byte.
+
+        Parameters
+        ----------
+        version
+            A version id from :meth:`versions` (or the :class:`StoreVersion`).
+
+        Raises
+        ------
+        StoreVersionError
+            No such version; the message lists the ones that exist.
+        CorruptStoreError, UnsafePickleError, DecryptionError
+            The version does not load; nothing was changed.
+        """
+        with self._state_lock:
+            if self._batch_depth:
+                raise RuntimeError("restore() cannot run inside batch(); call it after the block")
+            with self._locked():
+                found = find_version(self.file_path, version)
+                if found is None:
+                    ids = ", ".join(str(item.id) for item in self.versions()) or "none"
+                    raise StoreVersionError(
+                        f"{self.file_path}: no version {version!r}; the versions kept are: {ids} (see versions()).",
+                        path=self.file_path,
+                    )
+                try:
+                    with open(found.path, "rb") as file:
+                        payload = file.read()
+                except OSError as exc:
+                    raise StoreError(
+                        f"{found.path}: cannot read this version ({exc.strerror or exc}).", path=found.path
+                    ) from exc
+                if payload:
+                    loads = trusted_loads if self.trusted else safe_loads
+                    loads(self._codec.decode(payload), path=found.path)
+                self._drop_snapshot()
+                fd, _ = self._replace_file(payload, keep_version=True)
+                os.close(fd)
+
     def close(self) -> None:
         """Release the descriptor held for the cache. The handler stays usable."""
         with self._state_lock:
@@ -389,6 +453,30 @@ class PickleHandler:
         self._replace_snapshot(_Snapshot(_stat_key(st), data, fd))
         return data
 
+    def _replace_file(self, payload: bytes, *, keep_version: bool = False) -> tuple[int, os.stat_result]:
+        """Write the encoded ``payload`` over the store: version, atomic replace; the caller holds the lock.
+
+        The current file is linked into the versions *before* it is replaced,
+        so a crash leaves at worst an extra version, never a lost store.
+        """
+        new_version = None
+        try:
+            if self.backups or keep_version:
+                new_version = link_current(self.file_path)
+            fd, st = write_atomic(self.file_path, payload)
+        except OSError as exc:
+            self._drop_snapshot()
+            if new_version is not None:
+                discard_version(new_version)
+            raise StoreWriteError(
+                f"{self.file_path}: saving failed ({exc.strerror or exc}); the previous file is "
+                "unchanged. Free disk space or fix permissions and try again.",
+                path=self.file_path,
+            ) from exc
+        if new_version is not None:
+            finish_rotation(self.file_path, new_version, keep=self.backups or None)
+        return fd, st
+
     def _replace_snapshot(self, snapshot: _Snapshot) -> None:
         self._drop_snapshot()
         self._snapshot_box[0] = snapshot
@@ -409,16 +497,7 @@ class PickleHandler:
                 f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the file is unchanged.",
                 path=self.file_path,
             ) from exc
-        payload = self._codec.encode(payload)
-        try:
-            fd, st = write_atomic(self.file_path, payload)
-        except OSError as exc:
-            self._drop_snapshot()
-            raise StoreWriteError(
-                f"{self.file_path}: saving failed ({exc.strerror or exc}); the previous file is "
-                "unchanged. Free disk space or fix permissions and try again.",
-                path=self.file_path,
-            ) from exc
+        fd, st = self._replace_file(self._codec.encode(payload))
         if cache:
             self._replace_snapshot(_Snapshot(_stat_key(st), data, fd, pieces))
         else:
