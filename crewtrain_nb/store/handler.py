@@ -16,6 +16,7 @@ import filelock
 
 from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreVersionError, StoreWriteError
 from ._atomic import sweep_stale_temps, write_atomic
+from ._audit import PendingAudit
 from ._backups import StoreVersion, discard_version, find_version, finish_rotation, link_current, list_versions
 from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
@@ -91,6 +92,9 @@ class PickleHandler:
     backups
         Keep this many previous versions of the file in ``<file>.versions/``
         (see :meth:`versions` and :meth:`restore`); ``0`` (default) keeps none.
+    audit
+        Append one hash-chained JSON line per write to ``<file>.audit.jsonl``
+        (check it with :func:`~crewtrain_nb.verify_audit`).
 
     Notes
     -----
@@ -124,6 +128,7 @@ class PickleHandler:
         key: bytes | str | bool | None = None,
         max_decompressed_size: int | None = None,
         backups: int = 0,
+        audit: bool = False,
     ) -> None:
         name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
         if not isinstance(name, str):
@@ -145,6 +150,7 @@ class PickleHandler:
         if isinstance(backups, bool) or not isinstance(backups, numbers.Integral) or backups < 0:
             raise ValueError(f"backups must be an int >= 0 (how many previous versions to keep), got {backups!r}")
         self.backups = int(backups)
+        self.audit = bool(audit)
         if key is True:
             raise TypeError("key=True is not a key; pass the key's bytes or base64 text, or key=False")
         self._codec = StoreCodec(
@@ -162,6 +168,9 @@ class PickleHandler:
         self._batch_depth = 0
         self._pending: Any = None
         self._pending_dirty = False
+        # What the public method being run is: (operation, agent, iteration), for the audit log.
+        self._operation: tuple[str, str | None, int | None] | None = None
+        self._batch_changes: list[tuple[str | None, int | None]] = []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.file_path!r}, trusted={self.trusted})"
@@ -170,7 +179,8 @@ class PickleHandler:
 
     def initialize_file(self) -> None:
         """Write an empty store (``{}``), replacing whatever the file held."""
-        self.save({})
+        with self._describing("initialize_file"):
+            self.save({})
 
     def save(self, data: Any) -> None:
         """Replace the store with ``data``, atomically.
@@ -188,10 +198,11 @@ class PickleHandler:
         StoreLockTimeout
             Another process held the lock for longer than ``lock_timeout``.
         """
-        with self._state_lock:
+        with self._state_lock, self._describing("save"):
             if self._batch_depth:
                 self._pending = copy_plain(data)
                 self._pending_dirty = True
+                self._note_batch_change()
                 return
             with self._locked():
                 # The caller keeps ``data`` and may mutate it, so it is not cached.
@@ -262,6 +273,7 @@ class PickleHandler:
                 # below if the block fails, so the cache never holds unsaved changes.
                 self._pending = self._read()
                 self._pending_dirty = False
+                self._batch_changes = []
                 self._batch_depth = 1
                 try:
                     yield self
@@ -274,6 +286,7 @@ class PickleHandler:
                     self._batch_depth = 0
                     self._pending = None
                     self._pending_dirty = False
+                    self._batch_changes = []
 
     def versions(self) -> list[StoreVersion]:
         """The kept previous versions of the store, newest first.
@@ -328,7 +341,8 @@ class PickleHandler:
                     loads = trusted_loads if self.trusted else safe_loads
                     loads(self._codec.decode(payload), path=found.path)
                 self._drop_snapshot()
-                fd, _ = self._replace_file(payload, keep_version=True)
+                with self._describing("restore"):
+                    fd, _ = self._replace_file(payload, keep_version=True, version=found.id)
                 os.close(fd)
 
     def close(self) -> None:
@@ -351,6 +365,7 @@ class PickleHandler:
                 change(self._expect_dict(self._pending))
                 self._forget_piece(key)
                 self._pending_dirty = True
+                self._note_batch_change()
                 return
             with self._locked():
                 data = self._expect_dict(self._read())
@@ -362,6 +377,38 @@ class PickleHandler:
                     # ``data`` is the cached snapshot and may now differ from the file.
                     self._drop_snapshot()
                     raise
+
+    @contextlib.contextmanager
+    def _describing(self, operation: str, agent: str | None = None, iteration: int | None = None) -> Iterator[None]:
+        """Name the public operation running, for the audit log; an outer one (clear -> save) wins."""
+        with self._state_lock:
+            if self._operation is not None:
+                yield
+                return
+            self._operation = (operation, agent, iteration)
+            try:
+                yield
+            finally:
+                self._operation = None
+
+    def _note_batch_change(self) -> None:
+        if self.audit and self._operation is not None:
+            self._batch_changes.append(self._operation[1:])
+
+    def _audit_fields(self) -> dict[str, Any]:
+        """``operation``, ``agent``, ``iteration``, ``count`` of the write about to happen."""
+        if self._batch_depth:
+            agents = {agent for agent, _ in self._batch_changes}
+            only = self._batch_changes[0] if len(self._batch_changes) == 1 else (None, None)
+            return {
+                "operation": "batch",
+                "agent": agents.pop() if len(agents) == 1 else None,
+                "iteration": only[1],
+                "count": len(self._batch_changes),
+            }
+        operation, agent, iteration = self._operation or ("save", None, None)
+        count = 1 if operation in {"append", "save_trained_data"} else None
+        return {"operation": operation, "agent": agent, "iteration": iteration, "count": count}
 
     def _expect_dict(self, data: Any) -> dict[Any, Any]:
         if not isinstance(data, dict):
@@ -453,12 +500,18 @@ class PickleHandler:
         self._replace_snapshot(_Snapshot(_stat_key(st), data, fd))
         return data
 
-    def _replace_file(self, payload: bytes, *, keep_version: bool = False) -> tuple[int, os.stat_result]:
-        """Write the encoded ``payload`` over the store: version, atomic replace; the caller holds the lock.
+    def _replace_file(
+        self, payload: bytes, *, keep_version: bool = False, version: int | None = None
+    ) -> tuple[int, os.stat_result]:
+        """Write the encoded ``payload`` over the store: version, atomic replace, audit; the caller holds the lock.
 
         The current file is linked into the versions *before* it is replaced,
-        so a crash leaves at worst an extra version, never a lost store.
+        so a crash leaves at worst an extra version, never a lost store. The
+        audit log is opened first (a broken log stops the write) and its line
+        appended after the replace (a crash between leaves a log whose last
+        line does not match the store, which ``verify_audit`` reports).
         """
+        pending = PendingAudit.open(self.file_path) if self.audit else None
         new_version = None
         try:
             if self.backups or keep_version:
@@ -466,6 +519,8 @@ class PickleHandler:
             fd, st = write_atomic(self.file_path, payload)
         except OSError as exc:
             self._drop_snapshot()
+            if pending is not None:
+                pending.close()
             if new_version is not None:
                 discard_version(new_version)
             raise StoreWriteError(
@@ -475,6 +530,17 @@ class PickleHandler:
             ) from exc
         if new_version is not None:
             finish_rotation(self.file_path, new_version, keep=self.backups or None)
+        if pending is not None:
+            try:
+                pending.commit(**self._audit_fields(), version=version, payload=payload)
+            except OSError as exc:
+                os.close(fd)
+                self._drop_snapshot()
+                raise StoreWriteError(
+                    f"{self.file_path}: the store was saved, but its audit line could not be written "
+                    f"({exc.strerror or exc}); verify_audit() will report this write as unaudited.",
+                    path=self.file_path,
+                ) from exc
         return fd, st
 
     def _replace_snapshot(self, snapshot: _Snapshot) -> None:
@@ -559,7 +625,8 @@ class CrewTrainingHandler(PickleHandler):
                     path=self.file_path,
                 )
 
-        self._mutate(change, agent)
+        with self._describing("append", agent, iteration):
+            self._mutate(change, agent)
 
     def save_trained_data(self, agent_id: str, trained_data: Any) -> None:
         """Store ``trained_data`` under ``agent_id`` (CrewAI passes the agent's role).
@@ -573,8 +640,10 @@ class CrewTrainingHandler(PickleHandler):
         """
         agent = _check_agent_id(agent_id)
         value = copy_plain(trained_data)
-        self._mutate(lambda data: data.__setitem__(agent, value), agent)
+        with self._describing("save_trained_data", agent):
+            self._mutate(lambda data: data.__setitem__(agent, value), agent)
 
     def clear(self) -> None:
         """Empty the store (write ``{}``)."""
-        self.save({})
+        with self._describing("clear"):
+            self.save({})
