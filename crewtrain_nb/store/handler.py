@@ -7,6 +7,7 @@ import numbers
 import os
 import pickle
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,13 +15,21 @@ from typing import Any
 
 import filelock
 
-from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreVersionError, StoreWriteError
+from ..errors import (
+    RemoteStoreWarning,
+    StoreError,
+    StoreFormatError,
+    StoreLockTimeout,
+    StoreVersionError,
+    StoreWriteError,
+)
 from ._atomic import sweep_stale_temps, write_atomic
 from ._audit import PendingAudit
 from ._backups import StoreVersion, discard_version, find_version, finish_rotation, link_current, list_versions
 from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
 from ._pieces import dumps_dict
+from ._remote import RemoteFile, is_url, local_path_of
 from ._unpickle import safe_loads, trusted_loads
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "PICKLE_PROTOCOL", "CrewTrainingHandler", "PickleHandler"]
@@ -135,11 +144,14 @@ class PickleHandler:
             raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
         if not name:
             raise ValueError("file_name is empty; give the store's file name, e.g. 'training_data.pkl'")
+        # file:// is a local path with every local guarantee; other URLs go through fsspec.
+        name = local_path_of(name) or name
+        remote = is_url(name)
         if add_suffix and not name.endswith(STORE_SUFFIXES):
             name += ".pkl"
         if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
             raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
-        self.file_path: str = os.path.abspath(os.path.join(os.getcwd(), name))
+        self.file_path: str = name if remote else os.path.abspath(os.path.join(os.getcwd(), name))
         self.lock_path: str = self.file_path + ".lock"
         self.trusted = bool(trusted)
         self.lock_timeout = float(lock_timeout)
@@ -171,6 +183,15 @@ class PickleHandler:
         # What the public method being run is: (operation, agent, iteration), for the audit log.
         self._operation: tuple[str, str | None, int | None] | None = None
         self._batch_changes: list[tuple[str | None, int | None]] = []
+        self._remote: RemoteFile | None = None
+        if remote:
+            if self.backups or self.audit:
+                raise ValueError(
+                    f"{self.file_path}: backups= and audit= need a local file (they rely on hard links, "
+                    "O_APPEND and a lock file); use them on a local copy."
+                )
+            self._remote = RemoteFile(self.file_path)
+            warnings.warn(f"{self.file_path} {RemoteFile.warning_text}", RemoteStoreWarning, stacklevel=2)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.file_path!r}, trusted={self.trusted})"
@@ -421,6 +442,10 @@ class PickleHandler:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        if self._remote is not None:
+            with self._remote.locked():
+                yield
+            return
         directory = os.path.dirname(self.file_path)
         if not os.path.isdir(directory):
             raise StoreWriteError(
@@ -457,6 +482,13 @@ class PickleHandler:
 
     def _read(self) -> Any:
         """Return the stored object, shared with the cache: callers must not mutate it."""
+        if self._remote is not None:
+            # No file identity to key a cache on: read the whole file every time.
+            self._drop_snapshot()
+            stored = self._remote.read()
+            if not stored:
+                return {}
+            return (trusted_loads if self.trusted else safe_loads)(self._codec.decode(stored), path=self.file_path)
         try:
             st = os.stat(self.file_path)
         except FileNotFoundError:
@@ -563,6 +595,10 @@ class PickleHandler:
                 f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the file is unchanged.",
                 path=self.file_path,
             ) from exc
+        if self._remote is not None:
+            self._remote.write(self._codec.encode(payload))
+            self._drop_snapshot()
+            return
         fd, st = self._replace_file(self._codec.encode(payload))
         if cache:
             self._replace_snapshot(_Snapshot(_stat_key(st), data, fd, pieces))
