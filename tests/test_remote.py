@@ -189,3 +189,12 @@ def test_file_urls_are_local_paths_with_every_guarantee(tmp_path: Path, training
 def test_file_url_of_another_host_is_refused() -> None:
     with pytest.raises(ValueError, match="must name a local path"):
         CrewTrainingHandler("file://otherhost/data/t.pkl")
+
+
+def test_frames_read_a_memory_url(root: str, training_data: dict[str, Any]) -> None:
+    from crewtrain_nb import feedback_frame
+
+    remote(f"memory://{root}/t.pkl").save(training_data)
+    with pytest.warns(RemoteStoreWarning):
+        frame = feedback_frame(f"memory://{root}/t.pkl")
+    assert len(frame) == sum(len(records) for records in training_data.values())
