@@ -21,19 +21,12 @@ from crewtrain_nb.demo import make_training_data
 from crewtrain_nb.store import _atomic, _backups
 from crewtrain_nb.store._backups import versions_dir
 
-from .test_store import temp_files
+from .test_store import fail_with, temp_files
 
 
 def saves(count: int) -> list[dict[str, Any]]:
     """``count`` different stores, one per save."""
     return [make_training_data(agents=2, iterations=n + 1, seed=n) for n in range(count)]
-
-
-def fail_with(code: int) -> Any:
-    def failing(*args: Any, **kwargs: Any) -> Any:
-        raise OSError(code, os.strerror(code))
-
-    return failing
 
 
 @pytest.mark.parametrize("keep", [1, 3])
@@ -175,8 +168,17 @@ def test_backups_must_be_a_count(tmp_path: Path, bad: Any) -> None:
 # -- faults -------------------------------------------------------------------------
 
 
-def test_rotation_failing_leaves_the_store_and_its_versions_untouched(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "failure",
+    [
+        # os.link fails and so does the copy fallback: the version cannot be made at all
+        pytest.param({(_backups.os, "link"): errno.EIO, (_backups.os, "write"): errno.ENOSPC}, id="rotation"),
+        # the version was made, then replacing the store fails: the new version is discarded
+        pytest.param({(_atomic.os, "replace"): errno.EIO}, id="replace-after-rotation"),
+    ],
+)
+def test_a_failing_save_leaves_the_store_and_its_versions_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: dict[tuple[Any, str], int]
 ) -> None:
     handler = CrewTrainingHandler(tmp_path / "training_data.pkl", backups=3)
     for data in saves(2):
@@ -184,9 +186,9 @@ def test_rotation_failing_leaves_the_store_and_its_versions_untouched(
     before = Path(handler.file_path).read_bytes()
     versions_before = handler.versions()
     with monkeypatch.context() as patch:
-        patch.setattr(_backups.os, "link", fail_with(errno.EIO))
-        patch.setattr(_backups.os, "write", fail_with(errno.ENOSPC))  # the copy fallback fails too
-        with pytest.raises(StoreWriteError, match=os.strerror(errno.ENOSPC)):
+        for (module, name), code in failure.items():
+            patch.setattr(module, name, fail_with(code))
+        with pytest.raises(StoreWriteError, match=os.strerror(max(failure.values()))):
             handler.append(9, "new", {"x": 1})
     assert Path(handler.file_path).read_bytes() == before
     assert handler.versions() == versions_before
@@ -194,23 +196,6 @@ def test_rotation_failing_leaves_the_store_and_its_versions_untouched(
     assert temp_files(tmp_path) == []
     handler.append(9, "new", {"x": 1})  # and the handler carries on
     assert len(handler.versions()) == 2
-
-
-def test_store_replace_failing_after_rotation_discards_the_new_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    handler = CrewTrainingHandler(tmp_path / "training_data.pkl", backups=3)
-    for data in saves(2):
-        handler.save(data)
-    before = Path(handler.file_path).read_bytes()
-    versions_before = handler.versions()
-    with monkeypatch.context() as patch:
-        patch.setattr(_atomic.os, "replace", fail_with(errno.EIO))
-        with pytest.raises(StoreWriteError):
-            handler.append(9, "new", {"x": 1})
-    assert Path(handler.file_path).read_bytes() == before
-    assert handler.versions() == versions_before
-    assert temp_files(tmp_path) == []
 
 
 def test_without_hard_links_versions_are_copied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StoreError, StoreWriteError
+from ._atomic import fsync_directory
 
 __all__ = ["AUDIT_SUFFIX", "GENESIS", "AuditReport", "PendingAudit", "audit_path", "verify_audit"]
 
@@ -165,7 +166,7 @@ class PendingAudit:
                 raise OSError(f"short write to the audit log ({written} of {len(line)} bytes)")
             os.fsync(self.fd)
             if self.created:
-                _fsync_directory(os.path.dirname(self.store_path))
+                fsync_directory(os.path.dirname(self.store_path))
         finally:
             self.close()
 
@@ -175,14 +176,6 @@ class PendingAudit:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = -1
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)

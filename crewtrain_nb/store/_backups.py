@@ -19,6 +19,8 @@ import datetime
 import os
 from dataclasses import dataclass
 
+from ._atomic import fsync_directory
+
 __all__ = [
     "StoreVersion",
     "discard_version",
@@ -105,14 +107,6 @@ def find_version(store_path: str, version: int | str | StoreVersion) -> StoreVer
     return None
 
 
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_into(source: str, target: str) -> None:
     """Copy ``source`` to ``target`` (owner-only), durably, appearing whole or not at all."""
     partial = target + _COPY_TEMP_SUFFIX
@@ -174,7 +168,7 @@ def link_current(store_path: str) -> str | None:
     except OSError:
         # No hard links here (some network and FUSE file systems): copy instead.
         _copy_into(store_path, target)
-    _fsync_directory(folder)
+    fsync_directory(folder)
     return target
 
 
