@@ -5,9 +5,13 @@ from __future__ import annotations
 from .browser import TrainingBrowser
 from .errors import (
     CorruptStoreError,
+    DecryptionError,
+    RemoteStoreWarning,
     StoreError,
     StoreFormatError,
+    StoreKeyError,
     StoreLockTimeout,
+    StoreVersionError,
     StoreWriteError,
     UnsafePickleError,
 )
@@ -15,18 +19,24 @@ from .export import export_csv, export_json, export_parquet, import_json
 from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
 from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
 from .report import Report, build_report, summarize_report, write_report
-from .store import CrewTrainingHandler, PickleHandler
+from .store import AuditReport, CrewTrainingHandler, PickleHandler, StoreVersion, verify_audit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport",
     "CorruptStoreError",
     "CrewTrainingHandler",
+    "DecryptionError",
     "PickleHandler",
+    "RemoteStoreWarning",
     "Report",
     "StoreError",
     "StoreFormatError",
+    "StoreKeyError",
     "StoreLockTimeout",
+    "StoreVersion",
+    "StoreVersionError",
     "StoreWriteError",
     "TrainingBrowser",
     "UnsafePickleError",
@@ -47,5 +57,6 @@ __all__ = [
     "summarize_report",
     "to_frame",
     "trained_agents_frame",
+    "verify_audit",
     "write_report",
 ]
