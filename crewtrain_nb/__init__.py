@@ -5,9 +5,13 @@ from __future__ import annotations
 from .browser import TrainingBrowser
 from .errors import (
     CorruptStoreError,
+    DecryptionError,
+    RemoteStoreWarning,
     StoreError,
     StoreFormatError,
+    StoreKeyError,
     StoreLockTimeout,
+    StoreVersionError,
     StoreWriteError,
     UnsafePickleError,
 )
@@ -15,20 +19,35 @@ from .export import export_csv, export_json, export_parquet, import_json
 from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
 from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
 from .report import Report, build_report, summarize_report, write_report
-from .store import CrewTrainingHandler, PickleHandler, SQLiteHandler, StoreStats, convert
+from .store import (
+    AuditReport,
+    CrewTrainingHandler,
+    PickleHandler,
+    SQLiteHandler,
+    StoreStats,
+    StoreVersion,
+    convert,
+    verify_audit,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditReport",
     "CorruptStoreError",
     "CrewTrainingHandler",
+    "DecryptionError",
     "PickleHandler",
+    "RemoteStoreWarning",
     "Report",
     "SQLiteHandler",
     "StoreError",
     "StoreFormatError",
+    "StoreKeyError",
     "StoreLockTimeout",
     "StoreStats",
+    "StoreVersion",
+    "StoreVersionError",
     "StoreWriteError",
     "TrainingBrowser",
     "UnsafePickleError",
@@ -50,5 +69,6 @@ __all__ = [
     "summarize_report",
     "to_frame",
     "trained_agents_frame",
+    "verify_audit",
     "write_report",
 ]

@@ -93,6 +93,7 @@ def _format_leaf(value: Any) -> str:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .crewai import FEEDBACK_KEYS, is_feedback_record
+    from .navigation import resolve_agent
     from .render import flatten_record
 
     # Lazy reads: a SQLite store fetches one record, not the whole store.
@@ -100,9 +101,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     agents = handler.agents()
     if not agents:
         raise CommandError(f"{args.path}: the store is empty")
-    agent = args.agent if args.agent is not None else agents[0]
-    if agent not in agents:
-        raise CommandError(f"unknown agent {agent!r}; the store has: {', '.join(map(str, agents))}")
+    agent = resolve_agent(agents, args.agent) if args.agent is not None else agents[0]
     try:
         iterations = sorted(handler.iterations(agent))
     except StoreFormatError:  # a trained agent (or another value): print it whole
@@ -195,6 +194,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     """The main job: demo stores → CSV export, training curves, feedback and quality plots, HTML report."""
     from .demo import demo_agent_names, write_demo
     from .export import export_csv
+    from .navigation import agent_options
     from .plots import plot_feedback, plot_metrics, plot_quality
     from .report import write_report
     from .store import CrewTrainingHandler
@@ -213,7 +213,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     figure = plot_metrics(metrics, smoothing=0.6)
     figure.savefig(out / "training_curves.png", dpi=110, bbox_inches="tight")
     written.append(out / "training_curves.png")
-    plot_feedback(training).savefig(out / "feedback.png", dpi=110, bbox_inches="tight")
+    labels = {agent: label for label, agent in agent_options(training.peek(), names=names)}
+    plot_feedback(training, agent_names=labels).savefig(out / "feedback.png", dpi=110, bbox_inches="tight")
     written.append(out / "feedback.png")
     plot_quality(trained).figure.savefig(out / "quality.png", dpi=110, bbox_inches="tight")
     written.append(out / "quality.png")
@@ -252,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
 
     show = command("show", _cmd_show, "print one record, readable")
     store_arguments(show)
-    show.add_argument("--agent", help="agent id or role key (default: the first)")
+    show.add_argument("--agent", help="agent id, a unique prefix of it, or role key (default: the first)")
     show.add_argument("--iteration", type=int, help="iteration number (default: the first)")
 
     export = command("export", _cmd_export, "export to CSV, JSON or Parquet, chosen by the output's suffix")

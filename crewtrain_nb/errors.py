@@ -9,9 +9,13 @@ from __future__ import annotations
 
 __all__ = [
     "CorruptStoreError",
+    "DecryptionError",
+    "RemoteStoreWarning",
     "StoreError",
     "StoreFormatError",
+    "StoreKeyError",
     "StoreLockTimeout",
+    "StoreVersionError",
     "StoreWriteError",
     "UnsafePickleError",
 ]
@@ -61,3 +65,23 @@ class StoreWriteError(StoreError):
 
 class StoreFormatError(StoreError, ValueError):
     """The data does not have the shape the operation needs (e.g. appending to a list)."""
+
+
+class StoreKeyError(StoreError, ValueError):
+    """The encryption key is malformed (not 32 bytes, not base64 of 32 bytes). The key is never quoted."""
+
+
+class DecryptionError(StoreError):
+    """An encrypted store cannot be decrypted: no key, a wrong key, or a file altered on disk.
+
+    Also raised for a plain (unencrypted) file opened with a key, since a plain
+    file in place of an encrypted one is a substitution. Nothing is loaded.
+    """
+
+
+class StoreVersionError(StoreError, LookupError):
+    """``restore()`` was asked for a backup version that does not exist."""
+
+
+class RemoteStoreWarning(UserWarning):
+    """The store lives on an fsspec filesystem where atomic rename or cross-process locking is not guaranteed."""

@@ -210,13 +210,14 @@ def render_report_html(summary: ReportSummary) -> str:
     if summary.metrics.empty:
         parts.append(message_html("No numeric metrics in this store."))
     else:
-        figure = plot_metrics(summary.metrics)
+        figure = plot_metrics(summary.metrics, agent_names=summary.labels)
         parts.append(f"<div class='ctn-figure'>{_svg(figure)}</div>")
     parts.append("</section>")
 
     if summary.feedback is not None:
         parts.append("<section id='feedback'><h2>Feedback</h2>")
-        parts.append(f"<div class='ctn-figure'>{_svg(plot_feedback(summary.records))}</div>")
+        feedback_figure = plot_feedback(summary.records, agent_names=summary.labels)
+        parts.append(f"<div class='ctn-figure'>{_svg(feedback_figure)}</div>")
         for agent, records in summary.records.items():
             label = summary.labels.get(agent, agent)
             shown = sorted(records)[:MAX_RECORDS_PER_AGENT]

@@ -30,8 +30,9 @@ def option_values(browser: TrainingBrowser) -> list[Any]:
 
 
 def marker_x(browser: TrainingBrowser) -> set[float]:
-    figure, markers = browser._curves[browser.agent.value]  # type: ignore[misc]
-    return {float(x) for marker in markers for x in marker.get_xdata()}
+    marked = browser._curves[browser.agent.value]
+    assert marked is not None
+    return {float(x) for marker in marked.markers for x in marker.get_xdata()}
 
 
 def test_agents_labelled_with_roles_and_iterations_listed(
@@ -135,8 +136,9 @@ def test_ml_records_show_a_table_and_curves(metrics_store: CrewTrainingHandler, 
     assert "shape (8,)" in browser.record_html  # weights summarised
     assert browser.curve.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert marker_x(browser) == {12.0}
-    figure, _ = browser._curves["critic"]  # type: ignore[misc]
-    titles = {ax.get_title() for ax in figure.axes}
+    marked = browser._curves["critic"]
+    assert marked is not None
+    titles = {ax.get_title() for ax in marked.figure.axes}
     assert {"loss", "accuracy", "metrics.f1"} <= titles
 
 
@@ -226,6 +228,62 @@ def test_browser_does_not_mutate_a_dict_source(training_data: dict[str, Any]) ->
         browser.next_button.click()
     browser.filter.value = "a"
     assert repr(training_data) == before
+
+
+def test_store_turning_malformed_keeps_the_last_view(metrics_store: CrewTrainingHandler, tmp_path: Path) -> None:
+    browser = TrainingBrowser(metrics_store)
+    browser.select("coder", 4)
+    CrewTrainingHandler(metrics_store.file_path).save({"coder": {"four": {"loss": 1.0}}})  # str iteration key
+    assert browser.refresh() is False
+    assert "Cannot browse this store" in browser.status.value and "iteration keys must be ints" in browser.status.value
+    assert browser.agent.value == "coder" and browser.iteration.value == 4
+    bad = CrewTrainingHandler(tmp_path / "bad.pkl")
+    bad.save({"a": {0: {"loss": 1.0}}, "b": "not a dict of iterations"})
+    fresh = TrainingBrowser(bad)  # no exception in the notebook: the widget says what is wrong
+    assert "agent &#x27;b&#x27; holds a str" in fresh.record_html
+    assert fresh.agent.options == ()
+
+
+def test_auto_refresh_rereads_only_a_changed_file(
+    metrics_store: CrewTrainingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crewtrain_nb.store import handler as handler_module
+
+    loads: list[str] = []
+    real_loads = handler_module.safe_loads
+
+    def counting_loads(payload: bytes, **kwargs: Any) -> Any:
+        loads.append(str(kwargs.get("path")))
+        return real_loads(payload, **kwargs)
+
+    monkeypatch.setattr(handler_module, "safe_loads", counting_loads)
+    browser = TrainingBrowser(metrics_store.file_path, auto_refresh=0.02)
+    try:
+        ticks: list[bool] = []
+        original_refresh = browser.refresh
+        monkeypatch.setattr(browser, "refresh", lambda: ticks.append(original_refresh()) or ticks[-1])
+        deadline = time.monotonic() + 10
+        while len(ticks) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(ticks) >= 5 and not any(ticks)  # the watcher ran, and saw nothing new
+        assert len(loads) == 1  # the file was unpickled once, when the browser was built
+        # trusted=True: the writer unpickles with trusted_loads, so only the browser's reads are counted
+        CrewTrainingHandler(metrics_store.file_path, trusted=True).append(99, "critic", {"loss": 0.3})
+        while not any(ticks) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(ticks) and len(loads) == 2
+    finally:
+        browser.close()
+
+
+def test_refresh_button_shows_new_records(metrics_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(metrics_store)
+    browser.select("planner", 2)
+    browser.refresh_button.click()
+    assert "has not changed" in browser.status.value
+    CrewTrainingHandler(metrics_store.file_path).append(300, "planner", {"loss": 0.05})
+    browser.refresh_button.click()
+    assert browser.iterations[-1] == 300 and browser.iteration.value == 2
 
 
 def test_a_sqlite_store_is_browsed_one_agent_at_a_time(

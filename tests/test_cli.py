@@ -84,6 +84,15 @@ def test_show_prints_one_record(demo: dict[str, Path]) -> None:
     assert "metrics.f1:" in metrics.stdout and "weights: shape (8,)" in metrics.stdout
 
 
+def test_show_takes_the_short_id_the_browser_and_report_print(demo: dict[str, Path]) -> None:
+    data = CrewTrainingHandler(demo["training"]).load()
+    agent = list(data)[2]
+    result = run("show", str(demo["training"]), "--agent", agent[:8], "--iteration", "1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"agent {agent} · iteration 1")
+    assert data[agent][1]["human_feedback"] in result.stdout
+
+
 @pytest.mark.parametrize("layout", ["wide", "long"])
 def test_export_csv_reads_back(demo: dict[str, Path], tmp_path: Path, layout: str) -> None:
     out = tmp_path / f"metrics-{layout}.csv"

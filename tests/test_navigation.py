@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from crewtrain_nb.demo import DEMO_ROLES, demo_agent_names, make_metrics_data, make_training_data
 from crewtrain_nb.navigation import (
     agent_options,
     agent_role,
     iteration_options,
     record_matches,
+    resolve_agent,
     step_iteration,
 )
 
@@ -98,3 +101,15 @@ def test_curve_frame_uses_metrics_or_feedback_numbers(
     with_improved = [i for i, r in training_data[agent].items() if "improved_output" in r]
     assert sorted(similarity["iteration"]) == sorted(with_improved)
     assert feedback_curves["value"].dtype == "float64"
+
+
+def test_resolve_agent_takes_exact_ids_and_unique_prefixes(training_data: dict[str, Any]) -> None:
+    agents = list(training_data)
+    assert resolve_agent(agents, agents[1]) == agents[1]
+    assert resolve_agent(agents, agents[1][:8]) == agents[1]
+    with pytest.raises(ValueError, match="unknown agent 'zzz'; the store has: " + agents[0]):
+        resolve_agent(agents, "zzz")
+    with pytest.raises(ValueError, match="ambiguous"):
+        resolve_agent(["run-1", "run-2"], "run-")
+    with pytest.raises(ValueError, match="unknown agent ''"):
+        resolve_agent(agents, "")

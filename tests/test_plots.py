@@ -7,14 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.testing.compare import compare_images
 from matplotlib.testing.decorators import check_figures_equal
+from matplotlib.ticker import MaxNLocator
 
 from crewtrain_nb import CrewTrainingHandler, metrics_frame
 from crewtrain_nb.plots import (
+    MarkedFigure,
     agent_colors,
     best_point,
     decimate_minmax,
@@ -185,6 +190,30 @@ def test_long_histories_are_decimated_but_keep_spikes() -> None:
     assert min(line.get_ydata()) == values.min()
 
 
+def test_max_points_none_draws_every_point() -> None:
+    values = np.cos(np.arange(5_000) / 50.0)
+    frame = pd.DataFrame({"agent": "a", "iteration": np.arange(5_000), "metric": "loss", "value": values})
+    line = visible_lines(plot_metrics(frame, max_points=None).axes[0])[0]
+    np.testing.assert_array_equal(line.get_xdata(), np.arange(5_000))
+    np.testing.assert_array_equal(line.get_ydata(), values)
+    assert len(visible_lines(plot_metrics(frame).axes[0])[0].get_xdata()) <= 2000  # the default still thins
+
+
+def test_dataframe_rows_in_any_order_give_the_same_lines(metrics_store: CrewTrainingHandler) -> None:
+    frame = metrics_frame(metrics_store)
+    shuffled = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    interleaved = pd.concat([shuffled.iloc[::2], shuffled.iloc[1::2]], ignore_index=True)
+    expected = plot_metrics(frame, ["loss", "metrics.f1"])
+    for variant in (shuffled, interleaved):
+        figure = plot_metrics(variant, ["loss", "metrics.f1"])
+        for ax, twin in zip(figure.axes, expected.axes, strict=True):
+            lines = {line.get_label(): line for line in visible_lines(ax)}
+            assert sorted(lines) == sorted(line.get_label() for line in visible_lines(twin))
+            for line in visible_lines(twin):
+                np.testing.assert_array_equal(lines[line.get_label()].get_xdata(), line.get_xdata())
+                np.testing.assert_array_equal(lines[line.get_label()].get_ydata(), line.get_ydata())
+
+
 def test_dataframe_source_and_bad_input(metrics_store: CrewTrainingHandler) -> None:
     frame = metrics_frame(metrics_store)
     assert len(plot_metrics(frame).axes) == frame["metric"].nunique()
@@ -220,6 +249,43 @@ def test_iteration_marker_moves_without_redraw(metrics_store: CrewTrainingHandle
     assert len(png_bytes(figure)) > 1000
 
 
+def decode_png(data: bytes) -> np.ndarray:
+    return matplotlib.image.imread(io.BytesIO(data))
+
+
+def test_iteration_marker_does_not_stretch_the_x_axis() -> None:
+    data = {"late": {i: {"loss": 1.0 / i} for i in range(100, 141)}}
+    figure = plot_metrics(data)
+    before = figure.axes[0].get_xlim()
+    mark_iteration(figure, 120)
+    assert figure.axes[0].get_xlim() == before and before[0] > 90
+
+
+def test_marked_figure_png_equals_a_full_redraw_and_moves_only_the_marker(metrics_data: dict[str, Any]) -> None:
+    marked = MarkedFigure(plot_metrics(metrics_data, ["loss", "accuracy"]), dpi=72)
+    at_5 = decode_png(marked.png(5))
+    twin = plot_metrics(metrics_data, ["loss", "accuracy"])
+    mark_iteration(twin, 5)
+    buffer = io.BytesIO()
+    twin.savefig(buffer, format="png", dpi=72)
+    full = decode_png(buffer.getvalue())
+    assert at_5.shape == full.shape
+    np.testing.assert_allclose(at_5, full, atol=1.5 / 255)  # blitting draws what a full redraw draws
+    at_20 = decode_png(marked.png(20))
+    changed_columns = set(np.nonzero(np.abs(at_5 - at_20).max(axis=2) > 1.5 / 255)[1].tolist())
+    marker_columns = {
+        int(ax.transData.transform((iteration, 0))[0]) for ax in marked.figure.axes for iteration in (5, 20)
+    }
+    assert changed_columns  # the marker moved
+    assert all(min(abs(column - m) for m in marker_columns) <= 2 for column in changed_columns)
+    assert [list(line.get_xdata()) for line in marked.markers] == [[20, 20], [20, 20]]
+    hidden = decode_png(marked.png(None))
+    assert not any(line.get_visible() for line in marked.markers)
+    buffer = io.BytesIO()
+    plot_metrics(metrics_data, ["loss", "accuracy"]).savefig(buffer, format="png", dpi=72)
+    np.testing.assert_allclose(hidden, decode_png(buffer.getvalue()), atol=1.5 / 255)
+
+
 @check_figures_equal(extensions=["png"])
 def test_single_metric_figure_matches_a_hand_built_twin(fig_test: Figure, fig_ref: Figure) -> None:
     data = {"solo": {i: {"loss": 1.0 / (i + 1)} for i in range(30)}}
@@ -228,7 +294,40 @@ def test_single_metric_figure_matches_a_hand_built_twin(fig_test: Figure, fig_re
     ax.plot(range(30), [1.0 / (i + 1) for i in range(30)], color=agent_colors(["solo"])["solo"], linewidth=1.4)
     ax.set_title("loss")
     ax.set_xlabel("iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(True, alpha=0.3)
+
+
+def test_composite_figure_matches_a_hand_built_twin(tmp_path: Path) -> None:
+    # check_figures_equal hands the test a Figure, but plot_metrics makes its own; compare_images is
+    # what that decorator runs underneath, on the two saved PNGs.
+    data = {
+        agent: {i: {"loss": scale / (i + 1), "accuracy": 1 - scale / (i + 2)} for i in range(40)}
+        for agent, scale in (("alpha", 1.0), ("beta", 0.5))
+    }
+    plot_metrics(data, ["loss", "accuracy"]).savefig(tmp_path / "test.png")
+    twin = Figure(figsize=(4.2 * 2, 3.0 + 0.6), layout="constrained")
+    colors = agent_colors(["alpha", "beta"])
+    for ax, metric in zip(twin.subplots(1, 2), ["loss", "accuracy"], strict=True):
+        for agent in ("alpha", "beta"):
+            ax.plot(range(40), [data[agent][i][metric] for i in range(40)], color=colors[agent], linewidth=1.4)
+        ax.set_title(metric)
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colors[agent], linewidth=2, label=agent) for agent in ("alpha", "beta")]
+    twin.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+    twin.savefig(tmp_path / "twin.png")
+    assert compare_images(str(tmp_path / "twin.png"), str(tmp_path / "test.png"), tol=0) is None
+
+
+def test_best_max_on_the_smoothed_line(metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any]) -> None:
+    ax = plot_metrics(metrics_store, ["accuracy"], agents=["critic"], smoothing=0.6, best="max").axes[0]
+    records = metrics_data["critic"]
+    smoothed = ema([records[i]["accuracy"] for i in sorted(records)], 0.6)
+    star = next(line for line in ax.get_lines() if line.get_label() == "_best critic")
+    assert star.get_xdata()[0] == sorted(records)[int(np.argmax(smoothed))]
+    assert star.get_ydata()[0] == pytest.approx(smoothed.max())
 
 
 # -- CrewAI pictures ------------------------------------------------------------------------
@@ -243,6 +342,8 @@ def test_quality_is_sorted_labelled_and_on_a_0_to_10_scale(trained_data: dict[st
     assert ax.get_xlim() == (0, 10)
     assert [text.get_text() for text in ax.texts] == [f"{trained_data[r]['quality']:.1f}" for r in order]
     assert len(png_bytes(ax.figure)) > 1000
+    given = Figure().add_subplot()
+    assert plot_quality(trained_data, ax=given) is given and len(given.patches) == len(trained_data)
 
 
 def test_feedback_picture_marks_missing_improved_outputs(training_data: dict[str, Any]) -> None:
@@ -280,3 +381,55 @@ def test_plots_do_not_mutate_their_inputs(metrics_data: dict[str, Any], trained_
     plot_quality(trained_data)
     assert (repr(metrics_data), repr(trained_data)) == before
     pd.testing.assert_frame_equal(frame, frame_before)
+
+
+def test_agent_names_label_legends_and_titles(training_data: dict[str, Any], metrics_data: dict[str, Any]) -> None:
+    names = {agent: f"Role {n}" for n, agent in enumerate(metrics_data)}
+    figure = plot_metrics(metrics_data, ["loss"], agent_names=names)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [names[a] for a in sorted(metrics_data)]
+    assert [line.get_label() for line in visible_lines(figure.axes[0])] == [names[a] for a in sorted(metrics_data)]
+    ax = plot_metric(metrics_data, "loss", agent_names={"planner": "Planner"})
+    assert sorted(text.get_text() for text in ax.get_legend().get_texts()) == ["Planner", "coder", "critic"]
+    titles = {agent: f"Writer {n}" for n, agent in enumerate(training_data)}
+    feedback = plot_feedback(training_data, agent_names=titles)
+    assert [ax.get_title() for ax in feedback.axes[::2]] == [
+        f"{titles[a]}: output length (characters)" for a in sorted(training_data)
+    ]
+    with pytest.raises(TypeError, match="agent_names must be a mapping"):
+        plot_metrics(metrics_data, agent_names=["Role 0"])  # type: ignore[arg-type]
+
+
+def test_short_runs_tick_whole_iterations_and_show_lone_points() -> None:
+    data = {"a": {0: {"loss": 1.0}, 1: {"loss": 0.5}, 2: {"loss": 0.4}}, "b": {0: {"loss": 0.9}}}
+    figure = plot_metrics(data, ["loss"])
+    figure.canvas.draw()
+    ticks = figure.axes[0].get_xticks()
+    assert len(ticks) > 0 and all(float(tick).is_integer() for tick in ticks)
+    lone = [line for line in visible_lines(figure.axes[0]) if line.get_label() == "b"]
+    assert lone[0].get_marker() == "o" and list(lone[0].get_xdata()) == [0]
+    longer = [line for line in visible_lines(figure.axes[0]) if line.get_label() == "a"]
+    assert longer[0].get_marker() in ("None", None, "")
+
+
+def test_feedback_picture_has_one_legend_and_every_iteration_on_both_panels(training_data: dict[str, Any]) -> None:
+    figure = plot_feedback(training_data)
+    assert len(figure.legends) == 1 and all(ax.get_legend() is None for ax in figure.axes)
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert {"initial output", "improved output", "similarity initial → improved"} <= set(labels)
+    for n, agent in enumerate(sorted(training_data)):
+        lengths, similarity = figure.axes[2 * n], figure.axes[2 * n + 1]
+        iterations = sorted(training_data[agent])
+        assert lengths.get_xlim() == similarity.get_xlim() == (iterations[0] - 0.6, iterations[-1] + 0.6)
+
+
+def test_panels_share_the_iteration_axis_and_one_iteration_is_widened() -> None:
+    # "late" is logged once, at the last iteration; "loss" every iteration. Drawn in that
+    # order, the first panel must not pin the shared axis to its single point.
+    data = {"a": {i: {"late": 1.0} if i == 5 else {"loss": 1.0 / (i + 1)} for i in range(6)}}
+    figure = plot_metrics(data, ["late", "loss"])
+    late, loss = figure.axes
+    assert late.get_xlim() == loss.get_xlim()
+    assert late.get_xlim()[0] <= 0 and late.get_xlim()[1] >= 5
+    single = plot_metrics({"a": {7: {"loss": 0.3}}})
+    assert single.axes[0].get_xlim() == (6, 8)
+    assert plot_metric({"a": {7: {"loss": 0.3}}}, "loss").get_xlim() == (6, 8)

@@ -111,6 +111,35 @@ def test_other_names_stay_pickle_and_subclasses_are_not_redirected(tmp_path: Pat
     assert SQLiteHandler(tmp_path / "runs", add_suffix=False).file_path == str(tmp_path / "runs")
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"backups": 3}, "backups apply to pickle stores only"),
+        ({"audit": True}, "audit apply to pickle stores only"),
+        ({"key": b"k" * 32}, "key apply to pickle stores only"),
+        ({"max_decompressed_size": 10}, "max_decompressed_size apply to pickle stores only"),
+    ],
+)
+def test_pickle_only_options_are_refused_not_ignored(tmp_path: Path, options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        CrewTrainingHandler(tmp_path / "runs.db", **options)
+    assert os.listdir(tmp_path) == []
+
+
+def test_versions_are_for_pickle_stores(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "runs.db")
+    for call in (handler.versions, lambda: handler.restore(1)):
+        with pytest.raises(StoreError, match="keeps no versions"):
+            call()
+
+
+def test_sqlite_stores_are_local_files(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be a local file"):
+        CrewTrainingHandler("memory://runs/t.db")
+    handler = CrewTrainingHandler(f"file://{tmp_path}/t.db")
+    assert type(handler) is SQLiteHandler and handler.file_path == str(tmp_path / "t.db")
+
+
 @pytest.mark.parametrize("bad", [b"x.db", 3, None])
 def test_file_name_of_wrong_type_is_a_type_error(bad: object) -> None:
     with pytest.raises(TypeError, match="file_name"):

@@ -7,6 +7,8 @@ backend (constant-cost appends, lazy reads).
 
 from __future__ import annotations
 
+from ._audit import AuditReport, verify_audit
+from ._backups import StoreVersion
 from ._convert import convert
 from ._lazy import StoreStats
 from ._source import LazyEntry, LazyStore, Source, as_handler, open_source, open_view
@@ -16,6 +18,7 @@ from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler,
 
 __all__ = [
     "ALLOWED_GLOBALS",
+    "AuditReport",
     "DEFAULT_LOCK_TIMEOUT",
     "PICKLE_PROTOCOL",
     "SQLITE_SUFFIXES",
@@ -26,9 +29,11 @@ __all__ = [
     "SQLiteHandler",
     "Source",
     "StoreStats",
+    "StoreVersion",
     "as_handler",
     "convert",
     "open_source",
     "open_view",
     "safe_loads",
+    "verify_audit",
 ]

@@ -15,7 +15,7 @@ import stat
 import tempfile
 import warnings
 
-__all__ = ["sweep_stale_temps", "temp_prefix", "write_atomic"]
+__all__ = ["fsync_directory", "sweep_stale_temps", "temp_prefix", "write_atomic"]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -25,7 +25,8 @@ def temp_prefix(path: str) -> str:
     return f".{os.path.basename(path)}."
 
 
-def _fsync_directory(directory: str) -> None:
+def fsync_directory(directory: str) -> None:
+    """Make a rename or a new entry in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -80,7 +81,7 @@ def write_atomic(path: str, payload: bytes) -> tuple[int, os.stat_result]:
             os.unlink(temp_path)
         raise
     try:
-        _fsync_directory(directory)
+        fsync_directory(directory)
     except OSError as exc:
         # The new file is already in place and complete; only the durability
         # of the rename across a power cut is in doubt.

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import StoreError, StoreFormatError
 from ._lazy import describe
+from ._remote import is_url, local_path_of, url_exists
 from ._sqlite import SQLiteHandler
 from .handler import CrewTrainingHandler, PickleHandler
 
@@ -30,7 +31,8 @@ def open_source(
     ----------
     source
         A :class:`PickleHandler`, a ``str``/``os.PathLike`` path of an existing
-        store file (used exactly as given), or a mapping such as the dict
+        store file (used exactly as given; also a ``file://`` or fsspec URL such as
+        ``memory://runs/training_data.pkl``), or a mapping such as the dict
         ``load()`` returns.
     trusted
         Passed to the handler opened for a path.
@@ -53,8 +55,8 @@ def open_source(
     if isinstance(source, PickleHandler):
         return source.peek(), source.file_path
     if isinstance(source, (str, os.PathLike)):
-        path = os.path.abspath(os.fspath(source))
-        if not os.path.exists(path):
+        path = _path_or_url(source)
+        if not _exists(path):
             raise StoreError(
                 f"{path}: no such store file; check the path (CrewAI writes training_data.pkl "
                 "and trained_agents_data.pkl in the directory where `crewai train` ran).",
@@ -80,11 +82,22 @@ def as_handler(source: Any, *, trusted: bool = False) -> Any:
     a handler returns the very same object while its file is unchanged.
     """
     if isinstance(source, (str, os.PathLike)):
-        path = os.path.abspath(os.fspath(source))
-        if not os.path.exists(path):
+        path = _path_or_url(source)
+        if not _exists(path):
             open_source(path)  # raises the "no such store file" error
         return CrewTrainingHandler(path, trusted=trusted, add_suffix=False)
     return source
+
+
+def _path_or_url(source: str | os.PathLike[str]) -> str:
+    name = os.fspath(source)
+    if is_url(name):
+        return local_path_of(name) or name
+    return os.path.abspath(name)
+
+
+def _exists(path: str) -> bool:
+    return url_exists(path) if is_url(path) else os.path.exists(path)
 
 
 def _read_agents(handler: SQLiteHandler, agents: str | Iterable[str]) -> dict[Any, Any]:

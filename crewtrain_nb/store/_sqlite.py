@@ -48,6 +48,7 @@ from ._lazy import (
     unknown_iteration,
     utc_time,
 )
+from ._remote import is_url, local_path_of
 from ._unpickle import safe_loads, trusted_loads
 from .handler import (
     DEFAULT_LOCK_TIMEOUT,
@@ -200,12 +201,37 @@ class SQLiteHandler(CrewTrainingHandler):
         trusted: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         add_suffix: bool = True,
+        key: bytes | str | bool | None = None,
+        max_decompressed_size: int | None = None,
+        backups: int = 0,
+        audit: bool = False,
     ) -> None:
         name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
         if not isinstance(name, str):
             raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
         if not name:
             raise ValueError("file_name is empty; give the store's file name, e.g. 'runs.db'")
+        # The pickle handler's file-level options do not apply to a database: refuse them rather than ignore them.
+        unsupported = [
+            option
+            for option, given in (("key", key not in (None, False)), ("backups", bool(backups)), ("audit", audit))
+            if given
+        ]
+        if max_decompressed_size is not None:
+            unsupported.append("max_decompressed_size")
+        if unsupported:
+            raise ValueError(
+                f"{name}: {', '.join(unsupported)} apply to pickle stores only, not to a SQLite store; "
+                "use a .pkl name (see convert()) or leave them out."
+            )
+        if is_url(name):
+            local = local_path_of(name)
+            if local is None:
+                raise ValueError(
+                    f"{name}: a SQLite store must be a local file (SQLite needs file locks); "
+                    "use a local path, or a .pkl store for fsspec URLs."
+                )
+            name = local
         if add_suffix and not name.lower().endswith(SQLITE_SUFFIXES):
             name += ".db"
         if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
@@ -220,7 +246,36 @@ class SQLiteHandler(CrewTrainingHandler):
         self._cache: _Cache | None = None
         self._loads: Callable[..., Any] = trusted_loads if self.trusted else safe_loads
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.file_path!r}, trusted={self.trusted})"
+
+    def __enter__(self) -> SQLiteHandler:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- writing -------------------------------------------------------------------
+
+    def initialize_file(self) -> None:
+        """Write an empty store (creating the database), replacing whatever it held."""
+        self.save({})
+
+    def clear(self) -> None:
+        """Empty the store, in one transaction."""
+        self.save({})
+
+    def versions(self) -> list[Any]:
+        """Not available: versions are kept for pickle stores (``backups=``) only."""
+        raise StoreError(
+            f"{self.file_path}: a SQLite store keeps no versions (backups= is for pickle stores); "
+            "back it up with convert() to a .pkl or .db file.",
+            path=self.file_path,
+        )
+
+    def restore(self, version: Any) -> None:
+        """Not available: see :meth:`versions`."""
+        self.versions()
 
     def save(self, data: Any) -> None:
         """Replace the whole store with ``data`` (a dict), in one transaction.

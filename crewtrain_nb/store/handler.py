@@ -7,6 +7,7 @@ import numbers
 import os
 import pickle
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,11 +15,22 @@ from typing import Any
 
 import filelock
 
-from ..errors import StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
+from ..errors import (
+    RemoteStoreWarning,
+    StoreError,
+    StoreFormatError,
+    StoreLockTimeout,
+    StoreVersionError,
+    StoreWriteError,
+)
 from ._atomic import sweep_stale_temps, write_atomic
+from ._audit import PendingAudit
+from ._backups import StoreVersion, discard_version, find_version, finish_rotation, link_current, list_versions
+from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
 from ._lazy import LazyAccess
 from ._pieces import dumps_dict
+from ._remote import RemoteFile, is_url, local_path_of
 from ._unpickle import safe_loads, trusted_loads
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "PICKLE_PROTOCOL", "CrewTrainingHandler", "PickleHandler"]
@@ -27,6 +39,8 @@ __all__ = ["DEFAULT_LOCK_TIMEOUT", "PICKLE_PROTOCOL", "CrewTrainingHandler", "Pi
 DEFAULT_LOCK_TIMEOUT = 60.0
 #: What CrewAI writes (Python's default on 3.8-3.13); every Python >= 3.4 reads it.
 PICKLE_PROTOCOL = 4
+#: Names ending with one of these are used as given; any other name gets ``.pkl`` appended.
+STORE_SUFFIXES: tuple[str, ...] = (".pkl", *COMPRESSED_SUFFIXES)
 
 _StatKey = tuple[int, int, int, int, int]
 
@@ -67,8 +81,10 @@ class PickleHandler(LazyAccess):
     Parameters
     ----------
     file_name
-        The store file. ``.pkl`` is appended when the name does not end with it
-        (as CrewAI does); a relative name resolves against the current directory.
+        The store file. ``.pkl`` is appended when the name ends with none of
+        ``.pkl``, ``.pkl.gz``, ``.pkl.bz2``, ``.pkl.xz`` (as CrewAI does for
+        ``.pkl``); a relative name resolves against the current directory.
+        The last three suffixes store the pickle compressed (gzip, bz2, xz).
     trusted
         ``False`` (default) loads only plain data and refuses any other global
         with :class:`~crewtrain_nb.UnsafePickleError`. ``True`` uses the full
@@ -78,6 +94,20 @@ class PickleHandler(LazyAccess):
         :class:`~crewtrain_nb.StoreLockTimeout`.
     add_suffix
         ``False`` uses ``file_name`` exactly as given, even without ``.pkl``.
+    key
+        Encrypt the store at rest (AES-256-GCM; needs ``crewtrain-nb[crypto]``):
+        32 raw bytes or base64 text of 32 bytes. ``None`` (default) uses the
+        ``CREWTRAIN_KEY`` environment variable when it is set; ``False`` never
+        encrypts. With a key, a plain file is refused (:class:`~crewtrain_nb.DecryptionError`).
+    max_decompressed_size
+        Largest size in bytes a compressed store may inflate to before it is
+        refused as a decompression bomb; default ``min(4 GiB, RAM / 2)``.
+    backups
+        Keep this many previous versions of the file in ``<file>.versions/``
+        (see :meth:`versions` and :meth:`restore`); ``0`` (default) keeps none.
+    audit
+        Append one hash-chained JSON line per write to ``<file>.audit.jsonl``
+        (check it with :func:`~crewtrain_nb.verify_audit`).
 
     Notes
     -----
@@ -123,20 +153,42 @@ class PickleHandler(LazyAccess):
         trusted: bool = False,
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         add_suffix: bool = True,
+        key: bytes | str | bool | None = None,
+        max_decompressed_size: int | None = None,
+        backups: int = 0,
+        audit: bool = False,
     ) -> None:
         name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
         if not isinstance(name, str):
             raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
         if not name:
             raise ValueError("file_name is empty; give the store's file name, e.g. 'training_data.pkl'")
-        if add_suffix and not name.endswith(".pkl"):
+        # file:// is a local path with every local guarantee; other URLs go through fsspec.
+        name = local_path_of(name) or name
+        remote = is_url(name)
+        if add_suffix and not name.endswith(STORE_SUFFIXES):
             name += ".pkl"
         if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
             raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
-        self.file_path: str = os.path.abspath(os.path.join(os.getcwd(), name))
+        self.file_path: str = name if remote else os.path.abspath(os.path.join(os.getcwd(), name))
         self.lock_path: str = self.file_path + ".lock"
         self.trusted = bool(trusted)
         self.lock_timeout = float(lock_timeout)
+        if max_decompressed_size is None:
+            max_decompressed_size = DEFAULT_MAX_DECOMPRESSED_SIZE
+        if isinstance(max_decompressed_size, bool) or not isinstance(max_decompressed_size, numbers.Integral):
+            raise TypeError(f"max_decompressed_size must be an int of bytes, got {max_decompressed_size!r}")
+        if isinstance(backups, bool) or not isinstance(backups, numbers.Integral) or backups < 0:
+            raise ValueError(f"backups must be an int >= 0 (how many previous versions to keep), got {backups!r}")
+        self.backups = int(backups)
+        self.audit = bool(audit)
+        if key is True:
+            raise TypeError("key=True is not a key; pass the key's bytes or base64 text, or key=False")
+        self._codec = StoreCodec(
+            self.file_path,
+            key=resolve_key(key, path=self.file_path),
+            max_decompressed_size=int(max_decompressed_size),
+        )
         # A short poll keeps many contending writers moving; flock itself is cheap.
         self._file_lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout, mode=0o600, poll_interval=0.005)
         self._state_lock = threading.RLock()
@@ -147,6 +199,18 @@ class PickleHandler(LazyAccess):
         self._batch_depth = 0
         self._pending: Any = None
         self._pending_dirty = False
+        # What the public method being run is: (operation, agent, iteration), for the audit log.
+        self._operation: tuple[str, str | None, int | None] | None = None
+        self._batch_changes: list[tuple[str | None, int | None]] = []
+        self._remote: RemoteFile | None = None
+        if remote:
+            if self.backups or self.audit:
+                raise ValueError(
+                    f"{self.file_path}: backups= and audit= need a local file (they rely on hard links, "
+                    "O_APPEND and a lock file); use them on a local copy."
+                )
+            self._remote = RemoteFile(self.file_path)
+            warnings.warn(f"{self.file_path} {RemoteFile.warning_text}", RemoteStoreWarning, stacklevel=2)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.file_path!r}, trusted={self.trusted})"
@@ -155,7 +219,8 @@ class PickleHandler(LazyAccess):
 
     def initialize_file(self) -> None:
         """Write an empty store (``{}``), replacing whatever the file held."""
-        self.save({})
+        with self._describing("initialize_file"):
+            self.save({})
 
     def save(self, data: Any) -> None:
         """Replace the store with ``data``, atomically.
@@ -173,10 +238,11 @@ class PickleHandler(LazyAccess):
         StoreLockTimeout
             Another process held the lock for longer than ``lock_timeout``.
         """
-        with self._state_lock:
+        with self._state_lock, self._describing("save"):
             if self._batch_depth:
                 self._pending = copy_plain(data)
                 self._pending_dirty = True
+                self._note_batch_change()
                 return
             with self._locked():
                 # The caller keeps ``data`` and may mutate it, so it is not cached.
@@ -247,6 +313,7 @@ class PickleHandler(LazyAccess):
                 # below if the block fails, so the cache never holds unsaved changes.
                 self._pending = self._read()
                 self._pending_dirty = False
+                self._batch_changes = []
                 self._batch_depth = 1
                 try:
                     yield self
@@ -259,6 +326,64 @@ class PickleHandler(LazyAccess):
                     self._batch_depth = 0
                     self._pending = None
                     self._pending_dirty = False
+                    self._batch_changes = []
+
+    def versions(self) -> list[StoreVersion]:
+        """The kept previous versions of the store, newest first.
+
+        Returns
+        -------
+        list of StoreVersion
+            Each with ``id`` (pass it to :meth:`restore`), ``time`` (UTC, when
+            that version was written), ``size`` (bytes) and ``path``.
+        """
+        return list_versions(self.file_path)
+
+    def restore(self, version: int | str | StoreVersion) -> None:
+        """Make a previous version the current store again, atomically.
+
+        The current file is kept as a new version first (even with
+        ``backups=0``), so a restore can itself be undone. The version is
+        checked to load (decrypted, decompressed, safely unpickled) before
+        anything changes, and is written back byte for byte.
+
+        Parameters
+        ----------
+        version
+            A version id from :meth:`versions` (or the :class:`StoreVersion`).
+
+        Raises
+        ------
+        StoreVersionError
+            No such version; the message lists the ones that exist.
+        CorruptStoreError, UnsafePickleError, DecryptionError
+            The version does not load; nothing was changed.
+        """
+        with self._state_lock:
+            if self._batch_depth:
+                raise RuntimeError("restore() cannot run inside batch(); call it after the block")
+            with self._locked():
+                found = find_version(self.file_path, version)
+                if found is None:
+                    ids = ", ".join(str(item.id) for item in self.versions()) or "none"
+                    raise StoreVersionError(
+                        f"{self.file_path}: no version {version!r}; the versions kept are: {ids} (see versions()).",
+                        path=self.file_path,
+                    )
+                try:
+                    with open(found.path, "rb") as file:
+                        payload = file.read()
+                except OSError as exc:
+                    raise StoreError(
+                        f"{found.path}: cannot read this version ({exc.strerror or exc}).", path=found.path
+                    ) from exc
+                if payload:
+                    loads = trusted_loads if self.trusted else safe_loads
+                    loads(self._codec.decode(payload), path=found.path)
+                self._drop_snapshot()
+                with self._describing("restore"):
+                    fd, _ = self._replace_file(payload, keep_version=True, version=found.id)
+                os.close(fd)
 
     def close(self) -> None:
         """Release the descriptor held for the cache. The handler stays usable."""
@@ -280,6 +405,7 @@ class PickleHandler(LazyAccess):
                 change(self._expect_dict(self._pending))
                 self._forget_piece(key)
                 self._pending_dirty = True
+                self._note_batch_change()
                 return
             with self._locked():
                 data = self._expect_dict(self._read())
@@ -292,6 +418,38 @@ class PickleHandler(LazyAccess):
                     self._drop_snapshot()
                     raise
 
+    @contextlib.contextmanager
+    def _describing(self, operation: str, agent: str | None = None, iteration: int | None = None) -> Iterator[None]:
+        """Name the public operation running, for the audit log; an outer one (clear -> save) wins."""
+        with self._state_lock:
+            if self._operation is not None:
+                yield
+                return
+            self._operation = (operation, agent, iteration)
+            try:
+                yield
+            finally:
+                self._operation = None
+
+    def _note_batch_change(self) -> None:
+        if self.audit and self._operation is not None:
+            self._batch_changes.append(self._operation[1:])
+
+    def _audit_fields(self) -> dict[str, Any]:
+        """``operation``, ``agent``, ``iteration``, ``count`` of the write about to happen."""
+        if self._batch_depth:
+            agents = {agent for agent, _ in self._batch_changes}
+            only = self._batch_changes[0] if len(self._batch_changes) == 1 else (None, None)
+            return {
+                "operation": "batch",
+                "agent": agents.pop() if len(agents) == 1 else None,
+                "iteration": only[1],
+                "count": len(self._batch_changes),
+            }
+        operation, agent, iteration = self._operation or ("save", None, None)
+        count = 1 if operation in {"append", "save_trained_data"} else None
+        return {"operation": operation, "agent": agent, "iteration": iteration, "count": count}
+
     def _expect_dict(self, data: Any) -> dict[Any, Any]:
         if not isinstance(data, dict):
             raise StoreFormatError(
@@ -303,6 +461,10 @@ class PickleHandler(LazyAccess):
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        if self._remote is not None:
+            with self._remote.locked():
+                yield
+            return
         directory = os.path.dirname(self.file_path)
         if not os.path.isdir(directory):
             raise StoreWriteError(
@@ -339,6 +501,13 @@ class PickleHandler(LazyAccess):
 
     def _read(self) -> Any:
         """Return the stored object, shared with the cache: callers must not mutate it."""
+        if self._remote is not None:
+            # No file identity to key a cache on: read the whole file every time.
+            self._drop_snapshot()
+            stored = self._remote.read()
+            if not stored:
+                return {}
+            return (trusted_loads if self.trusted else safe_loads)(self._codec.decode(stored), path=self.file_path)
         try:
             st = os.stat(self.file_path)
         except FileNotFoundError:
@@ -375,12 +544,55 @@ class PickleHandler(LazyAccess):
             return {}
         loads = trusted_loads if self.trusted else safe_loads
         try:
-            data = loads(payload, path=self.file_path)
+            data = loads(self._codec.decode(payload), path=self.file_path)
         except BaseException:
             os.close(fd)
             raise
         self._replace_snapshot(_Snapshot(_stat_key(st), data, fd))
         return data
+
+    def _replace_file(
+        self, payload: bytes, *, keep_version: bool = False, version: int | None = None
+    ) -> tuple[int, os.stat_result]:
+        """Write the encoded ``payload`` over the store: version, atomic replace, audit; the caller holds the lock.
+
+        The current file is linked into the versions *before* it is replaced,
+        so a crash leaves at worst an extra version, never a lost store. The
+        audit log is opened first (a broken log stops the write) and its line
+        appended after the replace (a crash between leaves a log whose last
+        line does not match the store, which ``verify_audit`` reports).
+        """
+        pending = PendingAudit.open(self.file_path) if self.audit else None
+        new_version = None
+        try:
+            if self.backups or keep_version:
+                new_version = link_current(self.file_path)
+            fd, st = write_atomic(self.file_path, payload)
+        except OSError as exc:
+            self._drop_snapshot()
+            if pending is not None:
+                pending.close()
+            if new_version is not None:
+                discard_version(new_version)
+            raise StoreWriteError(
+                f"{self.file_path}: saving failed ({exc.strerror or exc}); the previous file is "
+                "unchanged. Free disk space or fix permissions and try again.",
+                path=self.file_path,
+            ) from exc
+        if new_version is not None:
+            finish_rotation(self.file_path, new_version, keep=self.backups or None)
+        if pending is not None:
+            try:
+                pending.commit(**self._audit_fields(), version=version, payload=payload)
+            except OSError as exc:
+                os.close(fd)
+                self._drop_snapshot()
+                raise StoreWriteError(
+                    f"{self.file_path}: the store was saved, but its audit line could not be written "
+                    f"({exc.strerror or exc}); verify_audit() will report this write as unaudited.",
+                    path=self.file_path,
+                ) from exc
+        return fd, st
 
     def _replace_snapshot(self, snapshot: _Snapshot) -> None:
         self._drop_snapshot()
@@ -402,15 +614,11 @@ class PickleHandler(LazyAccess):
                 f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the file is unchanged.",
                 path=self.file_path,
             ) from exc
-        try:
-            fd, st = write_atomic(self.file_path, payload)
-        except OSError as exc:
+        if self._remote is not None:
+            self._remote.write(self._codec.encode(payload))
             self._drop_snapshot()
-            raise StoreWriteError(
-                f"{self.file_path}: saving failed ({exc.strerror or exc}); the previous file is "
-                "unchanged. Free disk space or fix permissions and try again.",
-                path=self.file_path,
-            ) from exc
+            return
+        fd, st = self._replace_file(self._codec.encode(payload))
         if cache:
             self._replace_snapshot(_Snapshot(_stat_key(st), data, fd, pieces))
         else:
@@ -482,7 +690,8 @@ class CrewTrainingHandler(PickleHandler):
                     path=self.file_path,
                 )
 
-        self._mutate(change, agent)
+        with self._describing("append", agent, iteration):
+            self._mutate(change, agent)
 
     def save_trained_data(self, agent_id: str, trained_data: Any) -> None:
         """Store ``trained_data`` under ``agent_id`` (CrewAI passes the agent's role).
@@ -496,8 +705,10 @@ class CrewTrainingHandler(PickleHandler):
         """
         agent = _check_agent_id(agent_id)
         value = copy_plain(trained_data)
-        self._mutate(lambda data: data.__setitem__(agent, value), agent)
+        with self._describing("save_trained_data", agent):
+            self._mutate(lambda data: data.__setitem__(agent, value), agent)
 
     def clear(self) -> None:
         """Empty the store (write ``{}``)."""
-        self.save({})
+        with self._describing("clear"):
+            self.save({})
