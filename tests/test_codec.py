@@ -218,9 +218,8 @@ def test_encrypted_round_trip(tmp_path: Path, training_data: dict[str, Any], key
     # Never readable as a plain pickle: after the header, the ciphertext is random bytes, so
     # which error pickle raises depends on the first opcode it meets (seen: UnpicklingError,
     # ValueError); what matters is that it never returns data.
-    with pytest.raises(Exception) as refused:  # noqa: B017
+    with pytest.raises(Exception):  # noqa: B017
         pickle.loads(raw)
-    assert not isinstance(refused.value, (KeyboardInterrupt, SystemExit))
     assert stat.S_IMODE(os.stat(handler.file_path).st_mode) == 0o600
     # base64 text and the environment variable give the same key
     assert CrewTrainingHandler(handler.file_path, key=base64.b64encode(key).decode()).load() == training_data
