@@ -139,7 +139,7 @@ def agent_colors(agents: Iterable[str]) -> dict[str, Any]:
 # -- input ----------------------------------------------------------------------------------
 
 
-def _metrics_data(source: Any) -> pd.DataFrame:
+def _metrics_data(source: Any, agents: str | Sequence[str] | None = None) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         missing = [column for column in _METRIC_COLUMNS if column not in source.columns]
         if missing:
@@ -147,7 +147,8 @@ def _metrics_data(source: Any) -> pd.DataFrame:
                 f"a DataFrame source needs the columns of metrics_frame() {list(_METRIC_COLUMNS)}; missing {missing}"
             )
         return source
-    return metrics_frame(source)
+    # Asking for the agents up front lets a SQLite store read only their rows.
+    return metrics_frame(source, agents=agents)
 
 
 Line = tuple[np.ndarray, np.ndarray]
@@ -330,7 +331,7 @@ def plot_metric(
     matplotlib.axes.Axes
     """
     ema([], smoothing)  # validates the weight before any drawing
-    lines, _, chosen_agents = _select(_metrics_data(source), [metric], agents)
+    lines, _, chosen_agents = _select(_metrics_data(source, agents), [metric], agents)
     if ax is None:
         ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
     _draw_metric(
@@ -406,7 +407,7 @@ def plot_metrics(
     ['loss', 'accuracy']
     """
     ema([], smoothing)
-    lines, chosen_metrics, chosen_agents = _select(_metrics_data(source), metrics, agents)
+    lines, chosen_metrics, chosen_agents = _select(_metrics_data(source, agents), metrics, agents)
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
     figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")

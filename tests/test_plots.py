@@ -219,8 +219,12 @@ def test_dataframe_source_and_bad_input(metrics_store: CrewTrainingHandler) -> N
     assert len(plot_metrics(frame).axes) == frame["metric"].nunique()
     with pytest.raises(ValueError, match="unknown metric 'nope'; the store has: .*loss"):
         plot_metrics(metrics_store, ["nope"])
-    with pytest.raises(ValueError, match="unknown agent 'ghost'; the store has: coder, critic, planner"):
+    # The agents are asked of the store itself (a SQLite store then reads only theirs), so the
+    # store's reader names the unknown one; a DataFrame source is checked by the plot.
+    with pytest.raises(ValueError, match="no agent 'ghost' in the store; its agents are 'coder', 'critic', 'planner'"):
         plot_metrics(metrics_store, agents=["ghost"])
+    with pytest.raises(ValueError, match="unknown agent 'ghost'; the store has: coder, critic, planner"):
+        plot_metrics(frame, agents=["ghost"])
     with pytest.raises(ValueError, match="needs the columns"):
         plot_metrics(pd.DataFrame({"x": [1]}))
     with pytest.raises(ValueError, match="no numeric metrics"):
@@ -433,3 +437,27 @@ def test_panels_share_the_iteration_axis_and_one_iteration_is_widened() -> None:
     single = plot_metrics({"a": {7: {"loss": 0.3}}})
     assert single.axes[0].get_xlim() == (6, 8)
     assert plot_metric({"a": {7: {"loss": 0.3}}}, "loss").get_xlim() == (6, 8)
+
+
+def test_curves_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
+    tmp_path: Path, metrics_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crewtrain_nb import SQLiteHandler
+
+    sqlite = CrewTrainingHandler(tmp_path / "metrics.db")
+    sqlite.save(metrics_data)
+    read: list[str] = []
+    real_entry = SQLiteHandler.entry
+
+    def whole_store(self: Any) -> Any:
+        raise AssertionError("the whole store was read")
+
+    monkeypatch.setattr(SQLiteHandler, "peek", whole_store)
+    monkeypatch.setattr(SQLiteHandler, "load", whole_store)
+    monkeypatch.setattr(SQLiteHandler, "entry", lambda self, agent: read.append(agent) or real_entry(self, agent))
+    figure = plot_metrics(sqlite, ["loss"], agents="coder")
+    assert read == ["coder"]
+    (line,) = visible_lines(figure.axes[0])
+    assert list(line.get_ydata()) == [metrics_data["coder"][i]["loss"] for i in sorted(metrics_data["coder"])]
+    ax = plot_metric(sqlite, "accuracy", agents=["critic"])
+    assert read == ["coder", "critic"] and len(visible_lines(ax)) == 1
