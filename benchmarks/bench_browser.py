@@ -15,16 +15,18 @@ the way a user does, by setting the widgets' ``.value`` / clicking:
 * **agent**: switch to another agent (its first view of that agent, then cached).
 
 Each change is timed from setting the value until every observer has returned
-(record pane HTML and curve PNG updated). There is no kernel, so the time to
-send the new state to the front end is not included. Median and p95 over
-``--clicks`` changes.
+(record pane HTML updated, and the curve PNG when the agent's curves are drawn).
+An agent's first visit draws its curves in a background thread: that is timed
+separately, until :meth:`~crewtrain_nb.TrainingBrowser.wait_for_curves` returns.
+There is no kernel, so the time to send the new state to the front end is not
+included. Median and p95 over ``--clicks`` changes.
 
 The naive way, timed per click in the same run: flatten the whole store again
 with ``to_frame``, take the agent's rows, melt the numeric columns into a tidy
 frame, ``plot_metrics`` it, add an ``axvline`` at the iteration and save the PNG,
 and render the record from the frame's row.
 
-Goal: an iteration change on the 100k-record store under 50 ms.
+Goal: a selection change (iteration or agent) on the 100k-record store under 50 ms.
 """
 
 from __future__ import annotations
@@ -97,8 +99,17 @@ def bench_store(name: str, store: dict[str, Any], clicks: int, naive_clicks: int
     browser = TrainingBrowser(store)
     rows = [f"| {name} | build the browser (once) | {build_ms:.0f} | | | | |"]
 
-    # agent changes first: an agent's first visit draws its curves (then cached), later visits reuse them
-    first_visit_times = [timed(lambda a=agent: setattr(browser.agent, "value", a)) for agent in agents[1:]]
+    # agent changes first: an agent's first visit draws its curves in the background (then cached):
+    # the click returns with the record pane updated; the curves follow. Both are timed, the second
+    # until wait_for_curves() returns, and the next click waits for it (no overlap with drawing).
+    browser.wait_for_curves()
+    first_visit_times, curves_shown_times = [], []
+    for agent in agents[1:]:
+        start = time.perf_counter()
+        browser.agent.value = agent
+        first_visit_times.append((time.perf_counter() - start) * 1000)
+        browser.wait_for_curves()
+        curves_shown_times.append((time.perf_counter() - start) * 1000)
     revisit_times = []
     for _ in range(clicks):
         agent = rng.choice([a for a in agents if a != browser.agent.value])
@@ -123,11 +134,12 @@ def bench_store(name: str, store: dict[str, Any], clicks: int, naive_clicks: int
         ("iteration slider", iteration_times),
         ("next button", next_times),
         ("agent, visited before", revisit_times),
-        ("agent, first visit (draws its curves)", first_visit_times),
+        ("agent, first visit: click returns", first_visit_times),
+        ("agent, first visit: its curves shown (background)", curves_shown_times),
     )
     for change, times in changes:
         median, p95 = summary(times)
-        goal = ("met" if p95 < GOAL_MS else "NOT met") if not change.startswith("agent") else "(no goal)"
+        goal = "(no goal)" if "curves shown" in change else ("met" if p95 < GOAL_MS else "NOT met")
         rows.append(
             f"| {name} | {change} | {median:.1f} | {p95:.1f} | {naive_median:.0f} | "
             f"{naive_median / median:.0f}x | {goal} |"

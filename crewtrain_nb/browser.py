@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,17 @@ def _safe_file_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "agent"
 
 
+def _draw_curves(data: Mapping[str, Any], agent: str, label: str) -> MarkedFigure | None:
+    """The agent's curves with a movable iteration marker, or ``None`` when it has no numbers to plot."""
+    frame = curve_frame(data, agent)
+    if frame.empty:
+        return None
+    figure = plot_metrics(
+        frame, figsize=(9, 2.6 * ((frame["metric"].nunique() + 2) // 3)), agent_names={agent: label}
+    )
+    return MarkedFigure(figure, dpi=72)
+
+
 class TrainingBrowser(widgets.VBox):
     """Browse a training store by agent and iteration in a notebook.
 
@@ -53,6 +65,11 @@ class TrainingBrowser(widgets.VBox):
         store is re-read only when the file changed; the selection is kept.
     export_dir
         Where the export button writes CSV files.
+    draw_in_background
+        Draw an agent's curves (one full matplotlib draw, ~0.1-0.5 s) in a
+        worker thread the first time the agent is shown, so the record pane and
+        the controls answer at once; later clicks only move the iteration
+        marker. ``False`` draws before the click returns.
 
     Attributes
     ----------
@@ -78,6 +95,7 @@ class TrainingBrowser(widgets.VBox):
         agent_names: Mapping[str, str] | None = None,
         auto_refresh: float | None = None,
         export_dir: str | os.PathLike[str] = ".",
+        draw_in_background: bool = True,
     ) -> None:
         # Long-lived handlers: re-reading an unchanged file returns the same object.
         self._source = as_handler(source)
@@ -89,6 +107,13 @@ class TrainingBrowser(widgets.VBox):
         self._trained_raw: Any = None
         # One drawn figure per agent visited: an iteration change only redraws its marker.
         self._curves: dict[str, MarkedFigure | None] = {}
+        # One worker: figures are drawn in order, and never two at once on a 2-core notebook server.
+        self._drawer: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctn-curves") if draw_in_background else None
+        )
+        self._drawing: dict[str, Future[None]] = {}
+        # Bumped whenever the data is replaced: a figure drawn from older data is dropped.
+        self._generation = 0
         # (agent, filter text) -> iteration keys: sorting 5,000 keys took longer than the rest of a click.
         self._iteration_keys: dict[tuple[str, str], list[int]] = {}
         self._busy = False
@@ -152,6 +177,9 @@ class TrainingBrowser(widgets.VBox):
             self._thread = threading.Thread(target=self._watch, args=(float(auto_refresh),), daemon=True)
             self._thread.start()
 
+    #: Draws one agent's curves (pure; a subclass may wrap it).
+    _draw_curves = staticmethod(_draw_curves)
+
     # -- public ------------------------------------------------------------------
 
     @property
@@ -210,10 +238,24 @@ class TrainingBrowser(widgets.VBox):
         self.status.value = f"<span class='ctn-exported'>wrote {path.resolve()}</span>"
         return path
 
+    def wait_for_curves(self, timeout: float | None = None) -> None:
+        """Block until the curves being drawn in the background are shown (for scripts and tests).
+
+        Raises
+        ------
+        TimeoutError
+            They are not drawn within ``timeout`` seconds.
+        """
+        with self._lock:
+            pending = list(self._drawing.values())
+        for future in pending:
+            future.result(timeout=timeout)  # a failed drawing is caught in the thread and shown in the status pane
+
     def close(self) -> None:
-        """Stop auto-refresh and close the widgets."""
+        """Stop auto-refresh and background drawing, and close the widgets."""
         self._stop.set()
-        self._curves.clear()
+        if self._drawer is not None:
+            self._drawer.shutdown(wait=False, cancel_futures=True)
         super().close()
 
     # -- loading ---------------------------------------------------------------------
@@ -245,7 +287,9 @@ class TrainingBrowser(widgets.VBox):
             return False
         self._data, self._trained_raw = data, trained
         self._trained = trained if isinstance(trained, Mapping) else {}
+        self._generation += 1
         self._curves.clear()
+        self._drawing.clear()
         self._iteration_keys.clear()
         previous_agent, previous_iteration = self.agent.value, self.selected_iteration
         if kind != "iterations":
@@ -349,19 +393,42 @@ class TrainingBrowser(widgets.VBox):
         return next((label for label, value in self.agent.options if value == agent), str(agent))
 
     def _show_curve(self, agent: str, iteration: int | None) -> None:
-        if agent not in self._curves:
-            frame = curve_frame(self._data, agent)
-            if frame.empty:
-                self._curves[agent] = None
-            else:
-                figure = plot_metrics(
-                    frame,
-                    figsize=(9, 2.6 * ((frame["metric"].nunique() + 2) // 3)),
-                    agent_names={agent: self._agent_label(agent)},
-                )
-                self._curves[agent] = MarkedFigure(figure, dpi=72)
-        marked = self._curves[agent]
-        self.curve.value = b"" if marked is None else marked.png(iteration)
+        if agent in self._curves:
+            marked = self._curves[agent]
+            self.curve.value = b"" if marked is None else marked.png(iteration)
+            return
+        if agent in self._drawing:  # on its way: _drawn shows it at the iteration selected then
+            return
+        # An empty image until this agent's own curves are drawn, never another agent's.
+        self.curve.value = b""
+        # The worker gets this agent's records read here (a lazy SQLite view reads the agent once,
+        # via items()): the store is only ever read from this thread.
+        draw_args = ({agent: dict(self._data[agent].items())}, agent, self._agent_label(agent))
+        if self._drawer is None:
+            self._curves[agent] = self._draw_curves(*draw_args)
+            self._show_curve(agent, iteration)
+            return
+        self._drawing[agent] = self._drawer.submit(self._draw_in_background, draw_args, self._generation)
+
+    def _draw_in_background(self, draw_args: tuple[Any, str, str], generation: int) -> None:
+        """Runs in the drawing thread: draw, keep the figure, and show it if its agent is still selected.
+
+        Showing happens here, not in a done-callback, so :meth:`wait_for_curves` returns after it.
+        """
+        agent = draw_args[1]
+        try:
+            marked, problem = self._draw_curves(*draw_args), None
+        except Exception as exc:  # noqa: BLE001 - shown in the widget, never raised in a thread
+            marked, problem = None, exc
+        with self._lock:
+            if generation != self._generation:  # the store was re-read meanwhile
+                return
+            self._drawing.pop(agent, None)
+            self._curves[agent] = marked
+            if problem is not None:
+                self.status.value = message_html(f"Could not draw the curves of {agent!r}: {problem}")
+            if self.agent.value == agent:
+                self._show_curve(agent, self.selected_iteration)
 
     def _watch(self, seconds: float) -> None:
         while not self._stop.wait(seconds):

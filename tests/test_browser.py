@@ -30,6 +30,7 @@ def option_values(browser: TrainingBrowser) -> list[Any]:
 
 
 def marker_x(browser: TrainingBrowser) -> set[float]:
+    browser.wait_for_curves(timeout=60)
     marked = browser._curves[browser.agent.value]
     assert marked is not None
     return {float(x) for marker in marked.markers for x in marker.get_xdata()}
@@ -134,6 +135,7 @@ def test_ml_records_show_a_table_and_curves(metrics_store: CrewTrainingHandler, 
     assert "<th>metrics.f1</th>" in browser.record_html
     assert f"{record['loss']:.6g}" in browser.record_html
     assert "shape (8,)" in browser.record_html  # weights summarised
+    browser.wait_for_curves(timeout=60)
     assert browser.curve.value[:8] == b"\x89PNG\r\n\x1a\n"
     assert marker_x(browser) == {12.0}
     marked = browser._curves["critic"]
@@ -331,3 +333,79 @@ def test_a_sqlite_store_is_browsed_one_agent_at_a_time(
     assert browser.refresh()
     assert 99 in browser.iterations and browser.agent.value == agents[2]
     browser.close()
+
+
+# -- curves drawn in the background ---------------------------------------------------------
+
+
+class HeldBrowser(TrainingBrowser):
+    """Its drawing thread waits for ``HeldBrowser.release``: what a slow first draw looks like."""
+
+    release: Any = None
+    drawn: list[str] = []
+
+    def _draw_curves(self, data: Any, agent: str, label: str) -> Any:  # type: ignore[override]
+        assert self.release.wait(30), "the test never released the drawing"
+        self.drawn.append(agent)
+        return TrainingBrowser._draw_curves(data, agent, label)
+
+
+@pytest.fixture
+def held_drawing(monkeypatch: pytest.MonkeyPatch) -> Any:
+    import threading
+
+    release = threading.Event()
+    monkeypatch.setattr(HeldBrowser, "release", release)
+    monkeypatch.setattr(HeldBrowser, "drawn", [])
+    return release
+
+
+def test_a_new_agent_answers_before_its_curves_are_drawn(
+    metrics_store: CrewTrainingHandler, metrics_data: dict[str, Any], held_drawing: Any
+) -> None:
+    browser = HeldBrowser(metrics_store)  # first agent: its drawing is held
+    first = browser.agent.value
+    assert browser.curve.value == b""
+    browser.select("critic", 12)  # returns although no curve is drawn yet
+    assert f"{metrics_data['critic'][12]['loss']:.6g}" in browser.record_html
+    assert browser.curve.value == b""  # empty, never another agent's curves
+    browser.iteration.value = 15  # still drawing: the curve follows the latest selection
+    held_drawing.set()
+    browser.wait_for_curves(timeout=60)
+    assert browser.drawn == [first, "critic"]
+    assert browser.curve.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert marker_x(browser) == {15.0}
+    browser.select(first, 3)  # drawn in the background while critic was shown: no new drawing
+    assert marker_x(browser) == {3.0} and browser.drawn == [first, "critic"]
+
+
+def test_curves_of_a_store_read_again_meanwhile_are_dropped(
+    tmp_path: Path, metrics_data: dict[str, Any], held_drawing: Any
+) -> None:
+    handler = CrewTrainingHandler(tmp_path / "metrics.pkl")
+    handler.save(metrics_data)
+    browser = HeldBrowser(handler)
+    agent = browser.agent.value
+    handler.append(99, agent, {"loss": 0.01})
+    assert browser.refresh()  # the held drawing is of the old data
+    held_drawing.set()
+    browser.wait_for_curves(timeout=60)
+    marked = browser._curves[agent]
+    assert marked is not None
+    (loss,) = [ax for ax in marked.figure.axes if ax.get_title() == "loss"]
+    assert 99 in [x for line in loss.get_lines() for x in line.get_xdata()]
+
+
+def test_drawing_in_the_click_and_a_failed_drawing(metrics_store: CrewTrainingHandler) -> None:
+    browser = TrainingBrowser(metrics_store, draw_in_background=False)
+    browser.select("coder", 4)
+    assert browser._drawing == {} and marker_x(browser) == {4.0}  # drawn before select() returned
+
+    class BrokenBrowser(TrainingBrowser):
+        def _draw_curves(self, data: Any, agent: str, label: str) -> Any:  # type: ignore[override]
+            raise RuntimeError("no display")
+
+    background = BrokenBrowser(metrics_store)
+    background.wait_for_curves(timeout=60)
+    assert "Could not draw the curves of" in background.status.value and "no display" in background.status.value
+    assert background.curve.value == b"" and "<h4>" in background.record_html

@@ -883,3 +883,19 @@ def test_lazy_reads_of_a_non_dict_pickle_say_so(tmp_path: Path) -> None:
     with pytest.raises(StoreFormatError, match="holds a list, not a dict of agents"):
         handler.agents()
     assert handler.stats().records == 0
+
+
+def test_open_view_of_a_pickle_handler_changes_after_its_own_appends(
+    training_store: CrewTrainingHandler, training_data: dict[str, Any]
+) -> None:
+    from crewtrain_nb.store import open_view
+
+    view, path = open_view(training_store)
+    assert path == training_store.file_path and dict(view) == training_data
+    assert open_view(training_store)[0] is view  # unchanged file: the same view, nothing re-read
+    with pytest.raises(TypeError):
+        view["new-agent"] = {}  # type: ignore[index]  # read-only
+    agent = next(iter(training_data))
+    training_store.append(99, agent, {"initial_output": "x", "human_feedback": "y"})
+    again, _ = open_view(training_store)
+    assert again is not view and 99 in again[agent]

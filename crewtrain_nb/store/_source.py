@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import weakref
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import StoreError, StoreFormatError
@@ -201,15 +202,21 @@ class LazyStore(Mapping):
 
 
 _VIEWS: weakref.WeakKeyDictionary[SQLiteHandler, tuple[Any, LazyStore]] = weakref.WeakKeyDictionary()
+#: handler -> (file identity, snapshot, read-only view of it)
+_PICKLE_VIEWS: weakref.WeakKeyDictionary[PickleHandler, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def open_view(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
     """Like :func:`open_source`, but a SQLite store comes back as a :class:`LazyStore`.
 
     For a long-lived reader (the browser): the same view object is returned
-    while the database is unchanged, so ``is`` tells whether to redraw, and an
-    agent is read only when it is looked at. Other sources: as :func:`open_source`.
+    while the store is unchanged, so ``is`` tells whether to redraw, and an
+    agent of a SQLite store is read only when it is looked at. A pickle
+    handler's snapshot comes back as a read-only mapping, new after every write
+    (also by that same handler). Other sources: as :func:`open_source`.
     """
+    if isinstance(source, PickleHandler) and not isinstance(source, SQLiteHandler):
+        return _pickle_view(source), source.file_path
     if not isinstance(source, SQLiteHandler):
         return open_source(source, trusted=trusted)
     version = source._version()
@@ -219,3 +226,22 @@ def open_view(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
     view = LazyStore(source)
     _VIEWS[source] = (version, view)
     return view, source.file_path
+
+
+def _pickle_view(handler: PickleHandler) -> Any:
+    """A read-only view of the handler's snapshot, new whenever the file changed.
+
+    The handler's own ``append`` updates its cached snapshot in place (that is
+    what keeps appends cheap), so the snapshot object alone cannot tell a reader
+    that the store changed: the file's identity (device, inode, size, times)
+    can, and a new view object is returned when it differs.
+    """
+    data = handler.peek()
+    snapshot = handler._snapshot_box[0]
+    identity = None if snapshot is None else snapshot.key
+    cached = _PICKLE_VIEWS.get(handler)
+    if cached is not None and cached[0] == identity and cached[1] is data:
+        return cached[2]
+    view = MappingProxyType(data) if isinstance(data, dict) else data
+    _PICKLE_VIEWS[handler] = (identity, data, view)
+    return view
