@@ -16,6 +16,7 @@ import json
 import os
 import pickle
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -41,6 +42,28 @@ def temp_files(directory: str | Path) -> list[str]:
     return sorted(name for name in os.listdir(directory) if name.endswith(TEMP_SUFFIX))
 
 
+class LineReader:
+    """Read lines from a pipe with a timeout, unbuffered (a buffered reader hides lines from ``select``)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.fd = stream.fileno()
+        self.pending = b""
+
+    def readline(self, timeout: float) -> str | None:
+        """The next line without its newline; ``None`` at end of file; ``TimeoutError`` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.pending:
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError(f"no output for {timeout} s")
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                return None
+            self.pending += chunk
+        line, self.pending = self.pending.split(b"\n", 1)
+        return line.decode()
+
+
 # -- the zygote ---------------------------------------------------------------------------
 
 
@@ -56,13 +79,10 @@ class Zygote:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            python_command("zygote"),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            bufsize=1,
+            python_command("zygote"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
+        assert self.process.stdout is not None
+        self._lines = LineReader(self.process.stdout)
         assert self._read()["ready"] is True
 
     def _read(self, timeout: float = 60.0) -> dict[str, Any]:
@@ -70,23 +90,17 @@ class Zygote:
         return json.loads(line[len("zygote ") :])
 
     def _readline(self, timeout: float) -> str:
-        assert self.process.stdout is not None
-        import selectors
-
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout):
-                raise TimeoutError(f"zygote silent for {timeout} s")
-        line = self.process.stdout.readline()
-        if not line:
-            err = self.process.stderr.read() if self.process.stderr else ""
+        line = self._lines.readline(timeout)
+        if line is None:
+            err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
             raise RuntimeError(f"zygote died: {err[-2000:]}")
-        return line
+        return line + "\n"
 
     def start(self, job: str, **arguments: Any) -> tuple[int, list[str]]:
         """Fork a grandchild running ``job``; return its pid and the lines it printed before the pid arrived."""
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps({"run": job, **arguments}) + "\n")
+        self.process.stdin.write((json.dumps({"run": job, **arguments}) + "\n").encode())
+        self.process.stdin.flush()
         early: list[str] = []
         while True:
             line = self._readline(60.0)
@@ -443,30 +457,36 @@ def run_fuzz(count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chun
     ``heartbeat_timeout`` seconds means a hang, and the child is killed.
     """
     report = FuzzReport()
-    command = python_command("fuzz", str(count), str(seed), str(chunk))
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
-        assert child.stdout is not None
-        import selectors
-
-        with selectors.DefaultSelector() as selector:
-            selector.register(child.stdout, selectors.EVENT_READ)
-            while True:
-                if not selector.select(heartbeat_timeout):
-                    child.kill()
-                    report.problems.append(f"hang: no progress for {heartbeat_timeout} s after {report.inputs} inputs")
-                    break
-                line = child.stdout.readline()
-                if not line:
-                    break
-                message = json.loads(line)
-                report.inputs = message["done"]
-                for outcome, number in message["outcomes"].items():
-                    report.outcomes[outcome] = report.outcomes.get(outcome, 0) + number
-                report.problems.extend(message["escaped"])
+    with (
+        tempfile.TemporaryDirectory() as progress_dir,
+        subprocess.Popen(
+            python_command("fuzz", str(count), str(seed), str(chunk), progress_dir),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as child,
+    ):
+        lines = LineReader(child.stdout)
+        while True:
+            try:
+                line = lines.readline(heartbeat_timeout)
+            except TimeoutError:
+                child.kill()
+                report.problems.append(f"hang: no progress for {heartbeat_timeout} s after {report.inputs} inputs")
+                break
+            if line is None:
+                break
+            message = json.loads(line)
+            report.inputs = message["done"]
+            for outcome, number in message["outcomes"].items():
+                report.outcomes[outcome] = report.outcomes.get(outcome, 0) + number
+            report.problems.extend(message["escaped"])
         child.wait()
         if child.returncode != 0:
-            err = child.stderr.read() if child.stderr else ""
-            report.problems.append(f"fuzz child exited with {child.returncode}: {err[-2000:]}")
+            err = child.stderr.read().decode(errors="replace") if child.stderr else ""
+            at = Path(progress_dir, "fuzz-progress").read_bytes().decode().strip()
+            report.problems.append(
+                f"fuzz child exited with {child.returncode} at input {at} (seed {seed}): {err[-2000:]}"
+            )
     return report
 
 

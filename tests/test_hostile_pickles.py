@@ -84,3 +84,55 @@ def test_numpy_payloads_that_crashed_numpy_are_refused_before_numpy_sees_them(au
         "numpy object array of a huge subarray dtype",
     ):
         assert refused[name] == 2, name  # numpy.core and numpy._core spellings
+
+
+def numpy_layouts() -> dict[str, Any]:
+    import numpy as np
+
+    return {
+        "aligned struct": np.zeros(3, dtype=np.dtype([("x", "i1"), ("y", "f8")], align=True)),
+        "titles": np.zeros(2, dtype=np.dtype({"names": ["a"], "formats": ["i4"], "titles": ["T"], "offsets": [4],
+                                              "itemsize": 12})),
+        "subarray and object fields": np.zeros(2, dtype=np.dtype([("v", "f4", (2, 3)), ("o", "O")])),
+        "nested struct": np.zeros(1, dtype=[("n", [("q", "O"), ("r", "i2")])]),
+        "big-endian": np.arange(4, dtype=">i4"),
+        "datetime 10ns": np.array(["2020-01-01"], dtype="M8[10ns]"),
+        "timedelta s": np.array([1], dtype="m8[s]"),
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "strided": np.arange(10)[::2],
+        "unicode": np.array(["ab", "c"]),
+        "bytes": np.array([b"x"]),
+        "complex": np.arange(3) + 1j,
+        "void": np.zeros(2, dtype="V5"),
+        "empty 2-d": np.zeros((0, 3)),
+        "objects 2-d": np.array([[1, "x"], [None, 2.5]], dtype=object),
+        "datetime scalar": np.datetime64("2020-01-01", "ns"),
+        "float16 scalar": np.float16(1),
+        "big-endian dtype": np.dtype(">U3"),
+        "one dtype shared": [np.dtype("f8")] * 3,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", range(6))
+def test_checked_numpy_loading_matches_pickle_for_every_layout(protocol: int) -> None:
+    import pickle
+
+    import numpy as np
+
+    from crewtrain_nb.store import safe_loads
+
+    blob = pickle.dumps(numpy_layouts(), protocol=protocol)
+    ours, reference = safe_loads(blob, path="layouts.pkl"), pickle.loads(blob)
+    for key, expected in reference.items():
+        got = ours[key]
+        if isinstance(expected, np.ndarray):
+            assert got.dtype == expected.dtype and got.dtype.isalignedstruct == expected.dtype.isalignedstruct, key
+            assert got.shape == expected.shape and got.strides == expected.strides, key
+            if expected.dtype.hasobject:
+                assert pickle.dumps(got, protocol=4) == pickle.dumps(expected, protocol=4), key
+            else:
+                assert got.tobytes() == expected.tobytes(), key
+        elif key == "one dtype shared":
+            assert got == expected and got[0] is got[1] is got[2]  # the memo still shares one dtype
+        else:
+            assert got == expected and type(got) is type(expected), key

@@ -222,7 +222,7 @@ def audit_hostile(directory: str) -> None:
         )
 
 
-def fuzz(count: int, seed: int, chunk: int) -> None:
+def fuzz(count: int, seed: int, chunk: int, progress_dir: str) -> None:
     """Load ``count`` deterministic fuzz inputs; print a JSON heartbeat every ``chunk`` inputs."""
     import tempfile
     import warnings
@@ -236,8 +236,11 @@ def fuzz(count: int, seed: int, chunk: int) -> None:
     escaped: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "fuzz.pkl"
+        # The input being loaded, for the parent to name if this process crashes.
+        progress = os.open(os.path.join(progress_dir, "fuzz-progress"), os.O_WRONLY | os.O_CREAT, 0o600)
         done = 0
         for done, data in enumerate(fuzz_inputs(count, seed=seed), start=1):
+            os.pwrite(progress, b"%12d" % (done - 1), 0)
             outcome = load_outcome(path, data)
             if outcome.startswith("ESCAPED"):
                 escaped.append(f"input {done - 1} (seed {seed}): {outcome[:200]}: {data[:300].hex()}")
@@ -334,7 +337,7 @@ if __name__ == "__main__":
     elif command == "audit-hostile":
         audit_hostile(arguments[0])
     elif command == "fuzz":
-        fuzz(int(arguments[0]), int(arguments[1]), int(arguments[2]))
+        fuzz(int(arguments[0]), int(arguments[1]), int(arguments[2]), arguments[3])
     elif command == "huge-lengths":
         huge_lengths()
     elif command == "read-loop":

@@ -27,6 +27,7 @@ import io
 import math
 import pickle
 import re
+import types
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -54,7 +55,7 @@ def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -
     # real ``_codecs.encode`` runs any registered codec (and imports its
     # module), so only the latin-1 form is honoured.
     if not isinstance(text, str) or encoding.replace("_", "-").lower() not in {"latin1", "latin-1"}:
-        raise _Refused("_codecs.encode", f"_codecs.encode with encoding {encoding!r} is not plain data")
+        raise _Refused("_codecs.encode", f"_codecs.encode with encoding {encoding!r}, which is not plain data")
     return text.encode("latin-1", errors)
 
 
@@ -68,47 +69,15 @@ def _check_text_or_bytes(global_name: str, args: tuple[Any, ...]) -> None:
         return
     if isinstance(source, str) and len(rest) == 1 and str(rest[0]).replace("_", "-").lower() in {"latin1", "latin-1"}:
         return
-    raise _Refused(global_name, f"{global_name} called with {type(source).__name__} arguments is not plain data")
+    raise _Refused(
+        global_name, f"{global_name} called with {type(source).__name__} arguments (gigabytes from a few bytes)"
+    )
 
 
-def _plain_bytes(*args: Any) -> bytes:
-    _check_text_or_bytes("builtins.bytes", args)
-    return bytes(*args)
-
-
-def _plain_bytearray(*args: Any) -> bytearray:
-    _check_text_or_bytes("builtins.bytearray", args)
-    return bytearray(*args)
-
-
-def _plain_str(*args: Any) -> str:
+def _check_str(args: tuple[Any, ...]) -> None:
     # str(data, encoding) looks the codec up by name, importing its module.
     if len(args) > 1:
-        raise _Refused("builtins.str", "str() with an encoding is not plain data")
-    return str(*args)
-
-
-class _Guard:
-    """A callable standing in for an allowed global, with checked arguments.
-
-    It has no ``__dict__`` and its ``__setstate__`` refuses, so a ``BUILD``
-    opcode aimed at it cannot patch it for later loads.
-    """
-
-    __slots__ = ("_function", "_name")
-
-    def __init__(self, name: str, function: Callable[..., Any]) -> None:
-        self._name = name
-        self._function = function
-
-    def __call__(self, *args: Any) -> Any:
-        return self._function(*args)
-
-    def __setstate__(self, state: Any) -> None:
-        raise _Refused(self._name, f"BUILD on {self._name} is not plain data")
-
-    def __repr__(self) -> str:
-        return f"<safe {self._name}>"
+        raise _Refused("builtins.str", "str() with an encoding, which is not plain data")
 
 
 _PLAIN_TYPES: dict[tuple[str, str], object] = {
@@ -117,9 +86,9 @@ _PLAIN_TYPES: dict[tuple[str, str], object] = {
     ("builtins", "tuple"): tuple,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "str"): _Guard("builtins.str", _plain_str),
-    ("builtins", "bytes"): _Guard("builtins.bytes", _plain_bytes),
-    ("builtins", "bytearray"): _Guard("builtins.bytearray", _plain_bytearray),
+    ("builtins", "str"): str,
+    ("builtins", "bytes"): bytes,
+    ("builtins", "bytearray"): bytearray,
     ("builtins", "int"): int,
     ("builtins", "float"): float,
     ("builtins", "complex"): complex,
@@ -132,7 +101,7 @@ _PLAIN_TYPES: dict[tuple[str, str], object] = {
     ("decimal", "Decimal"): decimal.Decimal,
     ("uuid", "UUID"): uuid.UUID,
     ("collections", "OrderedDict"): collections.OrderedDict,
-    ("_codecs", "encode"): _Guard("_codecs.encode", _latin1_encode),
+    ("_codecs", "encode"): _latin1_encode,
 }
 
 
@@ -142,14 +111,14 @@ def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     # ``base.__init__(obj, state)``: bytearray's zero-fills ``state`` bytes.
     plain_classes = {value for value in _PLAIN_TYPES.values() if isinstance(value, type)}
     if not (isinstance(cls, type) and cls in plain_classes and base is builtins.object and state is None):
-        raise _Refused("copyreg._reconstructor", "copyreg._reconstructor used other than for a plain-data class")
+        raise _Refused("copyreg._reconstructor", "copyreg._reconstructor other than for a plain-data class")
     import copyreg
 
     return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
 
 
 _SPECIAL: dict[tuple[str, str], object] = {
-    ("copyreg", "_reconstructor"): _Guard("copyreg._reconstructor", _safe_reconstructor),
+    ("copyreg", "_reconstructor"): _safe_reconstructor,
     # Only as the ``base`` argument of ``copyreg._reconstructor``; calling
     # ``object()`` builds nothing useful to an attacker.
     ("builtins", "object"): builtins.object,
@@ -198,12 +167,27 @@ def _refuse_global(path: str, module: str, name: str) -> UnsafePickleError:
     )
 
 
-class _NumpyFound(Exception):
-    """The fast unpickler met a numpy global: load again with the checking unpickler."""
+#: Allowed globals whose calls need their arguments checked; a pickle naming
+#: one is loaded by :class:`_CheckedUnpickler`. Real stores rarely do: CrewAI
+#: writes protocol 4, where bytes and bytearray have opcodes of their own.
+_CHECKED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("builtins", "str"),
+        ("builtins", "bytes"),
+        ("builtins", "bytearray"),
+        ("_codecs", "encode"),
+        ("copyreg", "_reconstructor"),
+        *_NUMPY_NAMES,
+    }
+)
+
+
+class _NeedsChecks(Exception):
+    """The fast unpickler met a global whose calls must be checked: load again with :class:`_CheckedUnpickler`."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """The fast (C) unpickler: only :data:`ALLOWED_GLOBALS`, and numpy hands over to :class:`_NumpyUnpickler`."""
+    """The fast (C) unpickler: only :data:`ALLOWED_GLOBALS`, and only those safe to call with any arguments."""
 
     def __init__(self, file: io.BytesIO, *, path: str) -> None:
         super().__init__(file)
@@ -211,9 +195,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
         key = (_PY2_MODULES.get(module, module), name)
+        if key in _CHECKED_GLOBALS:
+            raise _NeedsChecks
         found = _PLAIN_TYPES.get(key) or _SPECIAL.get(key)
-        if found is None and key in _NUMPY_NAMES and importlib.util.find_spec("numpy") is not None:
-            raise _NumpyFound
         if found is None:
             raise _refuse_global(self._path, module, name)
         return found
@@ -227,140 +211,197 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
 
 _TYPE_CODE = re.compile(r"[A-Za-z][0-9]{0,12}")
+_TIME_UNIT = re.compile(rb"[A-Za-z]{1,3}")
 
 
 class _NumpyChecks:
-    """Check every numpy construction a pickle asks for before numpy sees it.
+    """Check every numpy construction a pickle asks for, and build dtypes with numpy's public constructor.
 
     numpy's own pickles only ever call ``_reconstruct(ndarray, (0,), b'b')``
-    and fill the array with ``BUILD``, build dtypes as ``dtype(str, False,
-    True)`` (plus a ``BUILD``), and scalars as ``scalar(dtype, raw_bytes)``.
-    Anything else is refused.
+    and fill the array with ``BUILD``, build dtypes as ``dtype(code, False,
+    True)`` plus a ``BUILD`` with the layout, and scalars as ``scalar(dtype,
+    raw_bytes)``. Anything else is refused. ``dtype.__setstate__`` is never
+    called: it crashes on crafted states and accepts layouts numpy's
+    constructor refuses (an object field overlapping an int field turns an
+    int into a pointer). The dtype a ``BUILD`` describes is built anew and
+    replaces the template everywhere the unpickler holds it.
 
     Parameters
     ----------
     payload_size
-        Size of the whole pickle: object arrays may not be much larger.
+        Size of the whole pickle: arrays may not be much larger.
     """
 
-    #: An element costs at least one byte of pickle; object arrays get this much headroom.
+    #: An element costs at least one byte of pickle; arrays of objects get this much headroom.
     _BYTES_PER_PICKLE_BYTE = 64
+    _ALIGNED_STRUCT = 0x80  # numpy's NPY_ALIGNED_STRUCT dtype flag
 
     def __init__(self, payload_size: int) -> None:
         import numpy
 
         self.np = numpy
         self.budget = self._BYTES_PER_PICKLE_BYTE * payload_size + (1 << 20)
+        # Arrays and dtype templates this load created and has not filled yet:
+        # the only objects BUILD may fill (a cached dtype like float64 is shared
+        # by the whole process, a view's memory belongs to another object).
+        self.unfilled: dict[int, Any] = {}
 
-    def canonical_dtype(self, dtype: Any) -> Any:
-        """Return ``dtype`` if numpy's own constructor builds the same layout; refuse otherwise.
-
-        ``dtype.__setstate__`` accepts any field offsets and flags; a dtype whose
-        object field overlaps another field, or whose flags hide an object
-        field, turns bytes into pointers.
-        """
+    def checks(self) -> dict[int, Callable[..., Any]]:
+        """The checked stand-ins, by the identity of the numpy callable they guard."""
         np = self.np
-        if not isinstance(dtype, np.dtype):
-            raise _Refused("numpy.dtype", f"a numpy array state with a {type(dtype).__name__} as its dtype")
-        rebuilt = self._rebuild(dtype)
-        same = (
-            rebuilt == dtype
-            and rebuilt.itemsize == dtype.itemsize
-            and rebuilt.flags == dtype.flags
-            and rebuilt.hasobject == dtype.hasobject
-        )
-        if not same:
-            raise _Refused("numpy.dtype", f"a numpy dtype whose state is inconsistent ({dtype!r})")
+
+        def refuse_ndarray(*args: Any) -> Any:
+            # ndarray(shape, object) fills every element: gigabytes from a few bytes.
+            raise _Refused("numpy.ndarray", "numpy.ndarray called directly (numpy's pickles never do)")
+
+        return {
+            id(np.ndarray): refuse_ndarray,
+            id(np.dtype): self.dtype,
+            id(_resolve_numpy(("numpy._core.multiarray", "_reconstruct"))): self.reconstruct,
+            id(_resolve_numpy(("numpy._core.multiarray", "scalar"))): self.scalar,
+            id(_resolve_numpy(("numpy._core.numeric", "_frombuffer"))): self.frombuffer,
+        }
+
+    def handles(self, inst: Any) -> bool:
+        """Whether a ``BUILD`` on ``inst`` must go through :meth:`build`."""
+        return isinstance(inst, (self.np.ndarray, self.np.dtype, self.np.generic))
+
+    def build(self, inst: Any, state: Any) -> Any:
+        """``BUILD`` on a numpy object: once, on what this load created; returns what replaces ``inst``."""
+        if self.unfilled.pop(id(inst), None) is not inst:
+            raise _Refused("numpy", f"BUILD on a numpy {type(inst).__name__} numpy's pickles never fill")
+        if isinstance(inst, self.np.ndarray):
+            self.fill_array(inst, state)
+            return inst
+        return self.dtype_from_state(inst, state)
+
+    def checked_dtype(self, dtype: Any) -> Any:
+        if not isinstance(dtype, self.np.dtype):
+            raise _Refused("numpy.dtype", f"a {type(dtype).__name__} where numpy's pickles have a dtype")
         return dtype
 
-    def _rebuild(self, dtype: Any) -> Any:
-        np = self.np
-        try:
-            if dtype.fields is not None:
-                names, formats, offsets, titles = [], [], [], []
-                for name in dtype.names:
-                    field = dtype.fields[name]
-                    names.append(name)
-                    formats.append(self._rebuild(field[0]))
-                    offsets.append(field[1])
-                    titles.append(field[2] if len(field) > 2 else None)
-                spec: dict[str, Any] = {"names": names, "formats": formats, "offsets": offsets}
-                spec["itemsize"] = dtype.itemsize
-                if any(title is not None for title in titles):
-                    spec["titles"] = titles
-                return np.dtype(spec, align=dtype.isalignedstruct)
-            if dtype.subdtype is not None:
-                base, shape = dtype.subdtype
-                return np.dtype((self._rebuild(base), shape))
-            return np.dtype(dtype.str)
-        except (TypeError, ValueError) as exc:
-            raise _Refused("numpy.dtype", f"a numpy dtype numpy itself refuses to build ({exc})") from exc
-
-    def dtype(self, spec: Any = None, align: Any = False, copy: Any = False) -> Any:
+    def dtype(self, code: Any = None, align: Any = False, copy: Any = False) -> Any:
         # numpy pickles a dtype as a bare type code ("f8", "V16", "M8"); longer
         # strings go through numpy's parser, which compiles shape expressions.
-        if not (isinstance(spec, str) and _TYPE_CODE.fullmatch(spec)) or not (
-            isinstance(align, bool) and isinstance(copy, bool)
-        ):
-            raise _Refused("numpy.dtype", f"numpy.dtype({spec!r:.40}) is not how numpy pickles a dtype")
-        return self.np.dtype(spec, align, copy)
+        if not (isinstance(code, str) and _TYPE_CODE.fullmatch(code)) or not (isinstance(align, bool) and copy is True):
+            # Without copy=True, dtype("f8") is numpy's shared float64, which a BUILD would change process-wide.
+            raise _Refused("numpy.dtype", f"numpy.dtype({code!r:.40}, ...) is not how numpy pickles a dtype")
+        dtype = self.np.dtype(code, align, copy)
+        self.unfilled[id(dtype)] = dtype
+        return dtype
 
-    def reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
-        if subtype is not self.np.ndarray or shape != (0,) or dtype != b"b":
-            raise _Refused("numpy._core.multiarray._reconstruct", "_reconstruct other than numpy's empty template")
-        return _resolve_numpy(("numpy._core.multiarray", "_reconstruct"))(subtype, shape, dtype)  # type: ignore[operator]
+    def dtype_from_state(self, template: Any, state: Any) -> Any:
+        """The dtype ``template.__setstate__(state)`` would describe, built by numpy's constructor."""
+        np = self.np
+        if type(state) is not tuple or len(state) not in (8, 9):
+            raise _Refused("numpy.dtype", "a numpy dtype state that is not numpy's")
+        version, byteorder, subarray, names, fields, itemsize, _alignment, flags = state[:8]
+        if version not in (3, 4) or byteorder not in ("<", ">", "|", "=") or type(flags) is not int:
+            raise _Refused("numpy.dtype", "a numpy dtype state that is not numpy's")
+        try:
+            if names is not None:
+                dtype = np.dtype(self._struct_spec(template, names, fields, itemsize), align=bool(flags & 0x80))
+            elif subarray is not None:
+                if type(subarray) is not tuple or len(subarray) != 2:
+                    raise _Refused("numpy.dtype", "a numpy subarray state that is not numpy's")
+                base, shape = subarray
+                dtype = np.dtype((self.checked_dtype(base), self._shape(shape)))
+            else:
+                dtype = self._simple(template, byteorder, state[8] if len(state) == 9 else None)
+        except (TypeError, ValueError) as exc:
+            raise _Refused("numpy.dtype", f"a numpy dtype numpy itself refuses to build ({exc})") from exc
+        if type(itemsize) is not int or itemsize not in (-1, dtype.itemsize):
+            raise _Refused("numpy.dtype", f"a numpy dtype state whose size {itemsize!r} does not match {dtype}")
+        return dtype
 
-    def scalar(self, dtype: Any, data: Any = None) -> Any:
-        checked = self.canonical_dtype(dtype)
-        if checked.hasobject or not isinstance(data, bytes) or len(data) != checked.itemsize:
-            raise _Refused("numpy._core.multiarray.scalar", f"a numpy scalar of {checked!r} from {type(data).__name__}")
-        return _resolve_numpy(("numpy._core.multiarray", "scalar"))(checked, data)  # type: ignore[operator]
+    def _struct_spec(self, template: Any, names: Any, fields: Any, itemsize: Any) -> dict[str, Any]:
+        if template.kind != "V" or type(names) is not tuple or type(fields) is not dict or type(itemsize) is not int:
+            raise _Refused("numpy.dtype", "a numpy structured dtype state that is not numpy's")
+        formats, offsets, titles = [], [], []
+        for name in names:
+            field = fields.get(name) if type(name) is str else None
+            if type(field) is not tuple or len(field) not in (2, 3) or type(field[1]) is not int:
+                raise _Refused("numpy.dtype", f"a numpy field state that is not numpy's: {name!r:.40}")
+            formats.append(self.checked_dtype(field[0]))
+            offsets.append(field[1])
+            titles.append(field[2] if len(field) == 3 else None)
+        spec: dict[str, Any] = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
+        if any(title is not None for title in titles):
+            spec["titles"] = titles
+        return spec
 
-    def frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
-        checked = self.canonical_dtype(dtype)
-        count = self._count(shape)
-        if checked.hasobject or not isinstance(buffer, (bytes, bytearray)) or len(buffer) != count * checked.itemsize:
-            raise _Refused("numpy._core.numeric._frombuffer", "an array buffer that does not match its dtype and shape")
-        frombuffer = _resolve_numpy(("numpy._core.numeric", "_frombuffer"))
-        return frombuffer(buffer, checked, shape, order)  # type: ignore[operator]
+    def _simple(self, template: Any, byteorder: str, extra: Any) -> Any:
+        np = self.np
+        dtype = template
+        if template.kind in "mM":
+            # Version 4 states carry the unit: (metadata, (b"ns", count, 1, 1)).
+            unit = extra[1] if type(extra) is tuple and len(extra) == 2 and type(extra[1]) is tuple else None
+            if not (unit and type(unit[0]) is bytes and _TIME_UNIT.fullmatch(unit[0]) and type(unit[1]) is int):
+                raise _Refused("numpy.dtype", "a numpy datetime dtype state that is not numpy's")
+            dtype = np.dtype(f"{template.kind}8[{unit[1]}{unit[0].decode()}]")
+        if byteorder in "<>" and dtype.byteorder != "|":
+            dtype = dtype.newbyteorder(byteorder)
+        return dtype
+
+    def _shape(self, shape: Any) -> tuple[int, ...]:
+        if not isinstance(shape, tuple) or not all(type(size) is int and size >= 0 for size in shape):
+            raise _Refused("numpy.ndarray", f"a numpy shape that is not a tuple of sizes: {shape!r:.60}")
+        return shape
 
     def _count(self, shape: Any) -> int:
-        if not isinstance(shape, tuple) or not all(type(size) is int and size >= 0 for size in shape):
-            raise _Refused("numpy.ndarray", f"a numpy array shape that is not a tuple of sizes: {shape!r}")
-        count = math.prod(shape)
+        count = math.prod(self._shape(shape))
         if count > self.budget:
             raise _Refused("numpy.ndarray", f"a numpy array of {count} elements from a {self.budget}-byte budget")
         return count
 
-    def build_array(self, array: Any, state: Any) -> None:
-        """``BUILD`` of an array: the element list or bytes must match the shape exactly."""
-        if not isinstance(state, tuple) or len(state) not in (4, 5):
+    def reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
+        if subtype is not self.np.ndarray or shape != (0,) or dtype != b"b":
+            raise _Refused("numpy._core.multiarray._reconstruct", "_reconstruct other than numpy's empty template")
+        array = _resolve_numpy(("numpy._core.multiarray", "_reconstruct"))(subtype, shape, dtype)  # type: ignore[operator]
+        self.unfilled[id(array)] = array
+        return array
+
+    def scalar(self, dtype: Any, data: Any = None) -> Any:
+        checked = self.checked_dtype(dtype)
+        if checked.hasobject or type(data) is not bytes or len(data) != checked.itemsize:
+            raise _Refused("numpy._core.multiarray.scalar", f"a numpy scalar of {checked!r} from {type(data).__name__}")
+        return _resolve_numpy(("numpy._core.multiarray", "scalar"))(checked, data)  # type: ignore[operator]
+
+    def frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
+        checked = self.checked_dtype(dtype)
+        count = self._count(shape)
+        if checked.hasobject or not isinstance(buffer, (bytes, bytearray)) or len(buffer) != count * checked.itemsize:
+            raise _Refused("numpy._core.numeric._frombuffer", "an array buffer that does not match its dtype and shape")
+        if order not in ("C", "F"):
+            raise _Refused("numpy._core.numeric._frombuffer", f"array order {order!r:.20}")
+        frombuffer = _resolve_numpy(("numpy._core.numeric", "_frombuffer"))
+        return frombuffer(buffer, checked, shape, order)  # type: ignore[operator]
+
+    def fill_array(self, array: Any, state: Any) -> None:
+        """``BUILD`` of an array: version 1, a checked dtype, and data that matches the shape exactly."""
+        if type(state) is not tuple or len(state) != 5 or state[0] != 1 or type(state[3]) is not bool:
             raise _Refused("numpy.ndarray", "a numpy array state that is not numpy's")
-        shape, dtype, data = state[-4], state[-3], state[-1]
-        checked = self.canonical_dtype(dtype)
+        _, shape, dtype, fortran, data = state
+        checked = self.checked_dtype(dtype)
         count = self._count(shape)
         if checked.hasobject:
             # numpy reads ``count`` items from the list without checking its length.
             if type(data) is not list or len(data) != count:
                 raise _Refused("numpy.ndarray", "a numpy object array whose element list does not match its shape")
-            if count * checked.itemsize > self.budget:
-                raise _Refused("numpy.ndarray", "a numpy object array far larger than the file could describe")
-        elif not isinstance(data, (bytes, bytearray)) or len(data) != count * checked.itemsize:
+        elif type(data) is not bytes or len(data) != count * checked.itemsize:
             raise _Refused("numpy.ndarray", "a numpy array whose data does not match its dtype and shape")
-        array.__setstate__(state)
-
-    def build_dtype(self, dtype: Any, state: Any) -> None:
-        """``BUILD`` of a dtype: apply numpy's state, then require a layout numpy itself would build."""
-        dtype.__setstate__(state)
-        self.canonical_dtype(dtype)
+        if count * checked.itemsize > self.budget:
+            raise _Refused("numpy.ndarray", "a numpy array far larger than the file could describe")
+        array.__setstate__((1, shape, checked, fortran, data))
 
 
-class _NumpyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
-    """The pure-Python unpickler with every call and ``BUILD`` checked; used for pickles that name numpy.
+class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """The pure-Python unpickler, with every call and ``BUILD`` checked.
 
-    Slower than the C unpickler, but it can see each opcode: numpy's
-    ``__setstate__`` methods trust their input and crash the interpreter on a
-    crafted one, so they are only reached through :class:`_NumpyChecks`.
+    Slower than the C unpickler, but it sees each opcode: ``bytearray(n)``
+    must not be called with a size, and numpy's ``__setstate__`` methods
+    trust their input and crash the interpreter on a crafted one, so they are
+    only reached through :class:`_NumpyChecks`.
     """
 
     dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
@@ -368,21 +409,25 @@ class _NumpyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def __init__(self, file: io.BytesIO, *, path: str, payload_size: int) -> None:
         super().__init__(file)
         self._path = path
-        self._checks = _NumpyChecks(payload_size)
-        np = self._checks.np
-        self._numpy_functions: dict[tuple[str, str], object] = {
-            ("multiarray", "_reconstruct"): _Guard("_reconstruct", self._checks.reconstruct),
-            ("multiarray", "scalar"): _Guard("scalar", self._checks.scalar),
-            ("numeric", "_frombuffer"): _Guard("_frombuffer", self._checks.frombuffer),
-            ("", "ndarray"): np.ndarray,
-            ("", "dtype"): np.dtype,
+        self._payload_size = payload_size
+        self._numpy: _NumpyChecks | None = None
+        #: Memo slots holding each unfilled dtype template, so its BUILD can replace it there too.
+        self._template_memo: dict[int, list[int]] = {}
+        #: Checks by the identity of the callable a pickle calls.
+        self._checks: dict[int, Callable[..., Any]] = {
+            id(bytes): lambda *args: _check_text_or_bytes("builtins.bytes", args) or bytes(*args),
+            id(bytearray): lambda *args: _check_text_or_bytes("builtins.bytearray", args) or bytearray(*args),
+            id(str): lambda *args: _check_str(args) or str(*args),
         }
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
         key = (_PY2_MODULES.get(module, module), name)
         found = _PLAIN_TYPES.get(key) or _SPECIAL.get(key)
-        if found is None and key in _NUMPY_NAMES:
-            found = self._numpy_functions[_NUMPY_NAMES[key]]
+        if found is None and key in _NUMPY_NAMES and importlib.util.find_spec("numpy") is not None:
+            found = _resolve_numpy(key)
+            if self._numpy is None:
+                self._numpy = _NumpyChecks(self._payload_size)
+                self._checks.update(self._numpy.checks())
         if found is None:
             raise _refuse_global(self._path, module, name)
         return found
@@ -395,17 +440,15 @@ class _NumpyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         )
 
     def _call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        np = self._checks.np
-        if func is np.ndarray:
-            # ndarray(shape, object) fills every element: gigabytes from a few bytes.
-            raise _Refused("numpy.ndarray", "numpy.ndarray called directly (numpy's pickles never do)")
-        if func is np.dtype:
-            return self._checks.dtype(*args, **kwargs)
+        check = self._checks.get(id(func))
+        if check is not None:
+            if kwargs:
+                raise _Refused(getattr(func, "__name__", "?"), "a checked call with keyword arguments")
+            return check(*args)
         return func(*args, **kwargs)
 
     def _new(self, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        np = self._checks.np
-        if cls is np.ndarray or cls is np.dtype:
+        if id(cls) in self._checks:
             return self._call(cls, args, kwargs)
         if not isinstance(cls, type):
             raise pickle.UnpicklingError(f"NEWOBJ of a non-class {type(cls).__name__}")
@@ -426,27 +469,53 @@ class _NumpyUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         cls = self.stack.pop()
         self.append(self._new(cls, args, kwargs))
 
-    def _instantiate(self, klass: Any, args: tuple[Any, ...]) -> None:  # INST and OBJ
+    def _instantiate(self, klass: Any, args: list[Any]) -> None:  # INST and OBJ
         self.append(self._call(klass, tuple(args), {}))
 
     def load_build(self) -> None:
-        np = self._checks.np
         inst = self.stack[-2]
-        if isinstance(inst, np.ndarray):
+        if isinstance(inst, (type, types.FunctionType, types.BuiltinFunctionType)):
+            # A global itself: BUILD would patch it for every later load.
+            raise _Refused(getattr(inst, "__name__", "?"), "BUILD on a class or function")
+        if self._numpy is not None and self._numpy.handles(inst):
             state = self.stack.pop()
-            self._checks.build_array(inst, state)
-        elif isinstance(inst, np.dtype):
-            state = self.stack.pop()
-            self._checks.build_dtype(inst, state)
-        elif isinstance(inst, np.generic) or inst in (np.ndarray, np.dtype):
-            raise _Refused("numpy", f"BUILD on a {type(inst).__name__}")
+            built = self._numpy.build(inst, state)
+            if built is not inst:  # a dtype built anew replaces its template on the stack and in the memo
+                self.stack[-1] = built
+                for index in self._template_memo.pop(id(inst), ()):
+                    if self.memo.get(index) is inst:
+                        self.memo[index] = built
         else:
             super().load_build()
+
+    def _remember(self, index: int) -> None:
+        value = self.memo[index] = self.stack[-1]
+        if self._numpy is not None and isinstance(value, self._numpy.np.dtype) and id(value) in self._numpy.unfilled:
+            self._template_memo.setdefault(id(value), []).append(index)
+
+    def load_put(self) -> None:
+        index = int(self.readline()[:-1])
+        if index < 0:
+            raise ValueError("negative PUT argument")
+        self._remember(index)
+
+    def load_binput(self) -> None:
+        self._remember(self.read(1)[0])
+
+    def load_long_binput(self) -> None:
+        self._remember(int.from_bytes(self.read(4), "little"))
+
+    def load_memoize(self) -> None:
+        self._remember(len(self.memo))
 
     dispatch[pickle.REDUCE[0]] = load_reduce
     dispatch[pickle.NEWOBJ[0]] = load_newobj
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
     dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.PUT[0]] = load_put
+    dispatch[pickle.BINPUT[0]] = load_binput
+    dispatch[pickle.LONG_BINPUT[0]] = load_long_binput
+    dispatch[pickle.MEMOIZE[0]] = load_memoize
 
 
 _DECODE_ERRORS = (
@@ -478,7 +547,7 @@ def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler]
     buffer = io.BytesIO(data)
     try:
         obj = make(buffer).load()
-    except (StoreError, _NumpyFound):
+    except (StoreError, _NeedsChecks):
         raise
     except _Refused as exc:
         raise UnsafePickleError(
@@ -531,9 +600,9 @@ def safe_loads(data: bytes, *, path: str) -> Any:
     """
     try:
         return _load(data, path, lambda buffer: _RestrictedUnpickler(buffer, path=path), safe=True)
-    except _NumpyFound:
+    except _NeedsChecks:
         pass
-    return _load(data, path, lambda buffer: _NumpyUnpickler(buffer, path=path, payload_size=len(data)), safe=True)
+    return _load(data, path, lambda buffer: _CheckedUnpickler(buffer, path=path, payload_size=len(data)), safe=True)
 
 
 def trusted_loads(data: bytes, *, path: str) -> Any:
