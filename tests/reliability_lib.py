@@ -32,6 +32,19 @@ WORKERS = str(TESTS / "workers.py")
 TEMP_SUFFIX = ".tmp"
 
 
+#: Store backends the reliability tests run against, by name. A new backend
+#: (e.g. SQLite) is one more entry: a callable from a path to a handler with
+#: CrewTrainingHandler's API. Child processes look backends up here too.
+STORE_BACKENDS: dict[str, Callable[..., Any]] = {
+    "pickle": lambda path, **options: __import__("crewtrain_nb").CrewTrainingHandler(path, **options),
+}
+
+
+def make_store(backend: str, path: str | Path, **options: Any) -> Any:
+    """A handler of ``backend`` for ``path`` (options such as ``lock_timeout`` are passed on)."""
+    return STORE_BACKENDS[backend](path, **options)
+
+
 def python_command(*args: str) -> list[str]:
     """``python tests/workers.py ARGS``, with the same interpreter."""
     return [sys.executable, WORKERS, *args]
@@ -303,19 +316,23 @@ def run_kill_soak(
     kills: int,
     seed: int = 2026,
     max_delay: float = 0.05,
-    handler_factory: Callable[[Path], Any] | None = None,
+    backend: str = "pickle",
 ) -> SoakReport:
     """SIGKILL an appending child ``kills`` times; after each kill every acknowledged record must load."""
-    from crewtrain_nb import CrewTrainingHandler, StoreError
+    from crewtrain_nb import StoreError
 
-    make = handler_factory or CrewTrainingHandler
+    def make(path: Path) -> Any:
+        return make_store(backend, path)
+
     rng = random.Random(seed)
     path = directory / "soak.pkl"
     report = SoakReport()
     acknowledged: set[int] = set()
     next_iteration = 0
     for _ in range(kills):
-        pid, early = zygote.start("append", path=str(path), agent="agent", start=next_iteration, count=1_000_000)
+        pid, early = zygote.start(
+            "append", path=str(path), agent="agent", start=next_iteration, count=1_000_000, backend=backend
+        )
         lines = list(early)
         # Let it be appending, then kill it at a random moment.
         while not any(line.startswith("ack ") for line in lines):

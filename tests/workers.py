@@ -13,11 +13,11 @@ import time
 from typing import Any
 
 
-def append_many(path: str, agent: str, count: int, start: int = 0) -> None:
+def append_many(path: str, agent: str, count: int, start: int = 0, backend: str = "pickle") -> None:
     """Append ``count`` records and print ``ack N`` after each one is stored."""
-    from crewtrain_nb import CrewTrainingHandler
+    from reliability_lib import make_store
 
-    handler = CrewTrainingHandler(path)
+    handler = make_store(backend, path)
     for iteration in range(start, start + count):
         handler.append(iteration, agent, {"value": iteration, "text": "x" * 200})
         sys.stdout.write(f"ack {iteration}\n")
@@ -85,7 +85,7 @@ def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
 
 
 ZYGOTE_JOBS = {
-    "append": lambda job: append_many(job["path"], job["agent"], job["count"], job["start"]),
+    "append": lambda job: append_many(job["path"], job["agent"], job["count"], job["start"], job["backend"]),
     "crash-script": lambda job: crash_script(job["path"], job["function"], job["k"], job["mode"]),
 }
 
