@@ -507,6 +507,10 @@ def run_fuzz(count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chun
     return report
 
 
+#: The one memory bomb safe loading does not stop yet (see test_fuzz_loader.py).
+MEMO_INDEX_PAYLOAD = "LONG_BINPUT memo index 2**25"
+
+
 def huge_length_payloads() -> dict[str, bytes]:
     """Tiny pickles that declare gigantic lengths or sizes (assembled from pickle's opcode constants)."""
     proto4 = pickle.PROTO + bytes([4])
@@ -534,6 +538,8 @@ def huge_length_payloads() -> dict[str, bytes]:
         + pickle.REDUCE
         + pickle.STOP,
         "lists nested 200,000 deep": proto4 + pickle.EMPTY_LIST * 200_000 + pickle.APPEND * 199_999 + pickle.STOP,
+        # CPython's C unpickler grows its memo table to 2 x index entries (16 bytes each) and zeroes it.
+        MEMO_INDEX_PAYLOAD: proto4 + pickle.NONE + pickle.LONG_BINPUT + (2**25).to_bytes(4, "little") + pickle.STOP,
     }
 
 
