@@ -182,6 +182,14 @@ _CHECKED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
 )
 
 
+def _refuse_persistent_id(path: str, pid: Any) -> UnsafePickleError:
+    return UnsafePickleError(
+        f"{path}: the pickle uses a persistent id ({pid!r:.80}), which plain data never does.",
+        path=path,
+        global_name="persistent_load",
+    )
+
+
 class _NeedsChecks(Exception):
     """The fast unpickler met a global whose calls must be checked: load again with :class:`_CheckedUnpickler`."""
 
@@ -203,11 +211,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         return found
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle API
-        raise UnsafePickleError(
-            f"{self._path}: the pickle uses a persistent id ({pid!r}), which plain data never does.",
-            path=self._path,
-            global_name="persistent_load",
-        )
+        raise _refuse_persistent_id(self._path, pid)
 
 
 _TYPE_CODE = re.compile(r"[A-Za-z][0-9]{0,12}")
@@ -433,11 +437,7 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         return found
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle API
-        raise UnsafePickleError(
-            f"{self._path}: the pickle uses a persistent id ({pid!r}), which plain data never does.",
-            path=self._path,
-            global_name="persistent_load",
-        )
+        raise _refuse_persistent_id(self._path, pid)
 
     def _call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         check = self._checks.get(id(func))
