@@ -322,8 +322,9 @@ def test_codecs_encode_only_for_latin1(tmp_path: Path) -> None:
     evil = b"c_codecs\nencode\n(Vabc\nVrot13\ntR."
     path = tmp_path / "c.pkl"
     path.write_bytes(evil)
-    with pytest.raises(CorruptStoreError, match="rot13"):
+    with pytest.raises(UnsafePickleError, match="rot13") as caught:
         PickleHandler(path).load()
+    assert caught.value.global_name == "_codecs.encode"
 
 
 class UserRecord:

@@ -6,15 +6,18 @@ crash safety on real files.
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
+from typing import Any
 
 
-def append_many(path: str, agent: str, count: int, start: int = 0) -> None:
+def append_many(path: str, agent: str, count: int, start: int = 0, backend: str = "pickle") -> None:
     """Append ``count`` records and print ``ack N`` after each one is stored."""
-    from crewtrain_nb import CrewTrainingHandler
+    from reliability_lib import make_store
 
-    handler = CrewTrainingHandler(path)
+    handler = make_store(backend, path)
     for iteration in range(start, start + count):
         handler.append(iteration, agent, {"value": iteration, "text": "x" * 200})
         sys.stdout.write(f"ack {iteration}\n")
@@ -62,6 +65,296 @@ def measure_peak(path: str, operation: str) -> None:
     sys.stdout.write(json.dumps({"peak": peak}) + "\n")
 
 
+def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
+    """Run :data:`reliability_lib.CRASH_SCRIPT`; ``os._exit(77)`` at the ``k``-th call of ``os.<function>``.
+
+    The hooks wrap ``os.write``, ``os.fsync`` and ``os.replace`` in this
+    process before the handler is used (the store calls them through the
+    ``os`` module). With ``function=None`` nothing dies and every call is
+    printed as ``call {json}``: the trace the parent counts.
+    """
+    from reliability_lib import CRASH_FUNCTIONS, CRASH_SCRIPT
+
+    from crewtrain_nb import CrewTrainingHandler
+
+    where = {"operation": 0, "replaced": False}
+    counts = dict.fromkeys(CRASH_FUNCTIONS, 0)
+
+    def hook(name: str, real: Any) -> Any:
+        def hooked(*args: Any) -> Any:
+            counts[name] += 1
+            hit = name == function and counts[name] == k
+            if function is None:
+                sys.stdout.write("call " + json.dumps({"function": name, **where}) + "\n")
+            if hit and mode == "before":
+                sys.stdout.flush()
+                os._exit(77)
+            result = real(*args)
+            if name == "replace":
+                where["replaced"] = True
+            if hit and mode == "after":
+                sys.stdout.flush()
+                os._exit(77)
+            return result
+
+        return hooked
+
+    for name in CRASH_FUNCTIONS:
+        setattr(os, name, hook(name, getattr(os, name)))
+    handler = CrewTrainingHandler(path)
+    for index, (operation, arguments) in enumerate(CRASH_SCRIPT):
+        where.update(operation=index, replaced=False)
+        sys.stdout.write(f"op {index}\n")
+        sys.stdout.flush()
+        if operation == "batch":
+            with handler.batch():
+                for append_arguments in arguments:
+                    handler.append(*append_arguments)
+        else:
+            getattr(handler, operation)(*arguments)
+
+
+ZYGOTE_JOBS = {
+    "append": lambda job: append_many(job["path"], job["agent"], job["count"], job["start"], job["backend"]),
+    "crash-script": lambda job: crash_script(job["path"], job["function"], job["k"], job["mode"]),
+}
+
+
+def zygote() -> None:
+    """Import the package once, then fork one child per request read from stdin (see ``reliability_lib.Zygote``)."""
+    import crewtrain_nb  # noqa: F401 - the import is the point: children start with it done
+
+    def say(message: dict[str, Any]) -> None:
+        sys.stdout.write("zygote " + json.dumps(message) + "\n")
+        sys.stdout.flush()
+
+    say({"ready": True})
+    for line in sys.stdin:
+        job = json.loads(line)
+        sys.stdout.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 0
+            try:
+                ZYGOTE_JOBS[job["run"]](job)
+            except BaseException as exc:  # noqa: BLE001 - report and die like a crashed child
+                sys.stderr.write(f"{type(exc).__name__}: {exc}\n")
+                status = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(status)
+        say({"pid": pid})
+        _, status = os.waitpid(pid, 0)
+        say({"exit": pid, "status": status})
+
+
+def limit_address_space(extra: int) -> None:
+    """Allow this process ``extra`` bytes of address space beyond what it has mapped now."""
+    import resource
+
+    with open("/proc/self/status") as status:
+        mapped_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+    limit = mapped_kb * 1024 + extra
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def audit_hostile(directory: str) -> None:
+    """Load every hostile payload under an audit hook; print one JSON finding per payload.
+
+    Audit hooks cannot be removed, hence a process of its own. Only events
+    while ``load()`` runs are recorded; reading the store itself (``open`` of
+    that path or of its descriptor) is the one thing loading may do.
+    """
+    import pickle
+
+    import numpy  # noqa: F401 - imported before the hook, as a notebook would have
+    from hostile_corpus import hostile_payloads, register_extension_codes
+
+    from crewtrain_nb import CrewTrainingHandler, StoreError
+
+    register_extension_codes()
+    limit_address_space(2 << 30)
+    marker = os.path.join(directory, "pwned")
+    # Warm up both unpicklers on every protocol, so lazy stdlib imports (codecs) happen before recording.
+    warm = os.path.join(directory, "warm.pkl")
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        for value in ({"a": [1, "x", b"y", {2.5}]}, {"n": numpy.arange(2), "o": numpy.array([1], dtype=object)}):
+            with open(warm, "wb") as file:
+                pickle.dump(value, file, protocol=protocol)
+            CrewTrainingHandler(warm).load()
+
+    recording: list[tuple[str, tuple[Any, ...]]] = []
+    active = [False]
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if active[0]:
+            recording.append((event, args))
+
+    sys.addaudithook(hook)
+
+    def allowed(event: str, args: tuple[Any, ...], path: str) -> bool:
+        if event == "open":
+            return args[0] == path or isinstance(args[0], int)  # the store, or its descriptor
+        return event in {"builtins.id"}
+
+    def load_recorded(handler: Any) -> tuple[str, str, str, list[tuple[str, tuple[Any, ...]]]]:
+        recording.clear()
+        active[0] = True
+        try:
+            handler.load()
+            outcome, message, global_name = "loaded", "", ""
+        except StoreError as exc:
+            outcome, message, global_name = type(exc).__name__, str(exc), getattr(exc, "global_name", "")
+        except BaseException as exc:  # noqa: BLE001 - the finding
+            outcome, message, global_name = f"ESCAPED {type(exc).__name__}", str(exc), ""
+        finally:
+            active[0] = False
+        return outcome, message, global_name, list(recording)
+
+    # Positive control: a trusted load of the same kind of payload is seen by the hook.
+    control = os.path.join(directory, "control.pkl")
+    with open(control, "wb") as file:
+        file.write(b"cbuiltins\neval\n(V1 + 1\ntR.")  # protocol 0: GLOBAL, MARK, UNICODE, TUPLE, REDUCE, STOP
+    outcome, _, _, events = load_recorded(CrewTrainingHandler(control, trusted=True, add_suffix=False))
+    print(json.dumps({"control": True, "outcome": outcome, "events": sorted({event for event, _ in events})}))
+
+    for index, payload in enumerate(hostile_payloads(marker)):
+        path = os.path.join(directory, f"payload-{index}.pkl")
+        with open(path, "wb") as file:
+            file.write(payload.data)
+        outcome, message, global_name, events = load_recorded(CrewTrainingHandler(path, add_suffix=False))
+        violations = [f"{event} {args!r}"[:300] for event, args in events if not allowed(event, args, path)]
+        try:
+            CrewTrainingHandler(path, add_suffix=False).append(1, "agent", {})
+            append_outcome = "appended"
+        except StoreError as exc:
+            append_outcome = type(exc).__name__
+        with open(path, "rb") as file:
+            unchanged = file.read() == payload.data
+        print(
+            json.dumps(
+                {
+                    "index": index,
+                    "name": payload.name,
+                    "protocol": payload.protocol,
+                    "expected": payload.expected,
+                    "outcome": outcome,
+                    "message": message,
+                    "global_name": global_name,
+                    "path": path,
+                    "violations": violations,
+                    "append_outcome": append_outcome,
+                    "unchanged": unchanged,
+                    "marker": os.path.exists(marker),
+                }
+            ),
+            flush=True,
+        )
+
+
+def fuzz(count: int, seed: int, chunk: int, progress_dir: str) -> None:
+    """Load ``count`` deterministic fuzz inputs; print a JSON heartbeat every ``chunk`` inputs."""
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    from reliability_lib import fuzz_inputs, load_outcome
+
+    warnings.simplefilter("error")  # as under pytest: a warning escaping load() is a finding
+    limit_address_space(1 << 30)
+    outcomes: dict[str, int] = {}
+    escaped: list[str] = []
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "fuzz.pkl"
+        # The input being loaded, for the parent to name if this process crashes.
+        progress = os.open(os.path.join(progress_dir, "fuzz-progress"), os.O_WRONLY | os.O_CREAT, 0o600)
+        done = 0
+        for done, data in enumerate(fuzz_inputs(count, seed=seed), start=1):
+            os.pwrite(progress, b"%12d" % (done - 1), 0)
+            outcome = load_outcome(path, data)
+            if outcome.startswith("ESCAPED"):
+                escaped.append(f"input {done - 1} (seed {seed}): {outcome[:200]}: {data[:300].hex()}")
+                outcome = "escaped"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if done % chunk == 0 or done == count:
+                print(json.dumps({"done": done, "outcomes": outcomes, "escaped": escaped[:20]}), flush=True)
+                outcomes, escaped = {}, []
+
+
+def huge_lengths() -> None:
+    """Load each tiny pickle that declares a huge length under ``RLIMIT_AS``; print outcome and peak RSS growth."""
+    import resource
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    from reliability_lib import huge_length_payloads
+
+    from crewtrain_nb import CrewTrainingHandler, StoreError
+
+    warnings.simplefilter("error")
+    limit_address_space(1 << 30)
+    with tempfile.TemporaryDirectory() as directory:
+        for name, data in huge_length_payloads().items():
+            path = Path(directory) / "huge.pkl"
+            path.write_bytes(data)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            started = time.perf_counter()
+            cause = ""
+            try:
+                CrewTrainingHandler(path).load()
+                outcome = "loaded"
+            except StoreError as exc:
+                outcome = type(exc).__name__
+                cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
+            except BaseException as exc:  # noqa: BLE001 - the finding
+                outcome = f"ESCAPED {type(exc).__name__}"
+            growth_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+            seconds = time.perf_counter() - started
+            print(
+                json.dumps(
+                    {
+                        "name": name,
+                        "outcome": outcome,
+                        "cause": cause,
+                        "rss_growth_mb": growth_kb / 1024,
+                        "seconds": seconds,
+                    }
+                ),
+                flush=True,
+            )
+
+
+def read_loop(path: str, stop: str) -> None:
+    """Load ``path`` until ``stop`` exists; every load must succeed and no record may ever disappear."""
+    from crewtrain_nb import CrewTrainingHandler
+
+    handler = CrewTrainingHandler(path)
+    seen: set[tuple[str, int]] = set()
+    loads = changes = 0
+    problems: list[str] = []
+    finishing = False
+    while True:
+        finishing = os.path.exists(stop)
+        # Alternate the long-lived handler (cache) with a fresh one (a full read every time).
+        reader = handler if loads % 2 else CrewTrainingHandler(path)
+        try:
+            data = reader.load()
+        except Exception as exc:  # noqa: BLE001 - any error is the finding
+            problems.append(f"load {loads}: {type(exc).__name__}: {exc}")
+            data = None
+        loads += 1
+        if data is not None:
+            records = {(agent, iteration) for agent, iterations in data.items() for iteration in iterations}
+            if not seen <= records:
+                problems.append(f"load {loads}: {len(seen - records)} records disappeared")
+            changes += records != seen
+            seen = records
+        if finishing:
+            break
+    print(json.dumps({"loads": loads, "changes": changes, "records": len(seen), "problems": problems[:20]}))
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
     if command == "append":
@@ -71,5 +364,15 @@ if __name__ == "__main__":
         measure_peak(arguments[0], arguments[1])
     elif command == "hold-lock":
         hold_lock(arguments[0], float(arguments[1]))
+    elif command == "zygote":
+        zygote()
+    elif command == "audit-hostile":
+        audit_hostile(arguments[0])
+    elif command == "fuzz":
+        fuzz(int(arguments[0]), int(arguments[1]), int(arguments[2]), arguments[3])
+    elif command == "huge-lengths":
+        huge_lengths()
+    elif command == "read-loop":
+        read_loop(arguments[0], arguments[1])
     else:
         raise SystemExit(f"unknown command {command!r}")

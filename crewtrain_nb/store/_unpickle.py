@@ -4,6 +4,16 @@ A pickle is a small program: its ``GLOBAL``/``STACK_GLOBAL`` opcodes name any
 importable callable and ``REDUCE`` calls it. Safe loading refuses every global
 that is not on an allow-list of plain data types, *before* anything is imported
 or called, so no code from the file runs.
+
+Allowed is not the same as harmless: ``bytearray(2**33)`` zero-fills 8 GiB and
+``str(data, "hex")`` imports a codec module, so those few callables are
+replaced by guards that accept only the arguments real pickles pass. numpy is
+the hard case: ``ndarray.__setstate__`` and ``dtype.__setstate__`` trust their
+input (a short element list is read out of bounds, an object field overlapping
+an int field forges pointers; both crash the interpreter). A pickle that names
+numpy is therefore loaded by a slower, pure-Python unpickler that checks every
+numpy construction and ``BUILD`` before numpy sees it; pickles without numpy
+keep the fast C unpickler.
 """
 
 from __future__ import annotations
@@ -14,7 +24,10 @@ import datetime
 import decimal
 import importlib.util
 import io
+import math
 import pickle
+import re
+import types
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -28,13 +41,43 @@ __all__ = ["ALLOWED_GLOBALS", "safe_loads", "trusted_loads"]
 _PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 
 
+class _Refused(Exception):
+    """An allowed global was called with arguments no plain-data pickle uses."""
+
+    def __init__(self, global_name: str, reason: str) -> None:
+        super().__init__(reason)
+        self.global_name = global_name
+        self.reason = reason
+
+
 def _latin1_encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
     # Protocols 0-2 pickle ``bytes`` as ``_codecs.encode(text, "latin1")``. The
     # real ``_codecs.encode`` runs any registered codec (and imports its
     # module), so only the latin-1 form is honoured.
     if not isinstance(text, str) or encoding.replace("_", "-").lower() not in {"latin1", "latin-1"}:
-        raise pickle.UnpicklingError(f"_codecs.encode with encoding {encoding!r} is not plain data")
+        raise _Refused("_codecs.encode", f"_codecs.encode with encoding {encoding!r}, which is not plain data")
     return text.encode("latin-1", errors)
+
+
+def _check_text_or_bytes(global_name: str, args: tuple[Any, ...]) -> None:
+    # bytes(n)/bytearray(n) allocate n zero bytes from a few bytes of pickle;
+    # real pickles pass the content itself (or latin-1 text with protocols 0-2).
+    if not args:
+        return
+    source, *rest = args
+    if isinstance(source, (bytes, bytearray)) and not rest:
+        return
+    if isinstance(source, str) and len(rest) == 1 and str(rest[0]).replace("_", "-").lower() in {"latin1", "latin-1"}:
+        return
+    raise _Refused(
+        global_name, f"{global_name} called with {type(source).__name__} arguments (gigabytes from a few bytes)"
+    )
+
+
+def _check_str(args: tuple[Any, ...]) -> None:
+    # str(data, encoding) looks the codec up by name, importing its module.
+    if len(args) > 1:
+        raise _Refused("builtins.str", "str() with an encoding, which is not plain data")
 
 
 _PLAIN_TYPES: dict[tuple[str, str], object] = {
@@ -63,12 +106,12 @@ _PLAIN_TYPES: dict[tuple[str, str], object] = {
 
 
 def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    # Protocols 0-1 rebuild instances (e.g. uuid.UUID) through
-    # ``copyreg._reconstructor(cls, base, state)``; allow it only for allowed
-    # classes built on ``object`` or an allowed builtin.
-    allowed = set(_PLAIN_TYPES.values())
-    if cls not in allowed or not (base is builtins.object or base in allowed):
-        raise pickle.UnpicklingError("copyreg._reconstructor used with a type that is not plain data")
+    # Protocols 0-1 rebuild instances of Python classes (e.g. uuid.UUID) as
+    # ``copyreg._reconstructor(cls, object, None)``. Any other base would run
+    # ``base.__init__(obj, state)``: bytearray's zero-fills ``state`` bytes.
+    plain_classes = {value for value in _PLAIN_TYPES.values() if isinstance(value, type)}
+    if not (isinstance(cls, type) and cls in plain_classes and base is builtins.object and state is None):
+        raise _Refused("copyreg._reconstructor", "copyreg._reconstructor other than for a plain-data class")
     import copyreg
 
     return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
@@ -113,8 +156,46 @@ def _resolve_numpy(key: tuple[str, str]) -> object | None:
     return obj
 
 
+def _refuse_global(path: str, module: str, name: str) -> UnsafePickleError:
+    return UnsafePickleError(
+        f"{path}: refused to load global {module}.{name}. Safe loading allows "
+        "only plain data (dict, list, str, numbers, datetime, Decimal, UUID, numpy "
+        "arrays); nothing from the file was run. If you trust this file, open it "
+        "with trusted=True.",
+        path=path,
+        global_name=f"{module}.{name}",
+    )
+
+
+#: Allowed globals whose calls need their arguments checked; a pickle naming
+#: one is loaded by :class:`_CheckedUnpickler`. Real stores rarely do: CrewAI
+#: writes protocol 4, where bytes and bytearray have opcodes of their own.
+_CHECKED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("builtins", "str"),
+        ("builtins", "bytes"),
+        ("builtins", "bytearray"),
+        ("_codecs", "encode"),
+        ("copyreg", "_reconstructor"),
+        *_NUMPY_NAMES,
+    }
+)
+
+
+def _refuse_persistent_id(path: str, pid: Any) -> UnsafePickleError:
+    return UnsafePickleError(
+        f"{path}: the pickle uses a persistent id ({pid!r:.80}), which plain data never does.",
+        path=path,
+        global_name="persistent_load",
+    )
+
+
+class _NeedsChecks(Exception):
+    """The fast unpickler met a global whose calls must be checked: load again with :class:`_CheckedUnpickler`."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler whose ``find_class`` only answers for :data:`ALLOWED_GLOBALS`."""
+    """The fast (C) unpickler: only :data:`ALLOWED_GLOBALS`, and only those safe to call with any arguments."""
 
     def __init__(self, file: io.BytesIO, *, path: str) -> None:
         super().__init__(file)
@@ -122,26 +203,319 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
         key = (_PY2_MODULES.get(module, module), name)
+        if key in _CHECKED_GLOBALS:
+            raise _NeedsChecks
         found = _PLAIN_TYPES.get(key) or _SPECIAL.get(key)
-        if found is None and key in _NUMPY_NAMES:
-            found = _resolve_numpy(key)
         if found is None:
-            raise UnsafePickleError(
-                f"{self._path}: refused to load global {module}.{name}. Safe loading allows "
-                "only plain data (dict, list, str, numbers, datetime, Decimal, UUID, numpy "
-                "arrays); nothing from the file was run. If you trust this file, open it "
-                "with trusted=True.",
-                path=self._path,
-                global_name=f"{module}.{name}",
-            )
+            raise _refuse_global(self._path, module, name)
         return found
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle API
-        raise UnsafePickleError(
-            f"{self._path}: the pickle uses a persistent id ({pid!r}), which plain data never does.",
-            path=self._path,
-            global_name="persistent_load",
-        )
+        raise _refuse_persistent_id(self._path, pid)
+
+
+_TYPE_CODE = re.compile(r"[A-Za-z][0-9]{0,12}")
+_TIME_UNIT = re.compile(rb"[A-Za-z]{1,3}")
+
+
+class _NumpyChecks:
+    """Check every numpy construction a pickle asks for, and build dtypes with numpy's public constructor.
+
+    numpy's own pickles only ever call ``_reconstruct(ndarray, (0,), b'b')``
+    and fill the array with ``BUILD``, build dtypes as ``dtype(code, False,
+    True)`` plus a ``BUILD`` with the layout, and scalars as ``scalar(dtype,
+    raw_bytes)``. Anything else is refused. ``dtype.__setstate__`` is never
+    called: it crashes on crafted states and accepts layouts numpy's
+    constructor refuses (an object field overlapping an int field turns an
+    int into a pointer). The dtype a ``BUILD`` describes is built anew and
+    replaces the template everywhere the unpickler holds it.
+
+    Parameters
+    ----------
+    payload_size
+        Size of the whole pickle: arrays may not be much larger.
+    """
+
+    #: An element costs at least one byte of pickle; arrays of objects get this much headroom.
+    _BYTES_PER_PICKLE_BYTE = 64
+    _ALIGNED_STRUCT = 0x80  # numpy's NPY_ALIGNED_STRUCT dtype flag
+
+    def __init__(self, payload_size: int) -> None:
+        import numpy
+
+        self.np = numpy
+        self.budget = self._BYTES_PER_PICKLE_BYTE * payload_size + (1 << 20)
+        # Arrays and dtype templates this load created and has not filled yet:
+        # the only objects BUILD may fill (a cached dtype like float64 is shared
+        # by the whole process, a view's memory belongs to another object).
+        self.unfilled: dict[int, Any] = {}
+
+    def checks(self) -> dict[int, Callable[..., Any]]:
+        """The checked stand-ins, by the identity of the numpy callable they guard."""
+        np = self.np
+
+        def refuse_ndarray(*args: Any) -> Any:
+            # ndarray(shape, object) fills every element: gigabytes from a few bytes.
+            raise _Refused("numpy.ndarray", "numpy.ndarray called directly (numpy's pickles never do)")
+
+        return {
+            id(np.ndarray): refuse_ndarray,
+            id(np.dtype): self.dtype,
+            id(_resolve_numpy(("numpy._core.multiarray", "_reconstruct"))): self.reconstruct,
+            id(_resolve_numpy(("numpy._core.multiarray", "scalar"))): self.scalar,
+            id(_resolve_numpy(("numpy._core.numeric", "_frombuffer"))): self.frombuffer,
+        }
+
+    def handles(self, inst: Any) -> bool:
+        """Whether a ``BUILD`` on ``inst`` must go through :meth:`build`."""
+        return isinstance(inst, (self.np.ndarray, self.np.dtype, self.np.generic))
+
+    def build(self, inst: Any, state: Any) -> Any:
+        """``BUILD`` on a numpy object: once, on what this load created; returns what replaces ``inst``."""
+        if self.unfilled.pop(id(inst), None) is not inst:
+            raise _Refused("numpy", f"BUILD on a numpy {type(inst).__name__} numpy's pickles never fill")
+        if isinstance(inst, self.np.ndarray):
+            self.fill_array(inst, state)
+            return inst
+        return self.dtype_from_state(inst, state)
+
+    def checked_dtype(self, dtype: Any) -> Any:
+        if not isinstance(dtype, self.np.dtype):
+            raise _Refused("numpy.dtype", f"a {type(dtype).__name__} where numpy's pickles have a dtype")
+        return dtype
+
+    def dtype(self, code: Any = None, align: Any = False, copy: Any = False) -> Any:
+        # numpy pickles a dtype as a bare type code ("f8", "V16", "M8"); longer
+        # strings go through numpy's parser, which compiles shape expressions.
+        if not (isinstance(code, str) and _TYPE_CODE.fullmatch(code)) or not (isinstance(align, bool) and copy is True):
+            # Without copy=True, dtype("f8") is numpy's shared float64, which a BUILD would change process-wide.
+            raise _Refused("numpy.dtype", f"numpy.dtype({code!r:.40}, ...) is not how numpy pickles a dtype")
+        dtype = self.np.dtype(code, align, copy)
+        self.unfilled[id(dtype)] = dtype
+        return dtype
+
+    def dtype_from_state(self, template: Any, state: Any) -> Any:
+        """The dtype ``template.__setstate__(state)`` would describe, built by numpy's constructor."""
+        np = self.np
+        if type(state) is not tuple or len(state) not in (8, 9):
+            raise _Refused("numpy.dtype", "a numpy dtype state that is not numpy's")
+        version, byteorder, subarray, names, fields, itemsize, _alignment, flags = state[:8]
+        if version not in (3, 4) or byteorder not in ("<", ">", "|", "=") or type(flags) is not int:
+            raise _Refused("numpy.dtype", "a numpy dtype state that is not numpy's")
+        try:
+            if names is not None:
+                dtype = np.dtype(self._struct_spec(template, names, fields, itemsize), align=bool(flags & 0x80))
+            elif subarray is not None:
+                if type(subarray) is not tuple or len(subarray) != 2:
+                    raise _Refused("numpy.dtype", "a numpy subarray state that is not numpy's")
+                base, shape = subarray
+                dtype = np.dtype((self.checked_dtype(base), self._shape(shape)))
+            else:
+                dtype = self._simple(template, byteorder, state[8] if len(state) == 9 else None)
+        except (TypeError, ValueError) as exc:
+            raise _Refused("numpy.dtype", f"a numpy dtype numpy itself refuses to build ({exc})") from exc
+        if type(itemsize) is not int or itemsize not in (-1, dtype.itemsize):
+            raise _Refused("numpy.dtype", f"a numpy dtype state whose size {itemsize!r} does not match {dtype}")
+        return dtype
+
+    def _struct_spec(self, template: Any, names: Any, fields: Any, itemsize: Any) -> dict[str, Any]:
+        if template.kind != "V" or type(names) is not tuple or type(fields) is not dict or type(itemsize) is not int:
+            raise _Refused("numpy.dtype", "a numpy structured dtype state that is not numpy's")
+        formats, offsets, titles = [], [], []
+        for name in names:
+            field = fields.get(name) if type(name) is str else None
+            if type(field) is not tuple or len(field) not in (2, 3) or type(field[1]) is not int:
+                raise _Refused("numpy.dtype", f"a numpy field state that is not numpy's: {name!r:.40}")
+            formats.append(self.checked_dtype(field[0]))
+            offsets.append(field[1])
+            titles.append(field[2] if len(field) == 3 else None)
+        spec: dict[str, Any] = {"names": list(names), "formats": formats, "offsets": offsets, "itemsize": itemsize}
+        if any(title is not None for title in titles):
+            spec["titles"] = titles
+        return spec
+
+    def _simple(self, template: Any, byteorder: str, extra: Any) -> Any:
+        np = self.np
+        dtype = template
+        if template.kind in "mM":
+            # Version 4 states carry the unit: (metadata, (b"ns", count, 1, 1)).
+            unit = extra[1] if type(extra) is tuple and len(extra) == 2 and type(extra[1]) is tuple else None
+            if not (unit and type(unit[0]) is bytes and _TIME_UNIT.fullmatch(unit[0]) and type(unit[1]) is int):
+                raise _Refused("numpy.dtype", "a numpy datetime dtype state that is not numpy's")
+            dtype = np.dtype(f"{template.kind}8[{unit[1]}{unit[0].decode()}]")
+        if byteorder in "<>" and dtype.byteorder != "|":
+            dtype = dtype.newbyteorder(byteorder)
+        return dtype
+
+    def _shape(self, shape: Any) -> tuple[int, ...]:
+        if not isinstance(shape, tuple) or not all(type(size) is int and size >= 0 for size in shape):
+            raise _Refused("numpy.ndarray", f"a numpy shape that is not a tuple of sizes: {shape!r:.60}")
+        return shape
+
+    def _count(self, shape: Any) -> int:
+        count = math.prod(self._shape(shape))
+        if count > self.budget:
+            raise _Refused("numpy.ndarray", f"a numpy array of {count} elements from a {self.budget}-byte budget")
+        return count
+
+    def reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
+        if subtype is not self.np.ndarray or shape != (0,) or dtype != b"b":
+            raise _Refused("numpy._core.multiarray._reconstruct", "_reconstruct other than numpy's empty template")
+        array = _resolve_numpy(("numpy._core.multiarray", "_reconstruct"))(subtype, shape, dtype)  # type: ignore[operator]
+        self.unfilled[id(array)] = array
+        return array
+
+    def scalar(self, dtype: Any, data: Any = None) -> Any:
+        checked = self.checked_dtype(dtype)
+        if checked.hasobject or type(data) is not bytes or len(data) != checked.itemsize:
+            raise _Refused("numpy._core.multiarray.scalar", f"a numpy scalar of {checked!r} from {type(data).__name__}")
+        return _resolve_numpy(("numpy._core.multiarray", "scalar"))(checked, data)  # type: ignore[operator]
+
+    def frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
+        checked = self.checked_dtype(dtype)
+        count = self._count(shape)
+        if checked.hasobject or not isinstance(buffer, (bytes, bytearray)) or len(buffer) != count * checked.itemsize:
+            raise _Refused("numpy._core.numeric._frombuffer", "an array buffer that does not match its dtype and shape")
+        if order not in ("C", "F"):
+            raise _Refused("numpy._core.numeric._frombuffer", f"array order {order!r:.20}")
+        frombuffer = _resolve_numpy(("numpy._core.numeric", "_frombuffer"))
+        return frombuffer(buffer, checked, shape, order)  # type: ignore[operator]
+
+    def fill_array(self, array: Any, state: Any) -> None:
+        """``BUILD`` of an array: version 1, a checked dtype, and data that matches the shape exactly."""
+        if type(state) is not tuple or len(state) != 5 or state[0] != 1 or type(state[3]) is not bool:
+            raise _Refused("numpy.ndarray", "a numpy array state that is not numpy's")
+        _, shape, dtype, fortran, data = state
+        checked = self.checked_dtype(dtype)
+        count = self._count(shape)
+        if checked.hasobject:
+            # numpy reads ``count`` items from the list without checking its length.
+            if type(data) is not list or len(data) != count:
+                raise _Refused("numpy.ndarray", "a numpy object array whose element list does not match its shape")
+        elif type(data) is not bytes or len(data) != count * checked.itemsize:
+            raise _Refused("numpy.ndarray", "a numpy array whose data does not match its dtype and shape")
+        if count * checked.itemsize > self.budget:
+            raise _Refused("numpy.ndarray", "a numpy array far larger than the file could describe")
+        array.__setstate__((1, shape, checked, fortran, data))
+
+
+class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """The pure-Python unpickler, with every call and ``BUILD`` checked.
+
+    Slower than the C unpickler, but it sees each opcode: ``bytearray(n)``
+    must not be called with a size, and numpy's ``__setstate__`` methods
+    trust their input and crash the interpreter on a crafted one, so they are
+    only reached through :class:`_NumpyChecks`.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, file: io.BytesIO, *, path: str, payload_size: int) -> None:
+        super().__init__(file)
+        self._path = path
+        self._payload_size = payload_size
+        self._numpy: _NumpyChecks | None = None
+        #: Memo slots holding each unfilled dtype template, so its BUILD can replace it there too.
+        self._template_memo: dict[int, list[int]] = {}
+        #: Checks by the identity of the callable a pickle calls.
+        self._checks: dict[int, Callable[..., Any]] = {
+            id(bytes): lambda *args: _check_text_or_bytes("builtins.bytes", args) or bytes(*args),
+            id(bytearray): lambda *args: _check_text_or_bytes("builtins.bytearray", args) or bytearray(*args),
+            id(str): lambda *args: _check_str(args) or str(*args),
+        }
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
+        key = (_PY2_MODULES.get(module, module), name)
+        found = _PLAIN_TYPES.get(key) or _SPECIAL.get(key)
+        if found is None and key in _NUMPY_NAMES and importlib.util.find_spec("numpy") is not None:
+            found = _resolve_numpy(key)
+            if self._numpy is None:
+                self._numpy = _NumpyChecks(self._payload_size)
+                self._checks.update(self._numpy.checks())
+        if found is None:
+            raise _refuse_global(self._path, module, name)
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle API
+        raise _refuse_persistent_id(self._path, pid)
+
+    def _call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        check = self._checks.get(id(func))
+        if check is not None:
+            if kwargs:
+                raise _Refused(getattr(func, "__name__", "?"), "a checked call with keyword arguments")
+            return check(*args)
+        return func(*args, **kwargs)
+
+    def _new(self, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if id(cls) in self._checks:
+            return self._call(cls, args, kwargs)
+        if not isinstance(cls, type):
+            raise pickle.UnpicklingError(f"NEWOBJ of a non-class {type(cls).__name__}")
+        return cls.__new__(cls, *args, **kwargs)
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args, {})
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args, {}))
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args, kwargs))
+
+    def _instantiate(self, klass: Any, args: list[Any]) -> None:  # INST and OBJ
+        self.append(self._call(klass, tuple(args), {}))
+
+    def load_build(self) -> None:
+        inst = self.stack[-2]
+        if isinstance(inst, (type, types.FunctionType, types.BuiltinFunctionType)):
+            # A global itself: BUILD would patch it for every later load.
+            raise _Refused(getattr(inst, "__name__", "?"), "BUILD on a class or function")
+        if self._numpy is not None and self._numpy.handles(inst):
+            state = self.stack.pop()
+            built = self._numpy.build(inst, state)
+            if built is not inst:  # a dtype built anew replaces its template on the stack and in the memo
+                self.stack[-1] = built
+                for index in self._template_memo.pop(id(inst), ()):
+                    if self.memo.get(index) is inst:
+                        self.memo[index] = built
+        else:
+            super().load_build()
+
+    def _remember(self, index: int) -> None:
+        value = self.memo[index] = self.stack[-1]
+        if self._numpy is not None and isinstance(value, self._numpy.np.dtype) and id(value) in self._numpy.unfilled:
+            self._template_memo.setdefault(id(value), []).append(index)
+
+    def load_put(self) -> None:
+        index = int(self.readline()[:-1])
+        if index < 0:
+            raise ValueError("negative PUT argument")
+        self._remember(index)
+
+    def load_binput(self) -> None:
+        self._remember(self.read(1)[0])
+
+    def load_long_binput(self) -> None:
+        self._remember(int.from_bytes(self.read(4), "little"))
+
+    def load_memoize(self) -> None:
+        self._remember(len(self.memo))
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.PUT[0]] = load_put
+    dispatch[pickle.BINPUT[0]] = load_binput
+    dispatch[pickle.LONG_BINPUT[0]] = load_long_binput
+    dispatch[pickle.MEMOIZE[0]] = load_memoize
 
 
 _DECODE_ERRORS = (
@@ -161,12 +535,27 @@ _DECODE_ERRORS = (
 )
 
 
-def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler]) -> Any:
+def _corrupt(path: str, exc: BaseException) -> CorruptStoreError:
+    return CorruptStoreError(
+        f"{path}: not a readable pickle ({type(exc).__name__}: {exc}). The file is "
+        "left untouched; restore it from a backup or move it aside.",
+        path=path,
+    )
+
+
+def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler], *, safe: bool) -> Any:
     buffer = io.BytesIO(data)
     try:
         obj = make(buffer).load()
-    except StoreError:
+    except (StoreError, _NeedsChecks):
         raise
+    except _Refused as exc:
+        raise UnsafePickleError(
+            f"{path}: refused to load: {exc.reason}. Safe loading builds only plain data; nothing from "
+            "the file was run. If you trust this file, open it with trusted=True.",
+            path=path,
+            global_name=exc.global_name,
+        ) from exc
     except _DECODE_ERRORS as exc:
         if isinstance(exc, ImportError):
             raise StoreError(
@@ -174,11 +563,14 @@ def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler]
                 "import or install the code that wrote it.",
                 path=path,
             ) from exc
-        raise CorruptStoreError(
-            f"{path}: not a readable pickle ({type(exc).__name__}: {exc}). The file is "
-            "left untouched; restore it from a backup or move it aside.",
-            path=path,
-        ) from exc
+        raise _corrupt(path, exc) from exc
+    except Exception as exc:
+        if not safe:
+            raise
+        # Only allowed types run during a safe load; whatever else they raise
+        # on crafted input (struct.error, LookupError, a warning made an error)
+        # means the bytes are not a valid store.
+        raise _corrupt(path, exc) from exc
     if buffer.tell() != len(data):
         raise CorruptStoreError(
             f"{path}: {len(data) - buffer.tell()} unexpected bytes after the end of the "
@@ -201,13 +593,18 @@ def safe_loads(data: bytes, *, path: str) -> Any:
     Raises
     ------
     UnsafePickleError
-        The pickle names a global outside :data:`ALLOWED_GLOBALS`.
+        The pickle names a global outside :data:`ALLOWED_GLOBALS`, or calls an
+        allowed one in a way plain data never does.
     CorruptStoreError
         The bytes are not a complete pickle.
     """
-    return _load(data, path, lambda buffer: _RestrictedUnpickler(buffer, path=path))
+    try:
+        return _load(data, path, lambda buffer: _RestrictedUnpickler(buffer, path=path), safe=True)
+    except _NeedsChecks:
+        pass
+    return _load(data, path, lambda buffer: _CheckedUnpickler(buffer, path=path, payload_size=len(data)), safe=True)
 
 
 def trusted_loads(data: bytes, *, path: str) -> Any:
     """Unpickle ``data`` with the full, unrestricted unpickler (code in it runs)."""
-    return _load(data, path, pickle.Unpickler)
+    return _load(data, path, pickle.Unpickler, safe=False)

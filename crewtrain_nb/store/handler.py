@@ -16,6 +16,7 @@ from typing import Any
 import filelock
 
 from ..errors import (
+    CorruptStoreError,
     RemoteStoreWarning,
     StoreError,
     StoreFormatError,
@@ -262,9 +263,17 @@ class PickleHandler(LazyAccess):
             The file names a global that safe loading refuses; nothing ran.
         """
         with self._state_lock:
-            if self._batch_depth:
-                return copy_plain(self._pending)
-            return copy_plain(self._read())
+            data = self._pending if self._batch_depth else self._read()
+            try:
+                return copy_plain(data)
+            except RecursionError as exc:
+                # A few bytes of pickle can nest lists 100,000 deep; nothing
+                # that deep is a training store, and every walk over it fails.
+                raise CorruptStoreError(
+                    f"{self.file_path}: the data is nested too deeply to be a training store. "
+                    "The file is left untouched; restore it from a backup or move it aside.",
+                    path=self.file_path,
+                ) from exc
 
     def peek(self) -> Any:
         """Return the stored object *without* copying it: read-only, for fast readers.

@@ -1,0 +1,256 @@
+"""Reliability proven with real processes and real files: crashes at every step, kill -9, faults, a reader.
+
+``test_store.py`` has the basic versions (4 x 100 appends, ~25 kills, faults on
+``append``); these go further. Tests that take a store take ``store_factory``,
+parametrized over :data:`reliability_lib.STORE_BACKENDS`, so a new backend is
+one entry there.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crewtrain_nb import StoreError, StoreLockTimeout, StoreWriteError
+from crewtrain_nb.store import _atomic
+from tests.reliability_lib import (
+    CRASH_FUNCTIONS,
+    STORE_BACKENDS,
+    Zygote,
+    make_store,
+    python_command,
+    run_crash_points,
+    run_kill_soak,
+    run_writers_and_reader,
+    temp_files,
+)
+
+#: A store-changing call, as (id, function of a handler).
+WRITES: list[tuple[str, Callable[[Any], None]]] = [
+    ("append", lambda store: store.append(77, "agent-x", {"initial_output": "new"})),
+    ("save_trained_data", lambda store: store.save_trained_data("Writer", {"quality": 9.0})),
+    ("save", lambda store: store.save({"replaced": {}})),
+    ("clear", lambda store: store.clear()),
+    ("batch", lambda store: _batch_of_appends(store)),
+]
+WRITE_IDS = [name for name, _ in WRITES]
+
+
+def _batch_of_appends(store: Any) -> None:
+    with store.batch():
+        for iteration in range(3):
+            store.append(iteration, "agent-y", {"loss": 1.0 / (iteration + 1)})
+
+
+@pytest.fixture(params=sorted(STORE_BACKENDS))
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def store_factory(backend: str) -> Callable[..., Any]:
+    """``store_factory(path, **options)``: a handler of the backend under test."""
+    return lambda path, **options: make_store(backend, path, **options)
+
+
+@pytest.fixture
+def filled_store(tmp_path: Path, store_factory: Callable[..., Any], training_data: dict[str, Any]) -> Any:
+    store = store_factory(tmp_path / "training_data.pkl")
+    store.save(training_data)
+    return store
+
+
+@pytest.fixture(scope="module")
+def zygote() -> Iterator[Zygote]:
+    with Zygote() as process:
+        yield process
+
+
+# -- crash at every step ------------------------------------------------------------------------
+
+
+def test_a_crash_at_every_write_fsync_and_replace_leaves_before_or_after(tmp_path: Path, zygote: Zygote) -> None:
+    report = run_crash_points(tmp_path, zygote=zygote)
+    assert report.problems == []
+    # Every operation writes, fsyncs the file and the directory, and replaces once.
+    assert report.calls["replace"] >= 9 and report.calls["write"] >= report.calls["replace"]
+    assert report.calls["fsync"] == 2 * report.calls["replace"]
+    assert report.crash_points == 2 * sum(report.calls[name] for name in CRASH_FUNCTIONS)
+
+
+# -- kill -9 --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_hundred_kill_minus_nine_lose_no_acknowledged_append(tmp_path: Path, zygote: Zygote, backend: str) -> None:
+    report = run_kill_soak(tmp_path, zygote=zygote, kills=200, backend=backend)
+    assert report.problems == []
+    assert report.kills == 200
+    assert report.lost == 0
+    assert report.acknowledged >= 200  # each child acknowledged at least one append before its kill
+
+
+# -- faults -----------------------------------------------------------------------------------------
+
+
+def fail_with(code: int) -> Callable[..., Any]:
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(code, os.strerror(code))
+
+    return failing
+
+
+@pytest.mark.parametrize("write", [function for _, function in WRITES], ids=WRITE_IDS)
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC], ids=["EIO", "ENOSPC"])
+@pytest.mark.parametrize("step", ["write", "fsync", "replace"])
+def test_a_failing_step_of_any_write_keeps_the_old_file(
+    filled_store: Any, monkeypatch: pytest.MonkeyPatch, step: str, code: int, write: Callable[[Any], None]
+) -> None:
+    # test_store.py covers append; every other way of writing must behave the same.
+    path = Path(filled_store.file_path)
+    before = path.read_bytes()
+    original = filled_store.load()
+    with monkeypatch.context() as patch:
+        patch.setattr(_atomic.os, step, fail_with(code))
+        with pytest.raises(StoreWriteError) as caught:
+            write(filled_store)
+    message = str(caught.value)
+    assert str(path) in message and os.strerror(code) in message and "previous file is unchanged" in message
+    assert path.read_bytes() == before
+    assert temp_files(path.parent) == []
+    assert filled_store.load() == original
+
+
+def test_a_read_only_file_system_is_a_clear_error(filled_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What a read-only mount does: creating the temporary file fails with EROFS.
+    path = Path(filled_store.file_path)
+    before = path.read_bytes()
+    monkeypatch.setattr(_atomic.tempfile, "mkstemp", fail_with(errno.EROFS))
+    with pytest.raises(StoreWriteError, match="Read-only file system") as caught:
+        filled_store.append(1, "a", {})
+    assert str(path) in str(caught.value)
+    assert path.read_bytes() == before
+
+
+def test_a_read_only_directory_is_a_clear_error_even_as_root(training_data: dict[str, Any]) -> None:
+    # Root ignores directory permissions, so as root the writer runs as user "nobody" (a real permission check).
+    directory = Path(tempfile.mkdtemp(prefix="crewtrain-ro-"))
+    try:
+        store_path = directory / "t.pkl"
+        make_store("pickle", store_path).save(training_data)
+        make_store("pickle", store_path).append(0, "warm", {})
+        # The lock file is shared-writable so the writer gets past the lock to the real test: creating a file.
+        os.chmod(store_path.with_name("t.pkl.lock"), 0o666)
+        os.chmod(store_path, 0o644)
+        os.chmod(directory, 0o555)
+        before = store_path.read_bytes()
+        script = (
+            "import sys; sys.path.insert(0, sys.argv[2]); from reliability_lib import make_store\n"
+            "from crewtrain_nb import StoreError\n"
+            "store = make_store('pickle', sys.argv[1])\n"
+            "assert store.load()\n"
+            "try:\n    store.append(5, 'a', {})\nexcept StoreError as exc:\n    print(type(exc).__name__, exc)\n"
+            "else:\n    print('appended')\n"
+        )
+        command = [python_command()[0], "-c", script, str(store_path), str(Path(__file__).parent)]
+        if os.geteuid() == 0:
+            # Root passes permission checks through CAP_DAC_OVERRIDE; drop it for the writer, so the
+            # directory's 0555 is enforced as for any user (a real check, not a simulated error).
+            capsh = shutil.which("capsh")
+            if capsh is None:
+                pytest.skip("running as root and capsh (libcap) is not installed: cannot drop CAP_DAC_OVERRIDE")
+            drop = "--drop=cap_dac_override,cap_dac_read_search"
+            command = [capsh, drop, "--", "-c", 'exec "$0" "$@"', *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=directory)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.startswith("StoreWriteError"), result.stdout
+        assert str(store_path) in result.stdout and "Permission denied" in result.stdout
+        assert store_path.read_bytes() == before
+        assert temp_files(directory) == []
+    finally:
+        os.chmod(directory, 0o700)
+        for entry in directory.iterdir():
+            entry.unlink()
+        directory.rmdir()
+
+
+@pytest.mark.parametrize("operation", ["load", *WRITE_IDS])
+def test_a_directory_in_place_of_the_store_is_a_store_error(
+    tmp_path: Path, store_factory: Callable[..., Any], operation: str
+) -> None:
+    path = tmp_path / "store.pkl"
+    path.mkdir()
+    (path / "inside").write_text("kept")
+    store = store_factory(path)
+    action = dict(WRITES).get(operation, lambda handler: handler.load())
+    with pytest.raises(StoreError) as caught:
+        action(store)
+    assert str(path) in str(caught.value)
+    assert not isinstance(caught.value, IsADirectoryError)
+    assert path.is_dir() and (path / "inside").read_text() == "kept"
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("write", [function for _, function in WRITES], ids=WRITE_IDS)
+def test_a_lock_held_by_a_stuck_process_times_out_for_every_write(
+    filled_store: Any, store_factory: Callable[..., Any], write: Callable[[Any], None]
+) -> None:
+    path = Path(filled_store.file_path)
+    before = path.read_bytes()
+    holder = subprocess.Popen(
+        python_command("hold-lock", str(path), "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "locked"
+        impatient = store_factory(path, lock_timeout=0.2)
+        with pytest.raises(StoreLockTimeout) as caught:
+            write(impatient)
+        assert str(path) in str(caught.value) and "lock_timeout" in str(caught.value)
+        assert impatient.load() == filled_store.load()  # reading needs no lock
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert path.read_bytes() == before
+
+
+# -- permissions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+@pytest.mark.parametrize("write", [function for _, function in WRITES], ids=WRITE_IDS)
+def test_new_store_and_lock_files_are_owner_only_whatever_the_umask(
+    tmp_path: Path, store_factory: Callable[..., Any], write: Callable[[Any], None], umask: int
+) -> None:
+    # filelock creates the lock with O_EXCL and then fchmods it to the mode we pass (0600), so umask cannot widen it.
+    old = os.umask(umask)
+    try:
+        store = store_factory(tmp_path / "new.pkl")
+        write(store)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(store.file_path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.lock_path).st_mode) == 0o600
+
+
+# -- concurrency with a reader --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_eight_writers_and_a_reader_lose_nothing_and_never_see_a_torn_file(tmp_path: Path) -> None:
+    report = run_writers_and_reader(tmp_path, writers=8, appends=200)
+    assert report.problems == []
+    assert report.records == 1600
+    assert report.reader_loads >= 2
+    with open(tmp_path / "shared.pkl", "rb") as file:
+        assert sum(len(records) for records in pickle.load(file).values()) == 1600

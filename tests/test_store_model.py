@@ -1,0 +1,128 @@
+"""Model-based test: a hypothesis state machine drives real handlers on a real file against a plain dict.
+
+Rules: ``append``, ``save_trained_data``, ``save``, ``clear``, ``batch()``
+blocks that succeed or raise inside, reopening a handler, and a second handler
+on the same file. After every step each handler's ``load()`` equals the model,
+and so does plain ``pickle.load`` of the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from tests.reliability_lib import STORE_BACKENDS, make_store
+
+AGENTS = st.sampled_from(["agent-a", "agent-b", "agent-c"])
+ROLES = st.sampled_from(["Writer", "Critic"])
+ITERATIONS = st.integers(0, 4)
+LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=5))
+RECORDS = st.dictionaries(st.sampled_from(["initial_output", "human_feedback", "loss", "weights"]), LEAVES, max_size=3)
+WHOLE_STORES = st.dictionaries(AGENTS, st.dictionaries(ITERATIONS, RECORDS, max_size=2), max_size=2)
+HANDLER = st.sampled_from([0, 1])
+
+
+class BlockFailed(Exception):
+    """Raised inside a ``batch()`` block on purpose."""
+
+
+class StoreModel(RuleBasedStateMachine):
+    backend = "pickle"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="crewtrain-model-"))
+        self.path = self.directory / "training_data.pkl"
+        self.handlers = [make_store(self.backend, self.path), make_store(self.backend, self.path)]
+        self.model: dict[Any, Any] = {}
+
+    def teardown(self) -> None:
+        for handler in self.handlers:
+            handler.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @rule(which=HANDLER, iteration=ITERATIONS, agent=AGENTS, record=RECORDS)
+    def append(self, which: int, iteration: int, agent: str, record: dict[str, Any]) -> None:
+        self.handlers[which].append(iteration, agent, record)
+        self.model.setdefault(agent, {})[iteration] = copy.deepcopy(record)
+        record["mutated after append"] = True  # must not reach the store
+
+    @rule(which=HANDLER, role=ROLES, value=RECORDS)
+    def save_trained_data(self, which: int, role: str, value: dict[str, Any]) -> None:
+        self.handlers[which].save_trained_data(role, value)
+        self.model[role] = copy.deepcopy(value)
+
+    @rule(which=HANDLER, data=WHOLE_STORES)
+    def save(self, which: int, data: dict[Any, Any]) -> None:
+        self.handlers[which].save(data)
+        self.model = copy.deepcopy(data)
+
+    @rule(which=HANDLER)
+    def clear(self, which: int) -> None:
+        self.handlers[which].clear()
+        self.model = {}
+
+    @rule(
+        which=HANDLER,
+        appends=st.lists(st.tuples(ITERATIONS, AGENTS, RECORDS), max_size=4),
+        role=st.none() | ROLES,
+        fail=st.booleans(),
+    )
+    def batch(self, which: int, appends: list[tuple[int, str, dict[str, Any]]], role: str | None, fail: bool) -> None:
+        handler = self.handlers[which]
+        expected = copy.deepcopy(self.model)
+        try:
+            with handler.batch():
+                for iteration, agent, record in appends:
+                    handler.append(iteration, agent, record)
+                    expected.setdefault(agent, {})[iteration] = copy.deepcopy(record)
+                if role is not None:
+                    handler.save_trained_data(role, {"quality": 5.0})
+                    expected[role] = {"quality": 5.0}
+                assert handler.load() == expected  # the block sees its own pending writes
+                if fail:
+                    raise BlockFailed
+        except BlockFailed:
+            return  # nothing was written: the model stays as it was
+        self.model = expected
+
+    @rule(which=HANDLER)
+    def reopen(self, which: int) -> None:
+        self.handlers[which].close()
+        self.handlers[which] = make_store(self.backend, self.path)
+
+    @rule(which=HANDLER)
+    def mutate_a_loaded_copy(self, which: int) -> None:
+        loaded = self.handlers[which].load()
+        loaded["intruder"] = {0: {}}
+        for value in loaded.values():
+            if isinstance(value, dict):
+                value.clear()
+
+    @invariant()
+    def every_handler_loads_the_model(self) -> None:
+        for handler in self.handlers:
+            assert handler.load() == self.model
+
+    @invariant()
+    def the_file_is_a_plain_pickle_of_the_model(self) -> None:
+        if self.path.exists():
+            with open(self.path, "rb") as file:
+                assert pickle.load(file) == self.model
+        else:
+            assert self.model == {}
+
+
+StoreModel.TestCase.settings = settings(
+    max_examples=600, stateful_step_count=30, deadline=None, derandomize=True, database=None
+)
+assert list(STORE_BACKENDS) == ["pickle"], "add a StoreModel subclass per backend (backend = name)"
+TestStoreModel = StoreModel.TestCase
