@@ -51,3 +51,20 @@ def metrics_store(tmp_path: Path, metrics_data: dict[str, Any]) -> CrewTrainingH
             for iteration, record in records.items():
                 handler.append(iteration, agent, record)
     return handler
+
+
+@pytest.fixture
+def sqlite_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make reading a whole SQLite store fail the test; return the agents read one by one (``entry``)."""
+    from crewtrain_nb import SQLiteHandler
+
+    read: list[str] = []
+    real_entry = SQLiteHandler.entry
+
+    def whole_store(self: Any) -> Any:
+        raise AssertionError("the whole store was read")
+
+    monkeypatch.setattr(SQLiteHandler, "peek", whole_store)
+    monkeypatch.setattr(SQLiteHandler, "load", whole_store)
+    monkeypatch.setattr(SQLiteHandler, "entry", lambda self, agent: read.append(agent) or real_entry(self, agent))
+    return read

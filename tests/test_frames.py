@@ -647,9 +647,9 @@ def test_frames_imports_neither_matplotlib_nor_ipywidgets() -> None:
 
 
 def test_frames_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from crewtrain_nb import CrewTrainingHandler, SQLiteHandler
+    from crewtrain_nb import CrewTrainingHandler
     from crewtrain_nb.demo import make_training_data
 
     data = {**make_metrics_data(iterations=30, seed=4), **make_training_data(agents=2, iterations=5, seed=4)}
@@ -661,15 +661,7 @@ def test_frames_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
     feedback_agent = next(agent for agent in data if agent not in ("planner", "coder", "critic"))
     expected_feedback = feedback_frame(tmp_path / "m.pkl", agents=feedback_agent)
 
-    read: list[str] = []
-    real_entry = SQLiteHandler.entry
-
-    def whole_store(self: Any) -> Any:
-        raise AssertionError("the whole store was read")
-
-    monkeypatch.setattr(SQLiteHandler, "peek", whole_store)
-    monkeypatch.setattr(SQLiteHandler, "load", whole_store)
-    monkeypatch.setattr(SQLiteHandler, "entry", lambda self, agent: read.append(agent) or real_entry(self, agent))
+    read = request.getfixturevalue("sqlite_reads")  # only now: the expected frames above read the pickle
     got = to_frame(sqlite, agents=["coder", "critic"])
     pd.testing.assert_frame_equal(got, expected)
     assert got.attrs["source"] == sqlite.file_path

@@ -440,21 +440,11 @@ def test_panels_share_the_iteration_axis_and_one_iteration_is_widened() -> None:
 
 
 def test_curves_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
-    tmp_path: Path, metrics_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, metrics_data: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
-    from crewtrain_nb import SQLiteHandler
-
     sqlite = CrewTrainingHandler(tmp_path / "metrics.db")
     sqlite.save(metrics_data)
-    read: list[str] = []
-    real_entry = SQLiteHandler.entry
-
-    def whole_store(self: Any) -> Any:
-        raise AssertionError("the whole store was read")
-
-    monkeypatch.setattr(SQLiteHandler, "peek", whole_store)
-    monkeypatch.setattr(SQLiteHandler, "load", whole_store)
-    monkeypatch.setattr(SQLiteHandler, "entry", lambda self, agent: read.append(agent) or real_entry(self, agent))
+    read = request.getfixturevalue("sqlite_reads")
     figure = plot_metrics(sqlite, ["loss"], agents="coder")
     assert read == ["coder"]
     (line,) = visible_lines(figure.axes[0])

@@ -55,6 +55,7 @@ from .handler import (
     PICKLE_PROTOCOL,
     CrewTrainingHandler,
     _check_agent_id,
+    _check_file_name,
     _check_iteration,
 )
 
@@ -206,11 +207,7 @@ class SQLiteHandler(CrewTrainingHandler):
         backups: int = 0,
         audit: bool = False,
     ) -> None:
-        name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
-        if not isinstance(name, str):
-            raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
-        if not name:
-            raise ValueError("file_name is empty; give the store's file name, e.g. 'runs.db'")
+        name = _check_file_name(file_name, example="runs.db")
         # The pickle handler's file-level options do not apply to a database: refuse them rather than ignore them.
         unsupported = [
             option

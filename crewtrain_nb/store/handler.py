@@ -159,11 +159,7 @@ class PickleHandler(LazyAccess):
         backups: int = 0,
         audit: bool = False,
     ) -> None:
-        name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
-        if not isinstance(name, str):
-            raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
-        if not name:
-            raise ValueError("file_name is empty; give the store's file name, e.g. 'training_data.pkl'")
+        name = _check_file_name(file_name, example="training_data.pkl")
         # file:// is a local path with every local guarantee; other URLs go through fsspec.
         name = local_path_of(name) or name
         remote = is_url(name)
@@ -643,6 +639,15 @@ def _is_sqlite_name(file_name: Any) -> bool:
     except TypeError:
         return False
     return isinstance(name, str) and name.lower().endswith(SQLITE_SUFFIXES)
+
+
+def _check_file_name(file_name: object, *, example: str) -> str:
+    name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
+    if not isinstance(name, str):
+        raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
+    if not name:
+        raise ValueError(f"file_name is empty; give the store's file name, e.g. {example!r}")
+    return name
 
 
 def _check_agent_id(agent_id: object) -> str:
