@@ -42,8 +42,10 @@ __all__ = [
 
 #: Environment variable read when no ``key=`` is given: base64 of 32 bytes.
 KEY_ENV_VAR = "CREWTRAIN_KEY"
-#: First bytes of an encrypted store; a pickle starts with ``0x80`` (protocol >= 2) or an ASCII opcode.
-ENCRYPTED_MAGIC = b"CTNBENC"
+#: First bytes of an encrypted store. It starts with ``0x00``, which is no pickle opcode: ``pickle.load``
+#: of an encrypted file fails at the first byte, whatever the random ciphertext after it holds (a
+#: printable first byte would be read as an opcode and, now and then, make the file "load" as junk).
+ENCRYPTED_MAGIC = b"\x00CTNBENC"
 _FORMAT_VERSION = 1
 _HEADER = ENCRYPTED_MAGIC + bytes([_FORMAT_VERSION])
 _NONCE_SIZE = 12  # 96 bits, what GCM is designed for
