@@ -33,11 +33,28 @@ TEMP_SUFFIX = ".tmp"
 
 
 #: Store backends the reliability tests run against, by name. A new backend
-#: (e.g. SQLite) is one more entry: a callable from a path to a handler with
+#: is one more entry: a callable from a path to a handler with
 #: CrewTrainingHandler's API. Child processes look backends up here too.
 STORE_BACKENDS: dict[str, Callable[..., Any]] = {
     "pickle": lambda path, **options: __import__("crewtrain_nb").CrewTrainingHandler(path, **options),
+    "sqlite": lambda path, **options: __import__("crewtrain_nb").SQLiteHandler(path, **options),
 }
+
+#: The file suffix of each backend. ``CrewTrainingHandler(name)`` picks the backend by suffix, so the
+#: tests name their files with :func:`store_file`: code that opens a store by name alone gets the same backend.
+STORE_SUFFIXES: dict[str, str] = {"pickle": ".pkl", "sqlite": ".db"}
+
+
+def store_file(backend: str, directory: str | Path, stem: str = "store") -> Path:
+    """``directory/stem`` with ``backend``'s suffix."""
+    return Path(directory) / f"{stem}{STORE_SUFFIXES[backend]}"
+
+
+def companion_files(backend: str, store: Any) -> list[str]:
+    """The files a backend keeps beside the store: the pickle handler's lock file, SQLite's -wal and -shm."""
+    if backend == "sqlite":
+        return [store.file_path + "-wal", store.file_path + "-shm"]
+    return [store.lock_path]
 
 
 def make_store(backend: str, path: str | Path, **options: Any) -> Any:
@@ -325,7 +342,7 @@ def run_kill_soak(
         return make_store(backend, path)
 
     rng = random.Random(seed)
-    path = directory / "soak.pkl"
+    path = store_file(backend, directory, "soak")
     report = SoakReport()
     acknowledged: set[int] = set()
     next_iteration = 0
@@ -346,7 +363,9 @@ def run_kill_soak(
         report.kills += 1
         acknowledged.update(int(line.split()[1]) for line in lines if line.startswith("ack "))
         try:
-            stored = set(make(path).load().get("agent", {}))
+            reader = make(path)
+            stored = set(reader.load().get("agent", {}))
+            reader.close()
         except StoreError as exc:
             report.problems.append(f"after kill {report.kills}: {exc}")
             break
@@ -563,19 +582,22 @@ class ConcurrencyReport:
     problems: list[str] = field(default_factory=list)
 
 
-def run_writers_and_reader(directory: Path, *, writers: int = 8, appends: int = 200) -> ConcurrencyReport:
+def run_writers_and_reader(
+    directory: Path, *, writers: int = 8, appends: int = 200, backend: str = "pickle"
+) -> ConcurrencyReport:
     """``writers`` processes append ``appends`` records each while a reader process loads continuously."""
-    from crewtrain_nb import CrewTrainingHandler
-
-    path = directory / "shared.pkl"
+    path = store_file(backend, directory, "shared")
     stop = directory / "stop"
     report = ConcurrencyReport(writers, appends)
     reader = subprocess.Popen(
-        python_command("read-loop", str(path), str(stop)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        python_command("read-loop", str(path), str(stop), backend),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     procs = [
         subprocess.Popen(
-            python_command("append", str(path), f"writer-{n}", str(appends)),
+            python_command("append", str(path), f"writer-{n}", str(appends), "0", backend),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -594,7 +616,9 @@ def run_writers_and_reader(directory: Path, *, writers: int = 8, appends: int = 
         summary = json.loads(out.strip().splitlines()[-1])
         report.reader_loads = summary["loads"]
         report.problems.extend(summary["problems"])
-    data = CrewTrainingHandler(path).load()
+    final = make_store(backend, path)
+    data = final.load()
+    final.close()
     report.records = sum(len(records) for records in data.values())
     for n in range(writers):
         if sorted(data.get(f"writer-{n}", {})) != list(range(appends)):

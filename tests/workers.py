@@ -325,11 +325,11 @@ def huge_lengths() -> None:
             )
 
 
-def read_loop(path: str, stop: str) -> None:
+def read_loop(path: str, stop: str, backend: str = "pickle") -> None:
     """Load ``path`` until ``stop`` exists; every load must succeed and no record may ever disappear."""
-    from crewtrain_nb import CrewTrainingHandler
+    from reliability_lib import make_store
 
-    handler = CrewTrainingHandler(path)
+    handler = make_store(backend, path)
     seen: set[tuple[str, int]] = set()
     loads = changes = 0
     problems: list[str] = []
@@ -337,12 +337,14 @@ def read_loop(path: str, stop: str) -> None:
     while True:
         finishing = os.path.exists(stop)
         # Alternate the long-lived handler (cache) with a fresh one (a full read every time).
-        reader = handler if loads % 2 else CrewTrainingHandler(path)
+        reader = handler if loads % 2 else make_store(backend, path)
         try:
             data = reader.load()
         except Exception as exc:  # noqa: BLE001 - any error is the finding
             problems.append(f"load {loads}: {type(exc).__name__}: {exc}")
             data = None
+        if reader is not handler:
+            reader.close()
         loads += 1
         if data is not None:
             records = {(agent, iteration) for agent, iterations in data.items() for iteration in iterations}
@@ -359,7 +361,7 @@ if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
     if command == "append":
         path, agent, count, *rest = arguments
-        append_many(path, agent, int(count), int(rest[0]) if rest else 0)
+        append_many(path, agent, int(count), int(rest[0]) if rest else 0, *rest[1:2])
     elif command == "peak":
         measure_peak(arguments[0], arguments[1])
     elif command == "hold-lock":
@@ -373,6 +375,6 @@ if __name__ == "__main__":
     elif command == "huge-lengths":
         huge_lengths()
     elif command == "read-loop":
-        read_loop(arguments[0], arguments[1])
+        read_loop(*arguments)
     else:
         raise SystemExit(f"unknown command {command!r}")
