@@ -27,6 +27,8 @@ from crewtrain_nb import StoreError, StoreLockTimeout, StoreWriteError
 from crewtrain_nb.store import _atomic
 from tests.reliability_lib import (
     CRASH_FUNCTIONS,
+    CRASH_SCRIPT,
+    FAULT_WRITES,
     STORE_BACKENDS,
     Zygote,
     companion_files,
@@ -34,8 +36,11 @@ from tests.reliability_lib import (
     python_command,
     run_crash_points,
     run_kill_soak,
+    run_sqlite_crash_points,
+    run_sqlite_faults,
     run_writers_and_reader,
     store_file,
+    strace_available,
     temp_files,
 )
 
@@ -102,6 +107,41 @@ def test_a_crash_at_every_write_fsync_and_replace_leaves_before_or_after(tmp_pat
     assert report.calls["replace"] >= 9 and report.calls["write"] >= report.calls["replace"]
     assert report.calls["fsync"] == 2 * report.calls["replace"]
     assert report.crash_points == 2 * sum(report.calls[name] for name in CRASH_FUNCTIONS)
+
+
+@pytest.fixture(scope="module")
+def strace_allowed() -> None:
+    reason = strace_available()
+    if reason is not None:
+        pytest.skip(f"SQLite's system calls cannot be killed or faulted here: {reason}")
+
+
+def test_sqlite_killed_at_every_pwrite_and_fdatasync_holds_the_state_before_or_after(
+    tmp_path: Path, zygote: Zygote, strace_allowed: None
+) -> None:
+    # SQLite writes from C, where the os hooks above cannot reach: strace kills the child on entering its
+    # k-th pwrite64 / fdatasync / fsync instead, for every k the script reaches.
+    report = run_sqlite_crash_points(tmp_path, zygote=zygote)
+    assert report.problems == []
+    assert report.crash_points == sum(report.calls.values())
+    # synchronous=FULL: every operation's commit is synced at least once.
+    assert report.calls["fdatasync"] + report.calls["fsync"] >= len(CRASH_SCRIPT)
+    assert report.calls["pwrite64"] >= len(CRASH_SCRIPT)
+    # Deaths fall both before a commit reached the log (old state) and after (new state): the points span commits.
+    assert report.before > 0 and report.after > 0
+    assert report.before + report.after == report.crash_points
+
+
+def test_sqlite_io_errors_at_every_write_and_sync_keep_the_store(
+    tmp_path: Path, zygote: Zygote, strace_allowed: None
+) -> None:
+    # EIO / ENOSPC returned by the kernel (injected by strace) at each pwrite64 and fdatasync of each kind of write.
+    report = run_sqlite_faults(tmp_path, zygote=zygote)
+    assert report.problems == []
+    assert report.faults >= 5 * len(FAULT_WRITES)
+    # Failures during the write raise StoreWriteError; a failure only in the checkpoint at close is not the write's.
+    assert set(report.outcomes) <= {"StoreWriteError", "done"}
+    assert report.outcomes["StoreWriteError"] >= report.faults // 2
 
 
 # -- kill -9 --------------------------------------------------------------------------------------

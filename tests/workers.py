@@ -73,7 +73,7 @@ def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
     ``os`` module). With ``function=None`` nothing dies and every call is
     printed as ``call {json}``: the trace the parent counts.
     """
-    from reliability_lib import CRASH_FUNCTIONS, CRASH_SCRIPT
+    from reliability_lib import CRASH_FUNCTIONS, CRASH_SCRIPT, run_operation
 
     from crewtrain_nb import CrewTrainingHandler
 
@@ -106,17 +106,46 @@ def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
         where.update(operation=index, replaced=False)
         sys.stdout.write(f"op {index}\n")
         sys.stdout.flush()
-        if operation == "batch":
-            with handler.batch():
-                for append_arguments in arguments:
-                    handler.append(*append_arguments)
+        run_operation(handler, operation, arguments)
+
+
+def traced_script(path: str, go: str, script: str) -> None:
+    """Wait until ``go`` exists (strace attaches meanwhile), then write to the SQLite store at ``path``.
+
+    ``script="crash"`` runs :data:`reliability_lib.CRASH_SCRIPT`; any other
+    name runs that one of :data:`reliability_lib.FAULT_WRITES` and prints
+    ``outcome done`` or ``outcome <StoreError class> <message>``. ``op N`` is
+    printed (one ``write`` system call) before operation N, so a trace shows
+    which operation made each call.
+    """
+    from reliability_lib import CRASH_SCRIPT, FAULT_WRITES, make_store, run_operation
+
+    from crewtrain_nb import StoreError
+
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    handler = make_store("sqlite", path)
+    operations = CRASH_SCRIPT if script == "crash" else [FAULT_WRITES[script]]
+    for index, (operation, arguments) in enumerate(operations):
+        sys.stdout.write(f"op {index}\n")
+        sys.stdout.flush()
+        if script == "crash":
+            run_operation(handler, operation, arguments)
+            continue
+        try:
+            run_operation(handler, operation, arguments)
+        except StoreError as exc:
+            sys.stdout.write(f"outcome {type(exc).__name__} {exc}\n")
         else:
-            getattr(handler, operation)(*arguments)
+            sys.stdout.write("outcome done\n")
+    sys.stdout.flush()
+    handler.close()
 
 
 ZYGOTE_JOBS = {
     "append": lambda job: append_many(job["path"], job["agent"], job["count"], job["start"], job["backend"]),
     "crash-script": lambda job: crash_script(job["path"], job["function"], job["k"], job["mode"]),
+    "traced-script": lambda job: traced_script(job["path"], job["go"], job["script"]),
 }
 
 
