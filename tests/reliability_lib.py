@@ -739,29 +739,110 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buffer)
 
 
-def fuzz_inputs(count: int, *, seed: int) -> Iterator[bytes]:
+def seed_databases() -> list[bytes]:
+    """Valid SQLite stores to mutate: the demo generators through the SQLite handler, closed (one file each)."""
+    from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
+
+    stores: list[bytes] = []
+    with tempfile.TemporaryDirectory() as directory:
+        for index, data in enumerate(
+            (
+                make_training_data(agents=2, iterations=3, seed=3),
+                make_trained_agents_data(seed=3),
+                make_metrics_data(iterations=3, seed=3),
+            )
+        ):
+            path = store_file("sqlite", directory, f"seed{index}")
+            handler = make_store("sqlite", path)
+            handler.save(data)
+            handler.append(9, "extra", {"loss": 0.5})
+            handler.close()  # the last connection checkpoints: the whole store is in this one file
+            stores.append(path.read_bytes())
+    return stores
+
+
+#: SQLite's page size for the stores the handler writes (its default).
+SQLITE_PAGE = 4096
+
+
+def mutate_database(data: bytes, rng: random.Random) -> bytes:
+    """One random mutation of a database file: byte flips (anywhere, in the header, in a page's cells),
+    truncation, a page zeroed or filled with noise, a page copied over another."""
+    if not data:  # truncated to nothing before: start again from random bytes
+        return rng.randbytes(rng.randint(0, 200))
+    kind = rng.randrange(6)
+    buffer = bytearray(data)
+    pages = max(1, len(buffer) // SQLITE_PAGE)
+    page = rng.randrange(pages) * SQLITE_PAGE
+    if kind == 0 and buffer:  # flip 1-8 bytes anywhere
+        for _ in range(rng.randint(1, 8)):
+            buffer[rng.randrange(len(buffer))] = rng.randrange(256)
+    elif kind == 1:  # the 100-byte file header: page size, counts, schema cookie, WAL flags
+        for _ in range(rng.randint(1, 3)):
+            buffer[rng.randrange(min(100, len(buffer)))] = rng.randrange(256)
+    elif kind == 2:  # truncate, at a page boundary or anywhere
+        cut = rng.randrange(pages + 1) * SQLITE_PAGE if rng.random() < 0.5 else rng.randrange(len(buffer) + 1)
+        del buffer[cut:]
+    elif kind == 3:  # a page zeroed or replaced by noise
+        noise = bytes(SQLITE_PAGE) if rng.random() < 0.5 else rng.randbytes(SQLITE_PAGE)
+        buffer[page : page + SQLITE_PAGE] = noise[: len(buffer[page : page + SQLITE_PAGE])]
+    elif kind == 4:  # one page copied over another (a misplaced write)
+        source = rng.randrange(pages) * SQLITE_PAGE
+        buffer[page : page + SQLITE_PAGE] = bytes(buffer[source : source + SQLITE_PAGE])
+    else:  # the cell content area at the end of a page: row lengths, pickled values
+        end = min(len(buffer), page + SQLITE_PAGE)
+        for _ in range(rng.randint(1, 4)):
+            buffer[rng.randrange(max(page, end - 1024), end)] = rng.randrange(256)
+    return bytes(buffer)
+
+
+def fuzz_inputs(count: int, *, seed: int, backend: str = "pickle") -> Iterator[bytes]:
     """``count`` deterministic fuzz inputs: mutated seed stores (one to three mutations each) and random bytes."""
     rng = random.Random(seed)
-    seeds = seed_stores()
+    seeds, mutation = (seed_stores(), mutate) if backend == "pickle" else (seed_databases(), mutate_database)
     for _ in range(count):
         data = rng.choice(seeds)
         for _ in range(rng.choice((1, 1, 2, 3))):
-            data = mutate(data, rng)
+            data = mutation(data, rng)
         yield data
 
 
-def load_outcome(path: Path, data: bytes) -> str:
-    """Write ``data`` to ``path`` and load it: ``"ok"``, the ``StoreError`` class name, or ``"ESCAPED ..."``."""
-    from crewtrain_nb import CrewTrainingHandler, StoreError
+def load_outcome(path: Path, data: bytes, backend: str = "pickle") -> str:
+    """Write ``data`` to ``path`` and load it: ``"ok"``, the ``StoreError`` class name, or ``"ESCAPED ..."``.
 
+    For SQLite the lazy reads (``agents``, ``iterations``, ``get``, ``len``) run
+    too, whatever ``load`` did; anything but a StoreError from them escapes.
+    """
+    from crewtrain_nb import StoreError
+
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            name.unlink()  # nothing of the previous input may leak into this one
     path.write_bytes(data)
+    handler = make_store(backend, path)
     try:
-        CrewTrainingHandler(path).load()
-    except StoreError as exc:
-        return type(exc).__name__
-    except BaseException as exc:  # noqa: BLE001 - anything else is the finding
-        return f"ESCAPED {type(exc).__name__}: {exc}"
-    return "ok"
+        try:
+            handler.load()
+        except StoreError as exc:
+            outcome = type(exc).__name__
+        except BaseException as exc:  # noqa: BLE001 - anything else is the finding
+            return f"ESCAPED {type(exc).__name__}: {exc}"
+        else:
+            outcome = "ok"
+        if backend == "sqlite":
+            try:
+                for agent in [agent for agent in handler.agents() if isinstance(agent, str)][:3]:
+                    iterations = handler.iterations(agent)
+                    if iterations:
+                        handler.get(agent, iterations[-1])
+                len(handler)
+            except StoreError:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - the finding
+                return f"ESCAPED from a lazy read {type(exc).__name__}: {exc}"
+        return outcome
+    finally:
+        handler.close()
 
 
 @dataclass
@@ -771,7 +852,9 @@ class FuzzReport:
     problems: list[str] = field(default_factory=list)
 
 
-def run_fuzz(count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chunk: int = 500) -> FuzzReport:
+def run_fuzz(
+    count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chunk: int = 500, backend: str = "pickle"
+) -> FuzzReport:
     """Load ``count`` fuzz inputs in a child, under an address-space limit, with a watchdog.
 
     The child prints a JSON heartbeat every ``chunk`` inputs; silence for
@@ -781,7 +864,7 @@ def run_fuzz(count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chun
     with (
         tempfile.TemporaryDirectory() as progress_dir,
         subprocess.Popen(
-            python_command("fuzz", str(count), str(seed), str(chunk), progress_dir),
+            python_command("fuzz", str(count), str(seed), str(chunk), progress_dir, backend),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         ) as child,

@@ -396,6 +396,34 @@ def test_trusted_opts_out_of_safe_loading(tmp_path: Path) -> None:
     assert CrewTrainingHandler(path, trusted=True).get("agent", 0) == {"when": collections.Counter("aab")}
 
 
+@pytest.mark.parametrize(
+    ("damage", "read"),
+    [
+        pytest.param("UPDATE records SET record = 5", lambda h: h.get("agent", 0), id="value-not-bytes"),
+        pytest.param("UPDATE records SET agent = 999", lambda h: h.load(), id="record-of-no-agent"),
+        pytest.param("UPDATE records SET iteration = 'x'", lambda h: h.iterations("agent"), id="text-iteration"),
+        pytest.param(
+            "UPDATE agents SET name = CAST(X'ff' AS TEXT) WHERE name = 'agent'", lambda h: h.load(), id="name-not-utf8"
+        ),
+        pytest.param("DROP INDEX records_in_order", lambda h: h.load(), id="index-dropped-still-reads"),
+    ],
+)
+def test_damaged_rows_are_corrupt_store_errors_not_type_or_key_errors(tmp_path: Path, damage: str, read: Any) -> None:
+    # What fuzzing the database files found (tests/test_fuzz_loader.py): each escaped as another exception.
+    path = tmp_path / "t.db"
+    plant(path, pickle.dumps({"initial_output": "fine"}), where="record")
+    with sqlite3.connect(path) as conn:
+        conn.execute(damage)
+    conn.close()
+    handler = CrewTrainingHandler(path)
+    if "index" in damage.lower():
+        assert read(handler)["agent"] == {0: {"initial_output": "fine"}}  # a missing index is not damage
+        return
+    with pytest.raises(CorruptStoreError, match="damaged") as caught:
+        read(handler)
+    assert str(path) in str(caught.value)
+
+
 def test_corrupt_value_inside_the_database_is_a_corrupt_store_error(tmp_path: Path) -> None:
     path = tmp_path / "t.db"
     plant(path, b"\x80\x04garbage", where="record")

@@ -281,26 +281,25 @@ def audit_hostile(directory: str) -> None:
         )
 
 
-def fuzz(count: int, seed: int, chunk: int, progress_dir: str) -> None:
+def fuzz(count: int, seed: int, chunk: int, progress_dir: str, backend: str = "pickle") -> None:
     """Load ``count`` deterministic fuzz inputs; print a JSON heartbeat every ``chunk`` inputs."""
     import tempfile
     import warnings
-    from pathlib import Path
 
-    from reliability_lib import fuzz_inputs, load_outcome
+    from reliability_lib import fuzz_inputs, load_outcome, store_file
 
     warnings.simplefilter("error")  # as under pytest: a warning escaping load() is a finding
     limit_address_space(1 << 30)
     outcomes: dict[str, int] = {}
     escaped: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "fuzz.pkl"
+        path = store_file(backend, directory, "fuzz")
         # The input being loaded, for the parent to name if this process crashes.
         progress = os.open(os.path.join(progress_dir, "fuzz-progress"), os.O_WRONLY | os.O_CREAT, 0o600)
         done = 0
-        for done, data in enumerate(fuzz_inputs(count, seed=seed), start=1):
+        for done, data in enumerate(fuzz_inputs(count, seed=seed, backend=backend), start=1):
             os.pwrite(progress, b"%12d" % (done - 1), 0)
-            outcome = load_outcome(path, data)
+            outcome = load_outcome(path, data, backend)
             if outcome.startswith("ESCAPED"):
                 escaped.append(f"input {done - 1} (seed {seed}): {outcome[:200]}: {data[:300].hex()}")
                 outcome = "escaped"
@@ -400,7 +399,7 @@ if __name__ == "__main__":
     elif command == "audit-hostile":
         audit_hostile(arguments[0])
     elif command == "fuzz":
-        fuzz(int(arguments[0]), int(arguments[1]), int(arguments[2]), arguments[3])
+        fuzz(int(arguments[0]), int(arguments[1]), int(arguments[2]), *arguments[3:])
     elif command == "huge-lengths":
         huge_lengths()
     elif command == "read-loop":
