@@ -457,6 +457,8 @@ def _trace_calls(trace_file: Path) -> list[dict[str, Any]]:
         name = line.split("(", 1)[0]
         if name == "write" and '"op ' in line:
             operation = int(line.split('"op ', 1)[1].split("\\", 1)[0])
+        elif name == "write" and '"outcome ' in line:
+            operation += 1  # the write returned: what follows is the handler's close
         elif name in SQLITE_IO_CALLS:
             calls.append({"function": name, "operation": operation})
     return calls
@@ -525,7 +527,11 @@ class SQLiteFaultReport:
     """What injecting I/O errors into SQLite's system calls found: one line per injected fault."""
 
     faults: int = 0
+    #: ``"<outcome> (<phase>)"``: outcome ``StoreWriteError`` or ``done``; phase ``write`` (during the write
+    #: call) or ``close`` (the checkpoint when the handler closes, after the write returned).
     outcomes: dict[str, int] = field(default_factory=dict)
+    #: Faults during the write that SQLite got past (the write succeeded; the data checked is the new one).
+    recovered: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -562,12 +568,11 @@ def run_sqlite_faults(directory: Path, *, zygote: Zygote) -> SQLiteFaultReport:
         trace_file = directory / f"{name}-trace.txt"
         traced = ",".join(("write", *SQLITE_IO_CALLS))
         traced_run(zygote, trace_dir, ["-e", f"trace={traced}"], script=name, output=str(trace_file))
-        counts = dict.fromkeys(SQLITE_IO_CALLS, 0)
-        for entry in _trace_calls(trace_file):
-            if entry["operation"] == 0:
-                counts[entry["function"]] += 1
-        for function, count in counts.items():
-            for k in range(1, count + 1):
+        trace = _trace_calls(trace_file)
+        for function in SQLITE_IO_CALLS:
+            calls = [entry for entry in trace if entry["function"] == function]
+            phases = ["write" if entry["operation"] == 0 else "close" for entry in calls]
+            for k, phase in enumerate(phases, start=1):
                 for error in FAULT_ERRORS if function == "pwrite64" else ("EIO",):
                     run_dir = directory / f"{name}-{function}-{k}-{error}"
                     run_dir.mkdir()
@@ -575,10 +580,13 @@ def run_sqlite_faults(directory: Path, *, zygote: Zygote) -> SQLiteFaultReport:
                     inject = ["-e", f"trace={function}", "-e", f"inject={function}:error={error}:when={k}"]
                     lines, status = traced_run(zygote, run_dir, inject, script=name)
                     report.faults += 1
-                    where = f"{name}: {error} at {function} #{k}"
+                    where = f"{name}: {error} at {function} #{k} ({phase})"
                     outcome = next((line for line in lines if line.startswith("outcome ")), "")
                     kind = outcome.split()[1] if outcome else f"no outcome (status {status})"
-                    report.outcomes[kind] = report.outcomes.get(kind, 0) + 1
+                    label = f"{kind} ({phase})"
+                    report.outcomes[label] = report.outcomes.get(label, 0) + 1
+                    if kind == "done" and phase == "write":
+                        report.recovered.append(where)
                     if kind == "done":
                         expected = [after]
                     elif kind == "StoreWriteError" and str(path) in outcome:
