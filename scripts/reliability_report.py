@@ -1,10 +1,12 @@
 """Run the reliability checks and write RELIABILITY.md (the figures of this run).
 
     .venv/bin/python scripts/reliability_report.py [--output RELIABILITY.md] [--kills 200] [--fuzz 25000]
+        [--sqlite-fuzz 10000] [--model-examples 600] [--sqlite-model-examples 300]
 
 The checks are the same code the tests run (``tests/reliability_lib.py``,
-``tests/hostile_corpus.py``, ``tests/test_store_model.py``); the tests assert
-on them, this script counts. It exits non-zero if any check found a problem.
+``tests/hostile_corpus.py``, ``tests/test_store_model.py``), for each store
+backend (pickle and SQLite); the tests assert on them, this script counts. It
+exits non-zero if any check found a problem.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ MEANING: list[tuple[str, str]] = [
     (
         "crash at every step",
         "A crash, `kill -9` or power cut while CrewAI or your script saves leaves the previous version of the "
-        "file or the new one, never a torn file; the next save cleans up the half-written temporary file.",
+        "file or the new one, never a torn file; the next save cleans up the half-written temporary file. "
+        "SQLite: the database opens, passes SQLite's integrity check and holds the data before or after the "
+        "interrupted write; the write-ahead log is replayed or discarded by SQLite on the next open.",
     ),
     (
         "kill -9 soak",
@@ -48,7 +52,9 @@ MEANING: list[tuple[str, str]] = [
         "A full disk or an I/O error while saving raises `StoreWriteError` naming the file, and the old file stays "
         "byte for byte; a read-only directory or a directory in place of the file is a clear `StoreError`, never a "
         "traceback from deep inside; a stuck process holding the lock gives `StoreLockTimeout` after "
-        "`lock_timeout`, data untouched.",
+        "`lock_timeout`, data untouched. SQLite: the same, with one difference: in a read-only directory even "
+        "reading fails (SQLite must create its `-shm` file beside a WAL database), with a `StoreWriteError` that "
+        "says the directory must be writable.",
     ),
     (
         "hostile pickles",
@@ -58,7 +64,9 @@ MEANING: list[tuple[str, str]] = [
     (
         "fuzzing",
         "A damaged file (bit rot, truncation, a bad copy) raises `CorruptStoreError`, never another exception, a "
-        "hang or a crash, and tiny files declaring gigabytes do not allocate them (one known gap: the memo index).",
+        "hang or a crash, and tiny files declaring gigabytes do not allocate them (one known gap: the memo index). "
+        "SQLite: a damaged database raises a `StoreError` (`CorruptStoreError` for damage) from `load()` and the "
+        "lazy reads alike.",
     ),
     (
         "writers and a reader",
@@ -67,14 +75,18 @@ MEANING: list[tuple[str, str]] = [
     ),
     (
         "permissions",
-        "New store and lock files are readable by you only (`0600`), whatever the umask; an existing file keeps "
-        "its mode.",
+        "New store and lock files (SQLite: the database and its `-wal` and `-shm`) are readable by you only "
+        "(`0600`), whatever the umask; an existing file keeps its mode. Backups (`backups=`) and audit logs "
+        "(`audit=True`) are `0600` too (`tests/test_backups.py`, `tests/test_audit.py`).",
     ),
 ]
 
 
-def run_checks(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], list[str], dict[str, float]]:
-    rows: list[tuple[str, str, str]] = []
+Row = tuple[str, str, str, str]  # check, backend, figure, how
+
+
+def run_checks(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str, float]]:
+    rows: list[Row] = []
     problems: list[str] = []
     seconds: dict[str, float] = {}
 
@@ -99,6 +111,7 @@ def run_checks(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], li
         rows.append(
             (
                 "crash points tested",
+                "pickle",
                 f"{crash.crash_points}",
                 f"child killed by `os._exit` just before and just after each of the {calls} calls of a "
                 f"{len(lib.CRASH_SCRIPT)}-operation script; {len(crash.problems)} files neither before nor after",
@@ -111,16 +124,33 @@ def run_checks(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], li
         rows.append(
             (
                 "kills survived (SIGKILL)",
+                "pickle",
                 f"{soak.kills - len(soak.problems)} / {soak.kills}",
                 f"appending child killed 0-50 ms into its run; {soak.acknowledged} acknowledged appends checked",
             )
         )
-        rows.append(("acknowledged records lost", f"{soak.lost}", "after any of the kills"))
+        rows.append(("acknowledged records lost", "pickle", f"{soak.lost}", "after any of the kills"))
+        rows += sqlite_process_checks(args, base, zygote, problems, timed)
 
     with timed("model"):
-        examples = run_model(args.model_examples)
+        examples = run_model("pickle", args.model_examples)
     rows.append(
-        ("model-checked runs", f"{examples}", "hypothesis state machine, up to 30 steps each; load() == dict model")
+        (
+            "model-checked runs",
+            "pickle",
+            f"{examples}",
+            "hypothesis state machine, up to 30 steps each; load() == dict model, and pickle.load of the file too",
+        )
+    )
+    with timed("model (SQLite)"):
+        examples = run_model("sqlite", args.sqlite_model_examples)
+    rows.append(
+        (
+            "model-checked runs",
+            "SQLite",
+            f"{examples}",
+            "the same state machine; load() == dict model, and the rows read with sqlite3 alone too",
+        )
     )
 
     with timed("hostile"):
@@ -136,6 +166,7 @@ def run_checks(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], li
     rows.append(
         (
             "hostile payloads refused",
+            "pickle",
             f"{len(payloads) - len(bad)} / {len(payloads)}",
             f"{unsafe} `UnsafePickleError`, {len(payloads) - unsafe} `CorruptStoreError` (bytes invalid here); "
             f"protocols {min(f['protocol'] for f in payloads)}-{max(f['protocol'] for f in payloads)}; "
@@ -150,8 +181,23 @@ def run_checks(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], li
     rows.append(
         (
             "fuzz inputs",
+            "pickle",
             f"{fuzz.inputs}",
             f"mutated store files and random bytes, seeded; {outcomes}; {len(fuzz.problems)} escapes, hangs or crashes",
+        )
+    )
+    with timed("fuzz (SQLite)"):
+        fuzz = lib.run_fuzz(args.sqlite_fuzz, backend="sqlite")
+    problems += [f"fuzz (SQLite): {p}" for p in fuzz.problems]
+    outcomes = ", ".join(f"{count} {name}" for name, count in sorted(fuzz.outcomes.items()))
+    rows.append(
+        (
+            "fuzz inputs",
+            "SQLite",
+            f"{fuzz.inputs}",
+            "mutated database files (byte flips, header bytes, truncation, pages zeroed, garbled or copied), "
+            f"seeded; load(), agents(), iterations(), get(), len() on each; outcome of load(): {outcomes}; "
+            f"{len(fuzz.problems)} escapes, hangs or crashes",
         )
     )
     with timed("huge lengths"):
@@ -168,6 +214,7 @@ def run_checks(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], li
     rows.append(
         (
             "huge declared lengths bounded",
+            "pickle",
             f"{len(bounded)} / {len(huge) - len(gaps)}",
             "BINBYTES8/BINUNICODE8/BYTEARRAY8/FRAME of 2**40, LONG4, bytearray(2**29), 200,000-deep nesting: "
             "error, peak RSS growth < 64 MB",
@@ -177,40 +224,105 @@ def run_checks(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], li
         rows.append(
             (
                 "known gap: memo index",
+                "pickle",
                 f"{gap['rss_growth_mb']:.0f} MB",
                 "a 12-byte pickle with LONG_BINPUT 2**25 makes CPython's C unpickler zero a memo table that size "
                 "(not fixed; see tests/test_fuzz_loader.py)",
             )
         )
 
-    with tempfile.TemporaryDirectory(prefix="crewtrain-writers-") as scratch, timed("writers and reader"):
-        concurrency = lib.run_writers_and_reader(Path(scratch), writers=8, appends=200)
-    problems += [f"concurrency: {p}" for p in concurrency.problems]
-    rows.append(
-        (
-            "processes x appends",
-            f"{concurrency.writers} x {concurrency.appends}",
-            f"while a reader process loaded {concurrency.reader_loads} times without an error or a vanished record",
+    for backend, label in (("pickle", "pickle"), ("sqlite", "SQLite")):
+        with tempfile.TemporaryDirectory(prefix="crewtrain-writers-") as scratch, timed(f"writers and reader {label}"):
+            concurrency = lib.run_writers_and_reader(Path(scratch), writers=8, appends=200, backend=backend)
+        problems += [f"concurrency ({label}): {p}" for p in concurrency.problems]
+        rows.append(
+            (
+                "processes x appends",
+                label,
+                f"{concurrency.writers} x {concurrency.appends}",
+                f"while a reader process loaded {concurrency.reader_loads} times without an error or a vanished "
+                "record",
+            )
         )
-    )
-    rows.append(
-        (
-            "records lost",
-            f"{concurrency.writers * concurrency.appends - concurrency.records}",
-            f"{concurrency.records} of {concurrency.writers * concurrency.appends} records in the final store",
+        rows.append(
+            (
+                "records lost",
+                label,
+                f"{concurrency.writers * concurrency.appends - concurrency.records}",
+                f"{concurrency.records} of {concurrency.writers * concurrency.appends} records in the final store",
+            )
         )
-    )
     return rows, problems, seconds
 
 
-def run_model(examples: int) -> int:
+def sqlite_process_checks(
+    args: argparse.Namespace, base: Path, zygote: lib.Zygote, problems: list[str], timed: Any
+) -> list[Row]:
+    """Crash points and I/O faults at SQLite's system calls (strace), and the kill -9 soak, on SQLite."""
+    rows: list[Row] = []
+    unavailable = lib.strace_available()
+    if unavailable is not None:
+        rows.append(("crash points tested", "SQLite", "skipped", f"needs strace: {unavailable}"))
+        rows.append(("I/O faults injected", "SQLite", "skipped", f"needs strace: {unavailable}"))
+    else:
+        (base / "sqlite-crash").mkdir()
+        with timed("crash points (SQLite)"):
+            crash = lib.run_sqlite_crash_points(base / "sqlite-crash", zygote=zygote)
+        problems += [f"crash (SQLite): {p}" for p in crash.problems]
+        calls = ", ".join(f"{crash.calls[name]} {name}" for name in lib.SQLITE_IO_CALLS)
+        rows.append(
+            (
+                "crash points tested",
+                "SQLite",
+                f"{crash.crash_points}",
+                f"SQLite writes from C, out of reach of Python hooks: strace kills the child (SIGKILL) on entering "
+                f"each of the {calls} system calls the same script makes (dying on entering call k+1 is dying "
+                f"just after call k); {crash.before} left the state before the operation, {crash.after} the state "
+                f"after, {len(crash.problems)} anything else or failed SQLite's integrity check",
+            )
+        )
+        (base / "sqlite-faults").mkdir()
+        with timed("faults (SQLite)"):
+            faults = lib.run_sqlite_faults(base / "sqlite-faults", zygote=zygote)
+        problems += [f"faults (SQLite): {p}" for p in faults.problems]
+        rows.append(
+            (
+                "I/O faults injected",
+                "SQLite",
+                f"{faults.faults}",
+                f"strace makes the k-th pwrite64 fail with EIO or ENOSPC, or the k-th fdatasync with EIO, for every k "
+                f"of each of {len(lib.FAULT_WRITES)} kinds of write; "
+                f"{faults.outcomes.get('StoreWriteError (write)', 0)} raised `StoreWriteError` and kept the old "
+                f"data; {faults.outcomes.get('done (close)', 0)} hit the checkpoint when the handler closed, after "
+                f"the write returned, and the new data stayed; {len(faults.recovered)} succeeded with the new data "
+                "(EIO on the fsync of the directory after SQLite created its -wal, which SQLite ignores by design); "
+                f"{len(faults.problems)} anything else",
+            )
+        )
+    (base / "sqlite-soak").mkdir()
+    with timed("kill soak (SQLite)"):
+        soak = lib.run_kill_soak(base / "sqlite-soak", zygote=zygote, kills=args.kills, backend="sqlite")
+    problems += [f"soak (SQLite): {p}" for p in soak.problems]
+    rows.append(
+        (
+            "kills survived (SIGKILL)",
+            "SQLite",
+            f"{soak.kills - len(soak.problems)} / {soak.kills}",
+            f"appending child killed 0-50 ms into its run; {soak.acknowledged} acknowledged appends checked",
+        )
+    )
+    rows.append(("acknowledged records lost", "SQLite", f"{soak.lost}", "after any of the kills"))
+    return rows
+
+
+def run_model(backend: str, examples: int) -> int:
     from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    from tests.test_store_model import StoreModel
+    from tests.test_store_model import MODELS
 
     run_state_machine_as_test(
-        StoreModel,
+        MODELS[backend],
         settings=settings(
             max_examples=examples, stateful_step_count=30, deadline=None, derandomize=True, database=None
         ),
@@ -218,7 +330,7 @@ def run_model(examples: int) -> int:
     return examples
 
 
-def render(rows: list[tuple[str, str, str]], problems: list[str], seconds: dict[str, float]) -> str:
+def render(rows: list[Row], problems: list[str], seconds: dict[str, float]) -> str:
     import numpy
 
     lines = [
@@ -231,9 +343,9 @@ def render(rows: list[tuple[str, str, str]], problems: list[str], seconds: dict[
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {numpy.__version__}, "
         f"{sum(seconds.values()):.0f} s in all.",
         "",
-        "| check | figure | how |",
-        "|---|---|---|",
-        *(f"| {name} | {figure} | {how} |" for name, figure, how in rows),
+        "| check | backend | figure | how |",
+        "|---|---|---|---|",
+        *(f"| {name} | {backend} | {figure} | {how} |" for name, backend, figure, how in rows),
         "",
         f"Problems found in this run: {len(problems)}." if problems else "Problems found in this run: none.",
         *(f"- {problem}" for problem in problems),
@@ -246,11 +358,19 @@ def render(rows: list[tuple[str, str, str]], problems: list[str], seconds: dict[
         "",
         "## Where each check lives",
         "",
-        "- crash points, kill soak, faults, permissions, writers and a reader: `tests/test_reliability.py`",
-        "- model-based test: `tests/test_store_model.py`",
-        "- hostile pickles: `tests/hostile_corpus.py` (the corpus), `tests/test_hostile_pickles.py`",
-        "- fuzzing and huge lengths: `tests/test_fuzz_loader.py`; optional coverage-guided fuzzing: "
-        "`scripts/fuzz_atheris.py`",
+        "- crash points, kill soak, faults, permissions, writers and a reader: `tests/test_reliability.py` "
+        "(parametrized over `STORE_BACKENDS` in `tests/reliability_lib.py`; the SQLite crash points and I/O faults "
+        "need `strace` and are skipped, saying why, where it cannot attach)",
+        "- model-based test: `tests/test_store_model.py` (one state machine per backend)",
+        "- hostile pickles: `tests/hostile_corpus.py` (the corpus), `tests/test_hostile_pickles.py`; inside a "
+        "SQLite store (records, trained entries, agent keys): `tests/test_sqlite.py`",
+        "- fuzzing and huge lengths: `tests/test_fuzz_loader.py` (pickle files and SQLite databases); optional "
+        "coverage-guided fuzzing: `scripts/fuzz_atheris.py`",
+        "- permissions of backups and audit logs: `tests/test_backups.py`, `tests/test_audit.py`",
+        "",
+        "What is not injected for SQLite: an EIO or ENOSPC from the kernel is real as SQLite sees it (strace "
+        "returns it from the system call), but no real disk is filled and no real device fails; a power cut "
+        "(data in the page cache lost) is not simulated for either backend: both fsync before they acknowledge.",
         "",
     ]
     return "\n".join(lines)
@@ -261,7 +381,9 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "RELIABILITY.md")
     parser.add_argument("--kills", type=int, default=200)
     parser.add_argument("--fuzz", type=int, default=25_000)
+    parser.add_argument("--sqlite-fuzz", type=int, default=10_000)
     parser.add_argument("--model-examples", type=int, default=600)
+    parser.add_argument("--sqlite-model-examples", type=int, default=300)
     args = parser.parse_args()
     rows, problems, seconds = run_checks(args)
     args.output.write_text(render(rows, problems, seconds))

@@ -33,11 +33,28 @@ TEMP_SUFFIX = ".tmp"
 
 
 #: Store backends the reliability tests run against, by name. A new backend
-#: (e.g. SQLite) is one more entry: a callable from a path to a handler with
+#: is one more entry: a callable from a path to a handler with
 #: CrewTrainingHandler's API. Child processes look backends up here too.
 STORE_BACKENDS: dict[str, Callable[..., Any]] = {
     "pickle": lambda path, **options: __import__("crewtrain_nb").CrewTrainingHandler(path, **options),
+    "sqlite": lambda path, **options: __import__("crewtrain_nb").SQLiteHandler(path, **options),
 }
+
+#: The file suffix of each backend. ``CrewTrainingHandler(name)`` picks the backend by suffix, so the
+#: tests name their files with :func:`store_file`: code that opens a store by name alone gets the same backend.
+STORE_SUFFIXES: dict[str, str] = {"pickle": ".pkl", "sqlite": ".db"}
+
+
+def store_file(backend: str, directory: str | Path, stem: str = "store") -> Path:
+    """``directory/stem`` with ``backend``'s suffix."""
+    return Path(directory) / f"{stem}{STORE_SUFFIXES[backend]}"
+
+
+def companion_files(backend: str, store: Any) -> list[str]:
+    """The files a backend keeps beside the store: the pickle handler's lock file, SQLite's -wal and -shm."""
+    if backend == "sqlite":
+        return [store.file_path + "-wal", store.file_path + "-shm"]
+    return [store.lock_path]
 
 
 def make_store(backend: str, path: str | Path, **options: Any) -> Any:
@@ -197,6 +214,16 @@ def apply_operation(data: dict[Any, Any], operation: str, arguments: list[Any]) 
     return result
 
 
+def run_operation(handler: Any, operation: str, arguments: list[Any]) -> None:
+    """Do ``operation`` (a :data:`CRASH_SCRIPT` entry) through ``handler``; ``batch`` is one block of appends."""
+    if operation == "batch":
+        with handler.batch():
+            for append_arguments in arguments:
+                handler.append(*append_arguments)
+    else:
+        getattr(handler, operation)(*arguments)
+
+
 def script_states(script: list[tuple[str, list[Any]]] = CRASH_SCRIPT) -> list[dict[Any, Any]]:
     """``states[i]`` is the store before operation ``i``; ``states[-1]`` after the last."""
     states: list[dict[Any, Any]] = [{}]
@@ -298,6 +325,289 @@ def _crash_once(
     return None
 
 
+# -- crash at every step and I/O faults, SQLite: at the system calls SQLite's C code makes ------------------
+
+#: The system calls whose k-th call kills (or fails) a SQLite child: everything SQLite writes goes
+#: through ``pwrite64`` and everything it makes durable through ``fdatasync``/``fsync``.
+SQLITE_IO_CALLS = ("pwrite64", "fdatasync", "fsync")
+
+
+def strace_available() -> str | None:
+    """Why the system-call tests cannot run here (``None``: they can): they need strace allowed to attach."""
+    import shutil
+
+    strace = shutil.which("strace")
+    if strace is None:
+        return "strace is not installed"
+    probe = subprocess.run(
+        [strace, "-qq", "-o", "/dev/null", "-e", "trace=getpid", "-e", "inject=getpid:retval=7", "true"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if probe.returncode != 0:
+        return f"strace cannot trace here (ptrace not permitted?): {probe.stderr.strip()[-300:]}"
+    return None
+
+
+class Tracer:
+    """``strace -p`` attached to a zygote child that waits for a go-file before it does anything.
+
+    SQLite's I/O happens in C, out of reach of Python hooks, so the kill or the
+    error is injected by the kernel-level tracer at the k-th system call.
+    """
+
+    def __init__(self, pid: int, go: Path, arguments: list[str], output: str = "/dev/null") -> None:
+        import shutil
+
+        self.go = go
+        self.process = subprocess.Popen(
+            [shutil.which("strace") or "strace", "-p", str(pid), "-o", output, *arguments],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert self.process.stderr is not None
+        line = LineReader(self.process.stderr).readline(30.0)
+        if line is None or "attached" not in line:
+            raise RuntimeError(f"strace did not attach to {pid}: {line}")
+        go.touch()  # the child starts its writes only now, with the tracer in place
+
+    def wait(self) -> None:
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        if self.process.stderr is not None:
+            self.process.stderr.close()
+
+
+def traced_run(
+    zygote: Zygote, run_dir: Path, strace_arguments: list[str], *, script: str, output: str = "/dev/null"
+) -> tuple[list[str], int]:
+    """Run ``workers.traced_script`` on ``run_dir/store.db`` under strace; its output lines and wait status."""
+    go = run_dir / "go"
+    pid, early = zygote.start("traced-script", path=str(store_file("sqlite", run_dir)), go=str(go), script=script)
+    tracer = Tracer(pid, go, strace_arguments, output)
+    lines, status = zygote.lines_until_exit(pid)
+    tracer.wait()
+    return early + lines, status
+
+
+def sqlite_leftovers(directory: Path) -> list[str]:
+    """Files beside a closed SQLite store that should not be there: -wal, -shm, journals, temporary files."""
+    return sorted(name for name in os.listdir(directory) if name.endswith(("-wal", "-shm", "-journal", TEMP_SUFFIX)))
+
+
+def check_sqlite_file(path: Path, allowed: list[Any]) -> tuple[str | None, int | None]:
+    """Open the store after a death: ``(problem, index in allowed of the state found)``.
+
+    The database must pass SQLite's integrity check, load as one of
+    ``allowed``, take the next write, and leave no -wal/-shm once closed.
+    """
+    import sqlite3
+
+    from crewtrain_nb import StoreError
+
+    handler = make_store("sqlite", path)
+    try:
+        loaded = handler.load()
+    except StoreError as exc:
+        return f"does not load: {exc}", None
+    finally:
+        handler.close()
+    if loaded not in allowed:
+        return f"holds neither allowed state: {str(loaded)[:200]}", None
+    found = allowed.index(loaded)
+    if path.exists():
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            verdict = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        if verdict != "ok":
+            return f"integrity check: {verdict}", found
+    writer = make_store("sqlite", path)
+    writer.save(loaded)  # the next writer goes on from the survivor
+    writer.close()
+    reader = make_store("sqlite", path)
+    again = reader.load()
+    reader.close()
+    if again != loaded:
+        return "the next write changed the data", found
+    if sqlite_leftovers(path.parent):
+        return f"files left once closed: {sqlite_leftovers(path.parent)}", found
+    return None, found
+
+
+@dataclass
+class SQLiteCrashReport:
+    """What the SQLite crash-at-every-system-call run found."""
+
+    calls: dict[str, int] = field(default_factory=dict)
+    crash_points: int = 0
+    #: How many deaths left the state before the interrupted operation, and how many the state after it.
+    before: int = 0
+    after: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def _trace_calls(trace_file: Path) -> list[dict[str, Any]]:
+    """The I/O calls of a trace, in order, each with the operation that made it (from the ``op N`` markers)."""
+    calls: list[dict[str, Any]] = []
+    operation = -1
+    for line in trace_file.read_text().splitlines():
+        name = line.split("(", 1)[0]
+        if name == "write" and '"op ' in line:
+            operation = int(line.split('"op ', 1)[1].split("\\", 1)[0])
+        elif name == "write" and '"outcome ' in line:
+            operation += 1  # the write returned: what follows is the handler's close
+        elif name in SQLITE_IO_CALLS:
+            calls.append({"function": name, "operation": operation})
+    return calls
+
+
+def run_sqlite_crash_points(directory: Path, *, zygote: Zygote, limit: int | None = None) -> SQLiteCrashReport:
+    """SIGKILL a child running :data:`CRASH_SCRIPT` on SQLite at each of its ``pwrite64``/``fdatasync``/``fsync``.
+
+    An untouched run under strace records the calls and the operation making
+    each. Then, for every function and every ``k``, a fresh child replays the
+    script and strace kills it on entering its k-th call of that function
+    (the call does not happen; dying just after call k is dying just before
+    the next one). The database must then open, pass SQLite's integrity check
+    and hold exactly the state before or after the interrupted operation.
+    """
+    report = SQLiteCrashReport()
+    states = script_states()
+    trace_dir = directory / "trace"
+    trace_dir.mkdir()
+    trace_file = directory / "trace.txt"
+    traced = ",".join(("write", *SQLITE_IO_CALLS))
+    lines, status = traced_run(
+        zygote, trace_dir, ["-e", f"trace={traced}", "-e", "signal=none"], script="crash", output=str(trace_file)
+    )
+    if status != 0:
+        report.problems.append(f"untouched run failed: status {status}: {lines[-5:]}")
+        return report
+    trace = _trace_calls(trace_file)
+    problem, _ = check_sqlite_file(store_file("sqlite", trace_dir), [states[-1]])
+    if problem:
+        report.problems.append(f"untouched run: {problem}")
+    for function in SQLITE_IO_CALLS:
+        calls = [entry for entry in trace if entry["function"] == function]
+        report.calls[function] = len(calls)
+        for k, entry in enumerate(calls, start=1):
+            if limit is not None and report.crash_points >= limit:
+                return report
+            run_dir = directory / f"{function}-{k}"
+            run_dir.mkdir()
+            inject = ["-e", f"trace={function}", "-e", f"inject={function}:signal=KILL:when={k}"]
+            lines, status = traced_run(zygote, run_dir, inject, script="crash")
+            report.crash_points += 1
+            where = f"{function} #{k}"
+            if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+                report.problems.append(f"{where}: child not killed at the call (status {status}, {lines[-3:]})")
+                continue
+            started = [int(line.split()[1]) for line in lines if line.startswith("op ")]
+            operation = started[-1] if started else 0
+            if operation != entry["operation"]:
+                report.problems.append(f"{where}: died in operation {operation}, the trace said {entry['operation']}")
+                continue
+            problem, found = check_sqlite_file(
+                store_file("sqlite", run_dir), [states[operation], states[operation + 1]]
+            )
+            if found == 0:
+                report.before += 1
+            elif found == 1:
+                report.after += 1
+            if problem:
+                report.problems.append(f"{where} (operation {operation}): {problem}")
+    return report
+
+
+@dataclass
+class SQLiteFaultReport:
+    """What injecting I/O errors into SQLite's system calls found: one line per injected fault."""
+
+    faults: int = 0
+    #: ``"<outcome> (<phase>)"``: outcome ``StoreWriteError`` or ``done``; phase ``write`` (during the write
+    #: call) or ``close`` (the checkpoint when the handler closes, after the write returned).
+    outcomes: dict[str, int] = field(default_factory=dict)
+    #: Faults during the write that SQLite got past (the write succeeded; the data checked is the new one).
+    recovered: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+#: The writes faulted one at a time, by name: ``(operation, arguments)`` as in :data:`CRASH_SCRIPT`.
+FAULT_WRITES: dict[str, tuple[str, list[Any]]] = {
+    "append": ("append", [77, "agent-x", {"initial_output": "new"}]),
+    "save_trained_data": ("save_trained_data", ["Writer", {"quality": 9.0}]),
+    "save": ("save", [{"replaced": {0: {"loss": 1.0}}}]),
+    "clear": ("clear", []),
+    "batch": ("batch", [[0, "agent-y", {"loss": 1.0}], [1, "agent-y", {"loss": 0.5}]]),
+}
+FAULT_ERRORS = ("EIO", "ENOSPC")
+
+
+def run_sqlite_faults(directory: Path, *, zygote: Zygote) -> SQLiteFaultReport:
+    """Make the k-th ``pwrite64``/``fdatasync`` of one write fail with EIO or ENOSPC, for every k it makes.
+
+    The store holds :func:`crewtrain_nb.demo.make_training_data` data and is
+    closed (everything in the main file) before each child. The failing write
+    must raise :class:`StoreWriteError` naming the file (or succeed, if SQLite
+    recovered by itself), and the database must afterwards hold the state
+    before the write, or after it if the write reported success.
+    """
+    from crewtrain_nb.demo import make_training_data
+
+    report = SQLiteFaultReport()
+    original = make_training_data(agents=2, iterations=3, seed=4)
+    for name, (operation, arguments) in FAULT_WRITES.items():
+        after = apply_operation(original, operation, arguments)
+        # The calls this write makes, from an untouched traced run.
+        trace_dir = directory / f"{name}-trace"
+        trace_dir.mkdir()
+        _fill(trace_dir, original)
+        trace_file = directory / f"{name}-trace.txt"
+        traced = ",".join(("write", *SQLITE_IO_CALLS))
+        traced_run(zygote, trace_dir, ["-e", f"trace={traced}"], script=name, output=str(trace_file))
+        trace = _trace_calls(trace_file)
+        for function in SQLITE_IO_CALLS:
+            calls = [entry for entry in trace if entry["function"] == function]
+            phases = ["write" if entry["operation"] == 0 else "close" for entry in calls]
+            for k, phase in enumerate(phases, start=1):
+                for error in FAULT_ERRORS if function == "pwrite64" else ("EIO",):
+                    run_dir = directory / f"{name}-{function}-{k}-{error}"
+                    run_dir.mkdir()
+                    path = _fill(run_dir, original)
+                    inject = ["-e", f"trace={function}", "-e", f"inject={function}:error={error}:when={k}"]
+                    lines, status = traced_run(zygote, run_dir, inject, script=name)
+                    report.faults += 1
+                    where = f"{name}: {error} at {function} #{k} ({phase})"
+                    outcome = next((line for line in lines if line.startswith("outcome ")), "")
+                    kind = outcome.split()[1] if outcome else f"no outcome (status {status})"
+                    label = f"{kind} ({phase})"
+                    report.outcomes[label] = report.outcomes.get(label, 0) + 1
+                    if kind == "done" and phase == "write":
+                        report.recovered.append(where)
+                    if kind == "done":
+                        expected = [after]
+                    elif kind == "StoreWriteError" and str(path) in outcome:
+                        expected = [original]
+                    else:
+                        report.problems.append(f"{where}: {outcome or lines[-3:]}")
+                        continue
+                    problem, _ = check_sqlite_file(path, expected)
+                    if problem:
+                        report.problems.append(f"{where} ({kind}): {problem}")
+    return report
+
+
+def _fill(run_dir: Path, data: dict[Any, Any]) -> Path:
+    path = store_file("sqlite", run_dir)
+    handler = make_store("sqlite", path)
+    handler.save(data)
+    handler.close()
+    return path
+
+
 # -- kill -9 soak ---------------------------------------------------------------------------
 
 
@@ -325,7 +635,7 @@ def run_kill_soak(
         return make_store(backend, path)
 
     rng = random.Random(seed)
-    path = directory / "soak.pkl"
+    path = store_file(backend, directory, "soak")
     report = SoakReport()
     acknowledged: set[int] = set()
     next_iteration = 0
@@ -346,7 +656,9 @@ def run_kill_soak(
         report.kills += 1
         acknowledged.update(int(line.split()[1]) for line in lines if line.startswith("ack "))
         try:
-            stored = set(make(path).load().get("agent", {}))
+            reader = make(path)
+            stored = set(reader.load().get("agent", {}))
+            reader.close()
         except StoreError as exc:
             report.problems.append(f"after kill {report.kills}: {exc}")
             break
@@ -435,29 +747,110 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     return bytes(buffer)
 
 
-def fuzz_inputs(count: int, *, seed: int) -> Iterator[bytes]:
+def seed_databases() -> list[bytes]:
+    """Valid SQLite stores to mutate: the demo generators through the SQLite handler, closed (one file each)."""
+    from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
+
+    stores: list[bytes] = []
+    with tempfile.TemporaryDirectory() as directory:
+        for index, data in enumerate(
+            (
+                make_training_data(agents=2, iterations=3, seed=3),
+                make_trained_agents_data(seed=3),
+                make_metrics_data(iterations=3, seed=3),
+            )
+        ):
+            path = store_file("sqlite", directory, f"seed{index}")
+            handler = make_store("sqlite", path)
+            handler.save(data)
+            handler.append(9, "extra", {"loss": 0.5})
+            handler.close()  # the last connection checkpoints: the whole store is in this one file
+            stores.append(path.read_bytes())
+    return stores
+
+
+#: SQLite's page size for the stores the handler writes (its default).
+SQLITE_PAGE = 4096
+
+
+def mutate_database(data: bytes, rng: random.Random) -> bytes:
+    """One random mutation of a database file: byte flips (anywhere, in the header, in a page's cells),
+    truncation, a page zeroed or filled with noise, a page copied over another."""
+    if not data:  # truncated to nothing before: start again from random bytes
+        return rng.randbytes(rng.randint(0, 200))
+    kind = rng.randrange(6)
+    buffer = bytearray(data)
+    pages = max(1, len(buffer) // SQLITE_PAGE)
+    page = rng.randrange(pages) * SQLITE_PAGE
+    if kind == 0 and buffer:  # flip 1-8 bytes anywhere
+        for _ in range(rng.randint(1, 8)):
+            buffer[rng.randrange(len(buffer))] = rng.randrange(256)
+    elif kind == 1:  # the 100-byte file header: page size, counts, schema cookie, WAL flags
+        for _ in range(rng.randint(1, 3)):
+            buffer[rng.randrange(min(100, len(buffer)))] = rng.randrange(256)
+    elif kind == 2:  # truncate, at a page boundary or anywhere
+        cut = rng.randrange(pages + 1) * SQLITE_PAGE if rng.random() < 0.5 else rng.randrange(len(buffer) + 1)
+        del buffer[cut:]
+    elif kind == 3:  # a page zeroed or replaced by noise
+        noise = bytes(SQLITE_PAGE) if rng.random() < 0.5 else rng.randbytes(SQLITE_PAGE)
+        buffer[page : page + SQLITE_PAGE] = noise[: len(buffer[page : page + SQLITE_PAGE])]
+    elif kind == 4:  # one page copied over another (a misplaced write)
+        source = rng.randrange(pages) * SQLITE_PAGE
+        buffer[page : page + SQLITE_PAGE] = bytes(buffer[source : source + SQLITE_PAGE])
+    else:  # the cell content area at the end of a page: row lengths, pickled values
+        end = min(len(buffer), page + SQLITE_PAGE)
+        for _ in range(rng.randint(1, 4)):
+            buffer[rng.randrange(max(page, end - 1024), end)] = rng.randrange(256)
+    return bytes(buffer)
+
+
+def fuzz_inputs(count: int, *, seed: int, backend: str = "pickle") -> Iterator[bytes]:
     """``count`` deterministic fuzz inputs: mutated seed stores (one to three mutations each) and random bytes."""
     rng = random.Random(seed)
-    seeds = seed_stores()
+    seeds, mutation = (seed_stores(), mutate) if backend == "pickle" else (seed_databases(), mutate_database)
     for _ in range(count):
         data = rng.choice(seeds)
         for _ in range(rng.choice((1, 1, 2, 3))):
-            data = mutate(data, rng)
+            data = mutation(data, rng)
         yield data
 
 
-def load_outcome(path: Path, data: bytes) -> str:
-    """Write ``data`` to ``path`` and load it: ``"ok"``, the ``StoreError`` class name, or ``"ESCAPED ..."``."""
-    from crewtrain_nb import CrewTrainingHandler, StoreError
+def load_outcome(path: Path, data: bytes, backend: str = "pickle") -> str:
+    """Write ``data`` to ``path`` and load it: ``"ok"``, the ``StoreError`` class name, or ``"ESCAPED ..."``.
 
+    For SQLite the lazy reads (``agents``, ``iterations``, ``get``, ``len``) run
+    too, whatever ``load`` did; anything but a StoreError from them escapes.
+    """
+    from crewtrain_nb import StoreError
+
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            name.unlink()  # nothing of the previous input may leak into this one
     path.write_bytes(data)
+    handler = make_store(backend, path)
     try:
-        CrewTrainingHandler(path).load()
-    except StoreError as exc:
-        return type(exc).__name__
-    except BaseException as exc:  # noqa: BLE001 - anything else is the finding
-        return f"ESCAPED {type(exc).__name__}: {exc}"
-    return "ok"
+        try:
+            handler.load()
+        except StoreError as exc:
+            outcome = type(exc).__name__
+        except BaseException as exc:  # noqa: BLE001 - anything else is the finding
+            return f"ESCAPED {type(exc).__name__}: {exc}"
+        else:
+            outcome = "ok"
+        if backend == "sqlite":
+            try:
+                for agent in [agent for agent in handler.agents() if isinstance(agent, str)][:3]:
+                    iterations = handler.iterations(agent)
+                    if iterations:
+                        handler.get(agent, iterations[-1])
+                len(handler)
+            except StoreError:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - the finding
+                return f"ESCAPED from a lazy read {type(exc).__name__}: {exc}"
+        return outcome
+    finally:
+        handler.close()
 
 
 @dataclass
@@ -467,7 +860,9 @@ class FuzzReport:
     problems: list[str] = field(default_factory=list)
 
 
-def run_fuzz(count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chunk: int = 500) -> FuzzReport:
+def run_fuzz(
+    count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chunk: int = 500, backend: str = "pickle"
+) -> FuzzReport:
     """Load ``count`` fuzz inputs in a child, under an address-space limit, with a watchdog.
 
     The child prints a JSON heartbeat every ``chunk`` inputs; silence for
@@ -477,7 +872,7 @@ def run_fuzz(count: int, *, seed: int = 8, heartbeat_timeout: float = 30.0, chun
     with (
         tempfile.TemporaryDirectory() as progress_dir,
         subprocess.Popen(
-            python_command("fuzz", str(count), str(seed), str(chunk), progress_dir),
+            python_command("fuzz", str(count), str(seed), str(chunk), progress_dir, backend),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         ) as child,
@@ -563,19 +958,22 @@ class ConcurrencyReport:
     problems: list[str] = field(default_factory=list)
 
 
-def run_writers_and_reader(directory: Path, *, writers: int = 8, appends: int = 200) -> ConcurrencyReport:
+def run_writers_and_reader(
+    directory: Path, *, writers: int = 8, appends: int = 200, backend: str = "pickle"
+) -> ConcurrencyReport:
     """``writers`` processes append ``appends`` records each while a reader process loads continuously."""
-    from crewtrain_nb import CrewTrainingHandler
-
-    path = directory / "shared.pkl"
+    path = store_file(backend, directory, "shared")
     stop = directory / "stop"
     report = ConcurrencyReport(writers, appends)
     reader = subprocess.Popen(
-        python_command("read-loop", str(path), str(stop)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        python_command("read-loop", str(path), str(stop), backend),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     procs = [
         subprocess.Popen(
-            python_command("append", str(path), f"writer-{n}", str(appends)),
+            python_command("append", str(path), f"writer-{n}", str(appends), "0", backend),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -594,7 +992,9 @@ def run_writers_and_reader(directory: Path, *, writers: int = 8, appends: int = 
         summary = json.loads(out.strip().splitlines()[-1])
         report.reader_loads = summary["loads"]
         report.problems.extend(summary["problems"])
-    data = CrewTrainingHandler(path).load()
+    final = make_store(backend, path)
+    data = final.load()
+    final.close()
     report.records = sum(len(records) for records in data.values())
     for n in range(writers):
         if sorted(data.get(f"writer-{n}", {})) != list(range(appends)):

@@ -20,6 +20,8 @@ from tests.reliability_lib import MEMO_INDEX_PAYLOAD, check_huge_lengths, mutate
 
 #: Inputs of the bulk run in CI (the issue asks for at least 20,000 per run).
 BULK_INPUTS = 25_000
+#: Mutated SQLite store files per run (each is a database opened, loaded and read lazily: about 0.6 ms).
+SQLITE_BULK_INPUTS = 10_000
 SEEDS = seed_stores()
 
 
@@ -31,6 +33,18 @@ def test_bulk_fuzz_only_store_errors_escape_and_nothing_hangs() -> None:
     assert sum(report.outcomes.values()) == BULK_INPUTS
     # The mutations reach every outcome: still loadable, corrupt, and refused globals.
     assert {"ok", "CorruptStoreError", "UnsafePickleError"} <= set(report.outcomes)
+
+
+@pytest.mark.slow
+def test_bulk_fuzz_of_sqlite_files_only_store_errors_escape_load_or_lazy_reads() -> None:
+    # Byte flips (anywhere, in the header, in cells), truncation, pages zeroed, garbled or copied over others;
+    # load(), agents(), iterations(), get() and len() on each. It found non-UTF-8 text, non-bytes values, records
+    # of no agent and indexes missing rows escaping as UnicodeDecodeError, TypeError and KeyError.
+    report = run_fuzz(SQLITE_BULK_INPUTS, seed=8, backend="sqlite")
+    assert report.problems == []
+    assert report.inputs == SQLITE_BULK_INPUTS
+    assert sum(report.outcomes.values()) == SQLITE_BULK_INPUTS
+    assert {"ok", "CorruptStoreError"} <= set(report.outcomes)
 
 
 def load_in_process(tmp_path: Path, data: bytes) -> None:

@@ -8,10 +8,12 @@ one entry there.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
 import shutil
+import sqlite3
 import stat
 import subprocess
 import tempfile
@@ -25,13 +27,20 @@ from crewtrain_nb import StoreError, StoreLockTimeout, StoreWriteError
 from crewtrain_nb.store import _atomic
 from tests.reliability_lib import (
     CRASH_FUNCTIONS,
+    CRASH_SCRIPT,
+    FAULT_WRITES,
     STORE_BACKENDS,
     Zygote,
+    companion_files,
     make_store,
     python_command,
     run_crash_points,
     run_kill_soak,
+    run_sqlite_crash_points,
+    run_sqlite_faults,
     run_writers_and_reader,
+    store_file,
+    strace_available,
     temp_files,
 )
 
@@ -64,10 +73,22 @@ def store_factory(backend: str) -> Callable[..., Any]:
 
 
 @pytest.fixture
-def filled_store(tmp_path: Path, store_factory: Callable[..., Any], training_data: dict[str, Any]) -> Any:
-    store = store_factory(tmp_path / "training_data.pkl")
+def filled_store(
+    tmp_path: Path, backend: str, store_factory: Callable[..., Any], training_data: dict[str, Any]
+) -> Iterator[Any]:
+    store = store_factory(store_file(backend, tmp_path, "training_data"))
     store.save(training_data)
-    return store
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def pickle_store(tmp_path: Path, training_data: dict[str, Any]) -> Iterator[Any]:
+    """A filled pickle store: for faults injected into the pickle writer's own calls (``_atomic.os``)."""
+    store = make_store("pickle", store_file("pickle", tmp_path, "training_data"))
+    store.save(training_data)
+    yield store
+    store.close()
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +107,44 @@ def test_a_crash_at_every_write_fsync_and_replace_leaves_before_or_after(tmp_pat
     assert report.calls["replace"] >= 9 and report.calls["write"] >= report.calls["replace"]
     assert report.calls["fsync"] == 2 * report.calls["replace"]
     assert report.crash_points == 2 * sum(report.calls[name] for name in CRASH_FUNCTIONS)
+
+
+@pytest.fixture(scope="module")
+def strace_allowed() -> None:
+    reason = strace_available()
+    if reason is not None:
+        pytest.skip(f"SQLite's system calls cannot be killed or faulted here: {reason}")
+
+
+def test_sqlite_killed_at_every_pwrite_and_fdatasync_holds_the_state_before_or_after(
+    tmp_path: Path, zygote: Zygote, strace_allowed: None
+) -> None:
+    # SQLite writes from C, where the os hooks above cannot reach: strace kills the child on entering its
+    # k-th pwrite64 / fdatasync / fsync instead, for every k the script reaches.
+    report = run_sqlite_crash_points(tmp_path, zygote=zygote)
+    assert report.problems == []
+    assert report.crash_points == sum(report.calls.values())
+    # synchronous=FULL: every operation's commit is synced at least once.
+    assert report.calls["fdatasync"] + report.calls["fsync"] >= len(CRASH_SCRIPT)
+    assert report.calls["pwrite64"] >= len(CRASH_SCRIPT)
+    # Deaths fall both before a commit reached the log (old state) and after (new state): the points span commits.
+    assert report.before > 0 and report.after > 0
+    assert report.before + report.after == report.crash_points
+
+
+def test_sqlite_io_errors_at_every_write_and_sync_keep_the_store(
+    tmp_path: Path, zygote: Zygote, strace_allowed: None
+) -> None:
+    # EIO / ENOSPC returned by the kernel (injected by strace) at each pwrite64 and fdatasync of each kind of write.
+    report = run_sqlite_faults(tmp_path, zygote=zygote)
+    assert report.problems == []
+    assert report.faults >= 5 * len(FAULT_WRITES)
+    # During the write: StoreWriteError and the old data. After it returned, in the checkpoint at close: not the
+    # write's failure, the new data stays (checked by run_sqlite_faults).
+    assert set(report.outcomes) <= {"StoreWriteError (write)", "done (write)", "done (close)"}
+    assert report.outcomes["StoreWriteError (write)"] >= report.faults // 2
+    # The one fault SQLite gets past by design: the fsync of the directory after it creates the -wal, one per write.
+    assert len(report.recovered) <= len(FAULT_WRITES), report.recovered
 
 
 # -- kill -9 --------------------------------------------------------------------------------------
@@ -114,9 +173,11 @@ def fail_with(code: int) -> Callable[..., Any]:
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC], ids=["EIO", "ENOSPC"])
 @pytest.mark.parametrize("step", ["write", "fsync", "replace"])
 def test_a_failing_step_of_any_write_keeps_the_old_file(
-    filled_store: Any, monkeypatch: pytest.MonkeyPatch, step: str, code: int, write: Callable[[Any], None]
+    pickle_store: Any, monkeypatch: pytest.MonkeyPatch, step: str, code: int, write: Callable[[Any], None]
 ) -> None:
-    # test_store.py covers append; every other way of writing must behave the same.
+    # test_store.py covers append; every other way of writing must behave the same. (SQLite's own I/O is
+    # faulted in the SQLite section below: its C code does not call through ``os``.)
+    filled_store = pickle_store
     path = Path(filled_store.file_path)
     before = path.read_bytes()
     original = filled_store.load()
@@ -131,8 +192,9 @@ def test_a_failing_step_of_any_write_keeps_the_old_file(
     assert filled_store.load() == original
 
 
-def test_a_read_only_file_system_is_a_clear_error(filled_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_read_only_file_system_is_a_clear_error(pickle_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # What a read-only mount does: creating the temporary file fails with EROFS.
+    filled_store = pickle_store
     path = Path(filled_store.file_path)
     before = path.read_bytes()
     monkeypatch.setattr(_atomic.tempfile, "mkstemp", fail_with(errno.EROFS))
@@ -142,27 +204,30 @@ def test_a_read_only_file_system_is_a_clear_error(filled_store: Any, monkeypatch
     assert path.read_bytes() == before
 
 
-def test_a_read_only_directory_is_a_clear_error_even_as_root(training_data: dict[str, Any]) -> None:
-    # Root ignores directory permissions, so as root the writer runs as user "nobody" (a real permission check).
+def test_a_read_only_directory_is_a_clear_error_even_as_root(backend: str, training_data: dict[str, Any]) -> None:
+    # Root ignores directory permissions, so as root the writer runs without CAP_DAC_OVERRIDE (a real permission check).
     directory = Path(tempfile.mkdtemp(prefix="crewtrain-ro-"))
     try:
-        store_path = directory / "t.pkl"
-        make_store("pickle", store_path).save(training_data)
-        make_store("pickle", store_path).append(0, "warm", {})
-        # The lock file is shared-writable so the writer gets past the lock to the real test: creating a file.
-        os.chmod(store_path.with_name("t.pkl.lock"), 0o666)
+        store_path = store_file(backend, directory, "t")
+        make_store(backend, store_path).save(training_data)
+        warm = make_store(backend, store_path)
+        warm.append(0, "warm", {})
+        warm.close()  # SQLite: the last connection checkpoints and removes its -wal and -shm
+        if backend == "pickle":
+            # The lock file is shared-writable so the writer gets past the lock to the real test: creating a file.
+            os.chmod(warm.lock_path, 0o666)
         os.chmod(store_path, 0o644)
         os.chmod(directory, 0o555)
         before = store_path.read_bytes()
         script = (
             "import sys; sys.path.insert(0, sys.argv[2]); from reliability_lib import make_store\n"
             "from crewtrain_nb import StoreError\n"
-            "store = make_store('pickle', sys.argv[1])\n"
-            "assert store.load()\n"
-            "try:\n    store.append(5, 'a', {})\nexcept StoreError as exc:\n    print(type(exc).__name__, exc)\n"
-            "else:\n    print('appended')\n"
+            "store = make_store(sys.argv[3], sys.argv[1])\n"
+            "for name, call in (('load', store.load), ('append', lambda: store.append(5, 'a', {}))):\n"
+            "    try:\n        call()\n    except StoreError as exc:\n        print(name, type(exc).__name__, exc)\n"
+            "    else:\n        print(name, 'done')\n"
         )
-        command = [python_command()[0], "-c", script, str(store_path), str(Path(__file__).parent)]
+        command = [python_command()[0], "-c", script, str(store_path), str(Path(__file__).parent), backend]
         if os.geteuid() == 0:
             # Root passes permission checks through CAP_DAC_OVERRIDE; drop it for the writer, so the
             # directory's 0555 is enforced as for any user (a real check, not a simulated error).
@@ -173,10 +238,20 @@ def test_a_read_only_directory_is_a_clear_error_even_as_root(training_data: dict
             command = [capsh, drop, "--", "-c", 'exec "$0" "$@"', *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=directory)
         assert result.returncode == 0, result.stderr[-2000:]
-        assert result.stdout.startswith("StoreWriteError"), result.stdout
-        assert str(store_path) in result.stdout and "Permission denied" in result.stdout
+        loaded, appended = result.stdout.splitlines()
+        if backend == "pickle":
+            assert loaded == "load done"
+            assert appended.startswith("append StoreWriteError"), appended
+            assert str(store_path) in appended and "Permission denied" in appended
+        else:
+            # A WAL database cannot even be read where SQLite cannot create its -shm file: a clear error
+            # for both, naming the file and the cause, never a sqlite3 traceback.
+            for line, name in ((loaded, "load"), (appended, "append")):
+                assert line.startswith(f"{name} StoreWriteError"), line
+                assert str(store_path) in line and "directory must be writable" in line
         assert store_path.read_bytes() == before
-        assert temp_files(directory) == []
+        left = {store_path.name, "t.pkl.lock"} if backend == "pickle" else {store_path.name}
+        assert set(os.listdir(directory)) == left  # no temporary, -wal or -shm file
     finally:
         os.chmod(directory, 0o700)
         for entry in directory.iterdir():
@@ -186,9 +261,9 @@ def test_a_read_only_directory_is_a_clear_error_even_as_root(training_data: dict
 
 @pytest.mark.parametrize("operation", ["load", *WRITE_IDS])
 def test_a_directory_in_place_of_the_store_is_a_store_error(
-    tmp_path: Path, store_factory: Callable[..., Any], operation: str
+    tmp_path: Path, backend: str, store_factory: Callable[..., Any], operation: str
 ) -> None:
-    path = tmp_path / "store.pkl"
+    path = store_file(backend, tmp_path)
     path.mkdir()
     (path / "inside").write_text("kept")
     store = store_factory(path)
@@ -207,6 +282,7 @@ def test_a_lock_held_by_a_stuck_process_times_out_for_every_write(
 ) -> None:
     path = Path(filled_store.file_path)
     before = path.read_bytes()
+    original = filled_store.load()
     holder = subprocess.Popen(
         python_command("hold-lock", str(path), "60"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -217,11 +293,14 @@ def test_a_lock_held_by_a_stuck_process_times_out_for_every_write(
         with pytest.raises(StoreLockTimeout) as caught:
             write(impatient)
         assert str(path) in str(caught.value) and "lock_timeout" in str(caught.value)
-        assert impatient.load() == filled_store.load()  # reading needs no lock
+        assert isinstance(caught.value, TimeoutError)
+        assert impatient.load() == original  # reading needs no lock (SQLite: readers never wait in WAL mode)
+        impatient.close()
     finally:
         holder.kill()
         holder.communicate()
     assert path.read_bytes() == before
+    assert store_factory(path).load() == original
 
 
 # -- permissions ----------------------------------------------------------------------------------
@@ -230,27 +309,38 @@ def test_a_lock_held_by_a_stuck_process_times_out_for_every_write(
 @pytest.mark.parametrize("umask", [0o022, 0o000])
 @pytest.mark.parametrize("write", [function for _, function in WRITES], ids=WRITE_IDS)
 def test_new_store_and_lock_files_are_owner_only_whatever_the_umask(
-    tmp_path: Path, store_factory: Callable[..., Any], write: Callable[[Any], None], umask: int
+    tmp_path: Path, backend: str, store_factory: Callable[..., Any], write: Callable[[Any], None], umask: int
 ) -> None:
     # filelock creates the lock with O_EXCL and then fchmods it to the mode we pass (0600), so umask cannot widen it.
+    # SQLite gives its -wal and -shm the database file's mode, and the handler creates that file 0600.
     old = os.umask(umask)
     try:
-        store = store_factory(tmp_path / "new.pkl")
+        store = store_factory(store_file(backend, tmp_path, "new"))
         write(store)
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(store.file_path).st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(store.lock_path).st_mode) == 0o600
+    companions = companion_files(backend, store)
+    assert companions
+    for companion in companions:  # SQLite's -wal and -shm exist while the handler's connection is open
+        assert stat.S_IMODE(os.stat(companion).st_mode) == 0o600, companion
+    store.close()
 
 
 # -- concurrency with a reader --------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_eight_writers_and_a_reader_lose_nothing_and_never_see_a_torn_file(tmp_path: Path) -> None:
-    report = run_writers_and_reader(tmp_path, writers=8, appends=200)
+def test_eight_writers_and_a_reader_lose_nothing_and_never_see_a_torn_file(tmp_path: Path, backend: str) -> None:
+    report = run_writers_and_reader(tmp_path, writers=8, appends=200, backend=backend)
     assert report.problems == []
     assert report.records == 1600
     assert report.reader_loads >= 2
-    with open(tmp_path / "shared.pkl", "rb") as file:
-        assert sum(len(records) for records in pickle.load(file).values()) == 1600
+    path = store_file(backend, tmp_path, "shared")
+    if backend == "pickle":  # checked without the handler: a plain pickle, as CrewAI reads it
+        with open(path, "rb") as file:
+            assert sum(len(records) for records in pickle.load(file).values()) == 1600
+    else:  # and with SQLite itself: an intact database holding 1,600 rows
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 1600

@@ -8,9 +8,11 @@ and so does plain ``pickle.load`` of the file.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import pickle
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from tests.reliability_lib import STORE_BACKENDS, make_store
+from tests.reliability_lib import STORE_BACKENDS, make_store, store_file
 
 AGENTS = st.sampled_from(["agent-a", "agent-b", "agent-c"])
 ROLES = st.sampled_from(["Writer", "Critic"])
@@ -40,7 +42,7 @@ class StoreModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="crewtrain-model-"))
-        self.path = self.directory / "training_data.pkl"
+        self.path = store_file(self.backend, self.directory, "training_data")
         self.handlers = [make_store(self.backend, self.path), make_store(self.backend, self.path)]
         self.model: dict[Any, Any] = {}
 
@@ -121,8 +123,46 @@ class StoreModel(RuleBasedStateMachine):
             assert self.model == {}
 
 
+class SQLiteStoreModel(StoreModel):
+    """The same rules on a SQLite store, checked against SQLite itself instead of ``pickle.load``."""
+
+    backend = "sqlite"
+
+    @invariant()
+    def the_file_is_a_plain_pickle_of_the_model(self) -> None:
+        """Replaced: the database, read with ``sqlite3`` alone, holds the model's records and agents."""
+        if not self.path.exists():
+            assert self.model == {}
+            return
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            if not conn.execute("SELECT name FROM sqlite_master WHERE name = 'agents'").fetchall():
+                assert self.model == {}  # created by a batch() that raised before any table was made
+                return
+            agents = [name for (name,) in conn.execute("SELECT name FROM agents ORDER BY position")]
+            rows = conn.execute(
+                "SELECT a.name, r.iteration, r.record FROM records r JOIN agents a ON a.position = r.agent "
+                "ORDER BY a.position, r.id"
+            ).fetchall()
+        assert agents == list(self.model)
+        expected = [
+            (agent, iteration, record)
+            for agent, entry in self.model.items()
+            if agent.startswith("agent-")
+            for iteration, record in entry.items()
+        ]
+        assert [(agent, iteration, pickle.loads(blob)) for agent, iteration, blob in rows] == expected
+
+
 StoreModel.TestCase.settings = settings(
     max_examples=600, stateful_step_count=30, deadline=None, derandomize=True, database=None
 )
-assert list(STORE_BACKENDS) == ["pickle"], "add a StoreModel subclass per backend (backend = name)"
+# Each SQLite write is an fsynced commit: fewer runs keep the test's time near the pickle one's.
+SQLiteStoreModel.TestCase.settings = settings(
+    max_examples=300, stateful_step_count=30, deadline=None, derandomize=True, database=None
+)
+#: One model per backend, by name (the report script counts their runs).
+MODELS = {"pickle": StoreModel, "sqlite": SQLiteStoreModel}
+assert set(MODELS) == set(STORE_BACKENDS), "add a StoreModel subclass per backend (backend = name)"
+assert all(model.backend == name for name, model in MODELS.items())
 TestStoreModel = StoreModel.TestCase
+TestSQLiteStoreModel = SQLiteStoreModel.TestCase

@@ -73,7 +73,7 @@ def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
     ``os`` module). With ``function=None`` nothing dies and every call is
     printed as ``call {json}``: the trace the parent counts.
     """
-    from reliability_lib import CRASH_FUNCTIONS, CRASH_SCRIPT
+    from reliability_lib import CRASH_FUNCTIONS, CRASH_SCRIPT, run_operation
 
     from crewtrain_nb import CrewTrainingHandler
 
@@ -106,17 +106,46 @@ def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
         where.update(operation=index, replaced=False)
         sys.stdout.write(f"op {index}\n")
         sys.stdout.flush()
-        if operation == "batch":
-            with handler.batch():
-                for append_arguments in arguments:
-                    handler.append(*append_arguments)
+        run_operation(handler, operation, arguments)
+
+
+def traced_script(path: str, go: str, script: str) -> None:
+    """Wait until ``go`` exists (strace attaches meanwhile), then write to the SQLite store at ``path``.
+
+    ``script="crash"`` runs :data:`reliability_lib.CRASH_SCRIPT`; any other
+    name runs that one of :data:`reliability_lib.FAULT_WRITES` and prints
+    ``outcome done`` or ``outcome <StoreError class> <message>``. ``op N`` is
+    printed (one ``write`` system call) before operation N, so a trace shows
+    which operation made each call.
+    """
+    from reliability_lib import CRASH_SCRIPT, FAULT_WRITES, make_store, run_operation
+
+    from crewtrain_nb import StoreError
+
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    handler = make_store("sqlite", path)
+    operations = CRASH_SCRIPT if script == "crash" else [FAULT_WRITES[script]]
+    for index, (operation, arguments) in enumerate(operations):
+        sys.stdout.write(f"op {index}\n")
+        sys.stdout.flush()
+        if script == "crash":
+            run_operation(handler, operation, arguments)
+            continue
+        try:
+            run_operation(handler, operation, arguments)
+        except StoreError as exc:
+            sys.stdout.write(f"outcome {type(exc).__name__} {exc}\n")
         else:
-            getattr(handler, operation)(*arguments)
+            sys.stdout.write("outcome done\n")
+    sys.stdout.flush()
+    handler.close()
 
 
 ZYGOTE_JOBS = {
     "append": lambda job: append_many(job["path"], job["agent"], job["count"], job["start"], job["backend"]),
     "crash-script": lambda job: crash_script(job["path"], job["function"], job["k"], job["mode"]),
+    "traced-script": lambda job: traced_script(job["path"], job["go"], job["script"]),
 }
 
 
@@ -252,26 +281,25 @@ def audit_hostile(directory: str) -> None:
         )
 
 
-def fuzz(count: int, seed: int, chunk: int, progress_dir: str) -> None:
+def fuzz(count: int, seed: int, chunk: int, progress_dir: str, backend: str = "pickle") -> None:
     """Load ``count`` deterministic fuzz inputs; print a JSON heartbeat every ``chunk`` inputs."""
     import tempfile
     import warnings
-    from pathlib import Path
 
-    from reliability_lib import fuzz_inputs, load_outcome
+    from reliability_lib import fuzz_inputs, load_outcome, store_file
 
     warnings.simplefilter("error")  # as under pytest: a warning escaping load() is a finding
     limit_address_space(1 << 30)
     outcomes: dict[str, int] = {}
     escaped: list[str] = []
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "fuzz.pkl"
+        path = store_file(backend, directory, "fuzz")
         # The input being loaded, for the parent to name if this process crashes.
         progress = os.open(os.path.join(progress_dir, "fuzz-progress"), os.O_WRONLY | os.O_CREAT, 0o600)
         done = 0
-        for done, data in enumerate(fuzz_inputs(count, seed=seed), start=1):
+        for done, data in enumerate(fuzz_inputs(count, seed=seed, backend=backend), start=1):
             os.pwrite(progress, b"%12d" % (done - 1), 0)
-            outcome = load_outcome(path, data)
+            outcome = load_outcome(path, data, backend)
             if outcome.startswith("ESCAPED"):
                 escaped.append(f"input {done - 1} (seed {seed}): {outcome[:200]}: {data[:300].hex()}")
                 outcome = "escaped"
@@ -325,11 +353,11 @@ def huge_lengths() -> None:
             )
 
 
-def read_loop(path: str, stop: str) -> None:
+def read_loop(path: str, stop: str, backend: str = "pickle") -> None:
     """Load ``path`` until ``stop`` exists; every load must succeed and no record may ever disappear."""
-    from crewtrain_nb import CrewTrainingHandler
+    from reliability_lib import make_store
 
-    handler = CrewTrainingHandler(path)
+    handler = make_store(backend, path)
     seen: set[tuple[str, int]] = set()
     loads = changes = 0
     problems: list[str] = []
@@ -337,12 +365,14 @@ def read_loop(path: str, stop: str) -> None:
     while True:
         finishing = os.path.exists(stop)
         # Alternate the long-lived handler (cache) with a fresh one (a full read every time).
-        reader = handler if loads % 2 else CrewTrainingHandler(path)
+        reader = handler if loads % 2 else make_store(backend, path)
         try:
             data = reader.load()
         except Exception as exc:  # noqa: BLE001 - any error is the finding
             problems.append(f"load {loads}: {type(exc).__name__}: {exc}")
             data = None
+        if reader is not handler:
+            reader.close()
         loads += 1
         if data is not None:
             records = {(agent, iteration) for agent, iterations in data.items() for iteration in iterations}
@@ -359,7 +389,7 @@ if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
     if command == "append":
         path, agent, count, *rest = arguments
-        append_many(path, agent, int(count), int(rest[0]) if rest else 0)
+        append_many(path, agent, int(count), int(rest[0]) if rest else 0, *rest[1:2])
     elif command == "peak":
         measure_peak(arguments[0], arguments[1])
     elif command == "hold-lock":
@@ -369,10 +399,10 @@ if __name__ == "__main__":
     elif command == "audit-hostile":
         audit_hostile(arguments[0])
     elif command == "fuzz":
-        fuzz(int(arguments[0]), int(arguments[1]), int(arguments[2]), arguments[3])
+        fuzz(int(arguments[0]), int(arguments[1]), int(arguments[2]), *arguments[3:])
     elif command == "huge-lengths":
         huge_lengths()
     elif command == "read-loop":
-        read_loop(arguments[0], arguments[1])
+        read_loop(*arguments)
     else:
         raise SystemExit(f"unknown command {command!r}")

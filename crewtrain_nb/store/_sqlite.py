@@ -101,6 +101,10 @@ _MESSAGES = {
 }
 
 
+#: Messages of SQLite's generic error code that, in a file holding our tables, mean a damaged file.
+_DAMAGE = ("could not decode to utf-8", "unsupported file format", "no such column", "no such table")
+
+
 def _code(exc: sqlite3.Error) -> int | None:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
@@ -241,7 +245,7 @@ class SQLiteHandler(CrewTrainingHandler):
         self._finalizer = weakref.finalize(self, _close_connection, self._connection_box)
         self._batch_depth = 0
         self._cache: _Cache | None = None
-        self._loads: Callable[..., Any] = trusted_loads if self.trusted else safe_loads
+        self._unpickle: Callable[..., Any] = trusted_loads if self.trusted else safe_loads
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.file_path!r}, trusted={self.trusted})"
@@ -410,10 +414,13 @@ class SQLiteHandler(CrewTrainingHandler):
         with self._reading() as conn:
             position, value = self._find(conn, agent)
             if value is None:
-                return [
+                found = [
                     row[0]
                     for row in conn.execute("SELECT iteration FROM records WHERE agent = ? ORDER BY id", (position,))
                 ]
+                if not all(type(iteration) is int for iteration in found):
+                    raise self._damaged(f"agent {agent!r} has an iteration that is not an integer")
+                return found
         return list(self._as_iterations(agent, value))
 
     def get(self, agent_id: str, iteration: int) -> Any:
@@ -428,6 +435,10 @@ class SQLiteHandler(CrewTrainingHandler):
                 ).fetchone()
                 if row is not None:
                     return self._loads(row[0], path=self.file_path)
+                if conn.execute(
+                    "SELECT 1 FROM records NOT INDEXED WHERE agent = ? AND iteration = ?", (position, number)
+                ).fetchone():
+                    raise self._damaged(f"its index misses iteration {number} of agent {agent!r}")
                 listed = [
                     row[0]
                     for row in conn.execute(
@@ -530,6 +541,19 @@ class SQLiteHandler(CrewTrainingHandler):
                 path=self.file_path,
             ) from exc
 
+    def _loads(self, blob: Any, *, path: str) -> Any:
+        """Unpickle a stored value; a value that is not bytes (a damaged page can change its type) is corrupt."""
+        if not isinstance(blob, bytes):
+            raise self._damaged(f"a stored value is {type(blob).__name__}, not pickled bytes")
+        return self._unpickle(blob, path=path)
+
+    def _damaged(self, what: str) -> CorruptStoreError:
+        return CorruptStoreError(
+            f"{self.file_path}: the database is damaged ({what}). The file is left untouched; restore it from a "
+            "backup, or check it with: sqlite3 FILE 'PRAGMA integrity_check'.",
+            path=self.file_path,
+        )
+
     def _agent_row(self, key: Any, entry: Any) -> tuple[str | None, bytes | None, bytes | None, list[Any]]:
         """``(name, pickled key, pickled value or None, [(iteration, pickled record)])`` of one entry."""
         name, pickled_key = (key, None) if type(key) is str else (None, self._dumps(key))
@@ -555,6 +579,8 @@ class SQLiteHandler(CrewTrainingHandler):
         names: list[Any] = []
         total = 0
         if conn is not None:
+            if conn.execute("SELECT 1 FROM agents NOT INDEXED WHERE name = ?", (agent,)).fetchone():
+                raise self._damaged(f"its index misses agent {agent!r}")
             names = [
                 name if name is not None else "(non-str key)"
                 for (name,) in conn.execute("SELECT name FROM agents ORDER BY position LIMIT 11")
@@ -584,7 +610,10 @@ class SQLiteHandler(CrewTrainingHandler):
             for position, iteration, blob in conn.execute(
                 "SELECT agent, iteration, record FROM records ORDER BY agent, id"
             ):
-                positions[position][iteration] = loads(blob, path=path)
+                entry = positions.get(position)
+                if entry is None:
+                    raise self._damaged(f"a record belongs to agent row {position!r}, which holds no iterations")
+                entry[iteration] = loads(blob, path=path)
         if token is not None:
             self._cache = _Cache(token, data)
         return data
@@ -812,6 +841,8 @@ class SQLiteHandler(CrewTrainingHandler):
             yield
         except sqlite3.Error as exc:
             raise self._error(exc, action) from exc
+        except UnicodeDecodeError as exc:  # sqlite3 decoding a TEXT value of a damaged page
+            raise self._damaged(f"a text value is not UTF-8: {exc}") from exc
 
     def _error(self, exc: sqlite3.Error, action: str) -> StoreError:
         """The StoreError for a sqlite3 error: what happened to which file, and what to do."""
@@ -823,7 +854,7 @@ class SQLiteHandler(CrewTrainingHandler):
                 "Wait for it to finish, or raise lock_timeout.",
                 path=path,
             )
-        if code in (_NOTADB, _CORRUPT):
+        if code in (_NOTADB, _CORRUPT) or any(needle in str(exc).lower() for needle in _DAMAGE):
             return CorruptStoreError(
                 f"{path}: not a readable SQLite store ({exc}). The file is left untouched; restore it from a "
                 "backup or move it aside.",
