@@ -16,6 +16,6 @@ demo: $(STAMP)
 	$(BIN)/crewtrain-nb quickstart demo-output
 
 test: $(STAMP)
-	scripts/ensure-chromium
+	scripts/ensure-test-tools
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest

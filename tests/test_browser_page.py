@@ -58,7 +58,7 @@ def free_port() -> int:
 def voila_page(tmp_path: Path) -> Iterator[str]:
     """Serve a notebook showing the browser with Voila on 127.0.0.1; yield its URL."""
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium (make test does)")
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-test-tools (make test does)")
     notebook = nbformat.v4.new_notebook()
     notebook.cells.append(nbformat.v4.new_code_cell(NOTEBOOK_CODE))
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
