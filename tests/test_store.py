@@ -595,20 +595,6 @@ def test_stale_temp_files_of_dead_writers_are_swept(training_store: CrewTraining
     assert unrelated.exists()
 
 
-def test_read_only_directory_gives_a_clear_error(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
-    directory = tmp_path / "ro"
-    directory.mkdir()
-    crewai_dump(directory / "t.pkl", {"a": {}})
-    os.chmod(directory, 0o500)
-    try:
-        with pytest.raises(StoreWriteError, match="writable"):
-            CrewTrainingHandler(directory / "t.pkl").append(0, "a", {})
-    finally:
-        os.chmod(directory, 0o700)
-
-
 # -- real processes -----------------------------------------------------------------------------
 
 
