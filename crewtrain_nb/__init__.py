@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .browser import TrainingBrowser
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
     CorruptStoreError,
     DecryptionError,
@@ -15,10 +17,6 @@ from .errors import (
     StoreWriteError,
     UnsafePickleError,
 )
-from .export import export_csv, export_json, export_parquet, import_json
-from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
-from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
-from .report import Report, build_report, summarize_report, write_report
 from .store import (
     AuditReport,
     CrewTrainingHandler,
@@ -29,6 +27,39 @@ from .store import (
     convert,
     verify_audit,
 )
+
+if TYPE_CHECKING:
+    from .browser import TrainingBrowser
+    from .export import export_csv, export_json, export_parquet, import_json
+    from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
+    from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
+    from .report import Report, build_report, summarize_report, write_report
+
+# The store is imported at once; the rest on first use (PEP 562). A training script that only
+# needs the handler, CrewAI's drop-in, then never loads pandas, matplotlib or ipywidgets.
+_LAZY: dict[str, str] = {
+    "TrainingBrowser": ".browser",
+    **dict.fromkeys(("export_csv", "export_json", "export_parquet", "import_json"), ".export"),
+    **dict.fromkeys(
+        ("feedback_frame", "metrics_frame", "runs_frame", "store_kind", "to_frame", "trained_agents_frame"), ".frames"
+    ),
+    **dict.fromkeys(("plot_feedback", "plot_metric", "plot_metrics", "plot_quality"), ".plots"),
+    **dict.fromkeys(("Report", "build_report", "summarize_report", "write_report"), ".report"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

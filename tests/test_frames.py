@@ -6,6 +6,8 @@ import ast
 import math
 import pickle
 import random
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -641,6 +643,16 @@ def test_frames_imports_neither_matplotlib_nor_ipywidgets() -> None:
     absolute, local = imports_of(Path(frames_module.__file__))
     assert not {name for name in absolute if name.split(".")[0] in {"matplotlib", "ipywidgets"}}
     assert local == {"crewai", "errors", "store"}  # and those import neither (tests/test_crewai.py, the store)
+    # And at run time, in a fresh interpreter: building frames loads neither.
+    script = (
+        "import sys\n"
+        "from crewtrain_nb.demo import make_metrics_data\n"
+        "from crewtrain_nb.frames import to_frame\n"
+        "to_frame(make_metrics_data(iterations=3))\n"
+        "print(sorted(m for m in ('matplotlib', 'ipywidgets') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 # -- lazy reading of SQLite stores ------------------------------------------------------

@@ -886,3 +886,22 @@ def test_open_view_of_a_pickle_handler_changes_after_its_own_appends(
     training_store.append(99, agent, {"initial_output": "x", "human_feedback": "y"})
     again, _ = open_view(training_store)
     assert again is not view and 99 in again[agent]
+
+
+def test_the_handler_alone_loads_no_dataframe_or_plotting_library(tmp_path: Path) -> None:
+    # A training script that uses the drop-in handler should not pay for pandas, matplotlib or
+    # ipywidgets (nor need them to work): everything above the store is imported on first use.
+    script = (
+        "import sys\n"
+        "from crewtrain_nb import CrewTrainingHandler\n"
+        f"handler = CrewTrainingHandler({str(tmp_path / 'run')!r})\n"
+        "handler.append(0, 'agent', {'loss': 0.5})\n"
+        "assert handler.load() == {'agent': {0: {'loss': 0.5}}}\n"
+        "print(sorted(m for m in ('pandas', 'numpy', 'matplotlib', 'ipywidgets') if m in sys.modules))\n"
+        "import crewtrain_nb\n"
+        "print(crewtrain_nb.to_frame.__module__, 'pandas' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines() == ["[]", "crewtrain_nb.frames True"]
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        crewtrain_nb.no_such_name  # noqa: B018
