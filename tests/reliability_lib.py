@@ -696,22 +696,7 @@ def seed_stores() -> list[bytes]:
     """Valid store files to mutate: the demo generators through the handler, plus plain pickles of each protocol."""
     import numpy as np
 
-    from crewtrain_nb import CrewTrainingHandler
-    from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
-
-    stores: list[bytes] = []
-    with tempfile.TemporaryDirectory() as directory:
-        for index, data in enumerate(
-            (
-                make_training_data(agents=2, iterations=3, seed=3),
-                make_trained_agents_data(seed=3),
-                make_metrics_data(iterations=3, seed=3),
-            )
-        ):
-            handler = CrewTrainingHandler(Path(directory) / f"seed{index}.pkl")
-            handler.save(data)
-            handler.append(9, "extra", {"loss": 0.5})
-            stores.append(Path(handler.file_path).read_bytes())
+    stores = _demo_store_files("pickle")
     mixed = {"a": {0: {"x": 1.5, "t": (1, "two"), "s": {3}, "b": b"\x00\x01", "n": None, "big": 2**70}}}
     arrays = {"w": np.arange(4, dtype=np.float32), "o": np.array([1, "x"], dtype=object), "s": np.int64(3)}
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
@@ -749,6 +734,11 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 def seed_databases() -> list[bytes]:
     """Valid SQLite stores to mutate: the demo generators through the SQLite handler, closed (one file each)."""
+    return _demo_store_files("sqlite")
+
+
+def _demo_store_files(backend: str) -> list[bytes]:
+    """The bytes of small demo stores (training data, trained agents, metrics) written by ``backend``'s handler."""
     from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
 
     stores: list[bytes] = []
@@ -760,12 +750,12 @@ def seed_databases() -> list[bytes]:
                 make_metrics_data(iterations=3, seed=3),
             )
         ):
-            path = store_file("sqlite", directory, f"seed{index}")
-            handler = make_store("sqlite", path)
+            path = store_file(backend, directory, f"seed{index}")
+            handler = make_store(backend, path)
             handler.save(data)
             handler.append(9, "extra", {"loss": 0.5})
-            handler.close()  # the last connection checkpoints: the whole store is in this one file
-            stores.append(path.read_bytes())
+            handler.close()  # SQLite: the last connection checkpoints, so the whole store is in this one file
+            stores.append(Path(path).read_bytes())
     return stores
 
 
