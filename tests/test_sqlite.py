@@ -434,35 +434,6 @@ def test_corrupt_value_inside_the_database_is_a_corrupt_store_error(tmp_path: Pa
 # -- arguments, batch, permissions ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("iteration", "agent", "error", "match"),
-    [
-        (True, "a", TypeError, "train_iteration must be an int, got bool"),
-        (1.0, "a", TypeError, "train_iteration must be an int, got float"),
-        ("3", "a", TypeError, "train_iteration must be an int, got str"),
-        (-1, "a", ValueError, "train_iteration must be >= 0, got -1"),
-        (0, 5, TypeError, "agent_id must be a str"),
-        (0, "", ValueError, "agent_id must be a non-empty str"),
-    ],
-)
-def test_append_checks_arguments_before_writing(
-    tmp_path: Path, iteration: Any, agent: Any, error: type[Exception], match: str
-) -> None:
-    handler = CrewTrainingHandler(tmp_path / "t.db")
-    with pytest.raises(error, match=match):
-        handler.append(iteration, agent, {})
-    with pytest.raises(TypeError, match="agent_id must be a str"):
-        handler.save_trained_data(None, {})  # type: ignore[arg-type]
-    assert not os.path.exists(handler.file_path)
-
-
-def test_numpy_integer_iteration_is_stored_as_int(tmp_path: Path) -> None:
-    handler = CrewTrainingHandler(tmp_path / "t.db")
-    handler.append(np.int64(3), "a", {})
-    (key,) = handler.load()["a"]
-    assert key == 3 and type(key) is int
-
-
 def test_batch_is_one_transaction_seen_inside_and_nested(tmp_path: Path) -> None:
     handler = CrewTrainingHandler(tmp_path / "t.db")
     other = CrewTrainingHandler(tmp_path / "t.db")

@@ -430,25 +430,30 @@ def test_load_after_the_file_is_deleted_is_empty(training_store: CrewTrainingHan
         (0, "", ValueError, "agent_id must be a non-empty str"),
     ],
 )
+@pytest.mark.parametrize("suffix", [".pkl", ".db"])  # both backends check the same way
 def test_append_checks_arguments_before_writing(
-    tmp_path: Path, iteration: Any, agent: Any, error: type[Exception], match: str
+    tmp_path: Path, iteration: Any, agent: Any, error: type[Exception], match: str, suffix: str
 ) -> None:
-    handler = CrewTrainingHandler(tmp_path / "t.pkl")
+    handler = CrewTrainingHandler(tmp_path / f"t{suffix}")
     with pytest.raises(error, match=match):
         handler.append(iteration, agent, {})
     assert not os.path.exists(handler.file_path)
 
 
-def test_numpy_integer_iteration_is_stored_as_int(tmp_path: Path) -> None:
-    handler = CrewTrainingHandler(tmp_path / "t.pkl")
+@pytest.mark.parametrize("suffix", [".pkl", ".db"])
+def test_numpy_integer_iteration_is_stored_as_int(tmp_path: Path, suffix: str) -> None:
+    handler = CrewTrainingHandler(tmp_path / f"t{suffix}")
     handler.append(np.int64(3), "a", {})
     (key,) = handler.load()["a"]
     assert key == 3 and type(key) is int
 
 
-def test_save_trained_data_checks_agent_id(tmp_path: Path) -> None:
+@pytest.mark.parametrize("suffix", [".pkl", ".db"])
+def test_save_trained_data_checks_agent_id(tmp_path: Path, suffix: str) -> None:
+    handler = CrewTrainingHandler(tmp_path / f"t{suffix}")
     with pytest.raises(TypeError, match="agent_id must be a str"):
-        CrewTrainingHandler(tmp_path / "t.pkl").save_trained_data(None, {})  # type: ignore[arg-type]
+        handler.save_trained_data(None, {})  # type: ignore[arg-type]
+    assert not os.path.exists(handler.file_path)
 
 
 # -- batch -------------------------------------------------------------------------------
