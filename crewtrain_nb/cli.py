@@ -56,12 +56,38 @@ def _names(path: str | None) -> dict[str, str] | None:
 # -- commands ------------------------------------------------------------------------
 
 
+def _sqlite_outline(handler: Any) -> dict[Any, list[int]] | None:
+    """Each agent's iteration numbers of a SQLite store, read without unpickling a record.
+
+    ``None`` for a pickle store (read whole anyway) or a SQLite store holding
+    other entries (trained agents): the full shape check then says what it is.
+    """
+    from .store import SQLiteHandler
+
+    if not isinstance(handler, SQLiteHandler):
+        return None
+    outline: dict[Any, list[int]] = {}
+    for agent in handler.agents():
+        try:
+            outline[agent] = handler.iterations(agent)
+        except StoreFormatError:
+            return None
+    return outline if outline and all(outline.values()) else None
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     from .frames import store_kind
 
     handler = _handler(args.path, args.trusted)
-    kind = store_kind(handler)  # checks the shape, naming the file when it is wrong
-    data = handler.peek()
+    # A SQLite store of iterations is described from its keys alone: a large one is never loaded.
+    outline = _sqlite_outline(handler)
+    if outline is None:
+        kind = store_kind(handler)  # checks the shape, naming the file when it is wrong
+        data = handler.peek()
+        if kind == "iterations":
+            outline = {agent: list(records) for agent, records in data.items()}
+    else:
+        kind, data = "iterations", outline
     stats = handler.stats()  # bytes on disk include a SQLite store's write-ahead log
     changed = stats.changed.isoformat(timespec="seconds") if stats.changed else "-"
     print(f"file:         {handler.file_path}")
@@ -69,13 +95,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"size:         {stats.bytes:,} bytes")
     print(f"last change:  {changed}")
     print(f"agents:       {len(data)}")
-    if kind == "iterations":
-        print(f"records:      {sum(len(records) for records in data.values())}")
-        width = max(len(str(agent)) for agent in data)
-        for agent, records in data.items():
-            keys = sorted(records)
+    if outline is not None:
+        print(f"records:      {sum(len(iterations) for iterations in outline.values())}")
+        width = max(len(str(agent)) for agent in outline)
+        for agent, iterations in outline.items():
+            keys = sorted(iterations)
             span = f"{keys[0]}..{keys[-1]}" if keys else "-"
-            print(f"  {str(agent):<{width}}  {len(records):>6} iterations  ({span})")
+            print(f"  {str(agent):<{width}}  {len(iterations):>6} iterations  ({span})")
     elif kind == "trained_agents":
         for role, entry in data.items():
             quality = entry.get("quality") if isinstance(entry, dict) else None

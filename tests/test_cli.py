@@ -72,6 +72,24 @@ def test_info_lists_kind_agents_and_iterations(demo: dict[str, Path]) -> None:
     assert "kind:         trained_agents" in trained.stdout
 
 
+def test_info_describes_a_sqlite_store_without_loading_it(
+    demo: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], request: pytest.FixtureRequest
+) -> None:
+    from crewtrain_nb import convert
+    from crewtrain_nb.cli import main
+
+    database = tmp_path / "metrics.db"
+    convert(demo["metrics"], database)
+    assert main(["info", str(demo["metrics"])]) == 0
+    from_pickle = capsys.readouterr().out.splitlines()
+    request.getfixturevalue("sqlite_reads")  # from here on, reading the whole database fails the test
+    assert main(["info", str(database)]) == 0
+    from_database = capsys.readouterr().out.splitlines()
+    # The same description but for the file's own lines (path, size, last change).
+    assert from_database[1] == "kind:         iterations"
+    assert from_database[4:] == from_pickle[4:]
+
+
 def test_show_prints_one_record(demo: dict[str, Path]) -> None:
     data = CrewTrainingHandler(demo["training"]).load()
     agent = list(data)[1]
