@@ -243,8 +243,9 @@ class TrainingBrowser(widgets.VBox):
 
         Raises
         ------
-        TimeoutError
-            They are not drawn within ``timeout`` seconds.
+        concurrent.futures.TimeoutError
+            They are not drawn within ``timeout`` seconds (the builtin
+            ``TimeoutError`` from Python 3.11 on).
         """
         with self._lock:
             pending = list(self._drawing.values())
@@ -397,7 +398,7 @@ class TrainingBrowser(widgets.VBox):
             marked = self._curves[agent]
             self.curve.value = b"" if marked is None else marked.png(iteration)
             return
-        if agent in self._drawing:  # on its way: _drawn shows it at the iteration selected then
+        if agent in self._drawing:  # on its way: _draw_in_background shows it at the iteration selected then
             return
         # An empty image until this agent's own curves are drawn, never another agent's.
         self.curve.value = b""

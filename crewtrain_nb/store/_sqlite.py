@@ -26,7 +26,6 @@ readers never wait for writers.
 from __future__ import annotations
 
 import contextlib
-import numbers
 import os
 import pickle
 import sqlite3
@@ -57,6 +56,7 @@ from .handler import (
     _check_agent_id,
     _check_file_name,
     _check_iteration,
+    _check_lock_timeout,
 )
 
 __all__ = ["SQLITE_SUFFIXES", "SQLiteHandler"]
@@ -235,8 +235,7 @@ class SQLiteHandler(CrewTrainingHandler):
             name = local
         if add_suffix and not name.lower().endswith(SQLITE_SUFFIXES):
             name += ".db"
-        if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
-            raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
+        _check_lock_timeout(lock_timeout)
         self.file_path: str = os.path.abspath(os.path.join(os.getcwd(), name))
         self.trusted = bool(trusted)
         self.lock_timeout = float(lock_timeout)

@@ -165,8 +165,7 @@ class PickleHandler(LazyAccess):
         remote = is_url(name)
         if add_suffix and not name.endswith(STORE_SUFFIXES):
             name += ".pkl"
-        if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
-            raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
+        _check_lock_timeout(lock_timeout)
         self.file_path: str = name if remote else os.path.abspath(os.path.join(os.getcwd(), name))
         self.lock_path: str = self.file_path + ".lock"
         self.trusted = bool(trusted)
@@ -648,6 +647,11 @@ def _check_file_name(file_name: object, *, example: str) -> str:
     if not name:
         raise ValueError(f"file_name is empty; give the store's file name, e.g. {example!r}")
     return name
+
+
+def _check_lock_timeout(lock_timeout: object) -> None:
+    if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
+        raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
 
 
 def _check_agent_id(agent_id: object) -> str:
