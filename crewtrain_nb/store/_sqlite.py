@@ -140,6 +140,31 @@ def _close_connection(box: list[_Connection | None]) -> None:
         held.conn.close()
 
 
+class _Translated:
+    """Turns a sqlite3 error raised in the block into the StoreError that says what to do.
+
+    A class, not ``contextlib.contextmanager``: it wraps every statement of an
+    append, and a generator-based manager costs several times as much to enter.
+    """
+
+    __slots__ = ("_handler", "_action")
+
+    def __init__(self, handler: SQLiteHandler, action: str) -> None:
+        self._handler = handler
+        self._action = action
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        if kind is None:
+            return
+        if isinstance(exc, sqlite3.Error):
+            raise self._handler._error(exc, self._action) from exc
+        if isinstance(exc, UnicodeDecodeError):  # sqlite3 decoding a TEXT value of a damaged page
+            raise self._handler._damaged(f"a text value is not UTF-8: {exc}") from exc
+
+
 @dataclass
 class _Cache:
     token: tuple[int, ...]
@@ -834,14 +859,8 @@ class SQLiteHandler(CrewTrainingHandler):
                 raise
             self._commit(conn)
 
-    @contextlib.contextmanager
-    def _translated(self, action: str) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise self._error(exc, action) from exc
-        except UnicodeDecodeError as exc:  # sqlite3 decoding a TEXT value of a damaged page
-            raise self._damaged(f"a text value is not UTF-8: {exc}") from exc
+    def _translated(self, action: str) -> _Translated:
+        return _Translated(self, action)
 
     def _error(self, exc: sqlite3.Error, action: str) -> StoreError:
         """The StoreError for a sqlite3 error: what happened to which file, and what to do."""

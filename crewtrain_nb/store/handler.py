@@ -663,6 +663,8 @@ def _check_agent_id(agent_id: object) -> str:
 
 
 def _check_iteration(train_iteration: object) -> int:
+    if type(train_iteration) is int and train_iteration >= 0:
+        return train_iteration  # the common case, checked first: append is a hot path
     if isinstance(train_iteration, bool) or not isinstance(train_iteration, numbers.Integral):
         raise TypeError(f"train_iteration must be an int, got {type(train_iteration).__name__}: {train_iteration!r}")
     if train_iteration < 0:
