@@ -42,7 +42,9 @@ QUICKSTART: list[Cell] = [
      "pd.read_csv(csv_path).shape"),
     ("md", "## Browse agents and iterations\n\nPick an agent, slide through iterations, filter by text. "
      "(The widget needs a live kernel; on a static page you see its text form.)"),
-    ("code", "browser = TrainingBrowser(store)\nbrowser.select(\"coder\", 10)\nbrowser"),
+    ("code", "browser = TrainingBrowser(store)\nbrowser.select(\"coder\", 10)\n"
+     "browser.wait_for_curves()  # curves are drawn in the background; wait, so the saved notebook has them\n"
+     "browser"),
 ]
 
 CREWAI: list[Cell] = [
@@ -78,7 +80,9 @@ CREWAI: list[Cell] = [
     ("code", "trained_agents_frame(trained)[[\"agent\", \"quality\", \"n_suggestions\"]]"),
     ("code", "plot_quality(trained).figure"),
     ("md", "## Browse with role names and word diffs"),
-    ("code", "browser = TrainingBrowser(training, trained=trained, agent_names=names)\nbrowser"),
+    ("code", "browser = TrainingBrowser(training, trained=trained, agent_names=names)\n"
+     "browser.wait_for_curves()  # curves are drawn in the background; wait, so the saved notebook has them\n"
+     "browser"),
 ]
 
 CURVES: list[Cell] = [
@@ -152,7 +156,9 @@ LARGE: list[Cell] = [
      "agent's rows; the browser reads the agent list, then each agent you pick, once."),
     ("code", "frame = to_frame(store, agents=\"agent-07\")\nframe.shape, frame.attrs[\"records\"]"),
     ("code", "plot_metrics(store, agents=[\"agent-00\", \"agent-07\", \"agent-19\"], smoothing=0.9, best=\"min\")"),
-    ("code", "browser = TrainingBrowser(store)\nbrowser.select(\"agent-07\", 4_321)\nbrowser"),
+    ("code", "browser = TrainingBrowser(store)\nbrowser.select(\"agent-07\", 4_321)\n"
+     "browser.wait_for_curves()  # curves are drawn in the background; wait, so the saved notebook has them\n"
+     "browser"),
     ("md", "## Back to a pickle CrewAI can read\n\n`convert` is lossless both ways."),
     ("code", "convert(workdir / \"run.db\", workdir / \"run.pkl\")\n"
      "CrewTrainingHandler(workdir / \"run.pkl\").load() == store.load()"),
