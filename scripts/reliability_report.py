@@ -52,9 +52,9 @@ MEANING: list[tuple[str, str]] = [
         "A full disk or an I/O error while saving raises `StoreWriteError` naming the file, and the old file stays "
         "byte for byte; a read-only directory or a directory in place of the file is a clear `StoreError`, never a "
         "traceback from deep inside; a stuck process holding the lock gives `StoreLockTimeout` after "
-        "`lock_timeout`, data untouched. SQLite: the same, with one difference: in a read-only directory even "
-        "reading fails (SQLite must create its `-shm` file beside a WAL database), with a `StoreWriteError` that "
-        "says the directory must be writable.",
+        "`lock_timeout`, data untouched. SQLite: the same; in a read-only directory, where SQLite cannot create "
+        "its `-shm` file, a store is still read (the file alone when it has no `-wal` log, else through the "
+        "writer's `-shm`, read-only), and a write is a `StoreWriteError` saying the directory must be writable.",
     ),
     (
         "hostile pickles",

@@ -67,6 +67,25 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, WORKERS, *args]
 
 
+def as_unprivileged(command: list[str]) -> list[str]:
+    """``command`` as run by a user whom file permissions apply to.
+
+    Root passes permission checks through CAP_DAC_OVERRIDE, so as root the
+    command runs under ``capsh`` without it: a directory's 0555 is then
+    enforced as for any user (a real check, not a simulated error).
+    """
+    if os.geteuid() != 0:
+        return command
+    import shutil
+
+    import pytest
+
+    capsh = shutil.which("capsh")
+    if capsh is None:
+        pytest.skip("running as root and capsh (libcap) is not installed: cannot drop CAP_DAC_OVERRIDE")
+    return [capsh, "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$0" "$@"', *command]
+
+
 def temp_files(directory: str | Path) -> list[str]:
     """Names of leftover temporary files of a store's writers in ``directory``."""
     return sorted(name for name in os.listdir(directory) if name.endswith(TEMP_SUFFIX))

@@ -34,6 +34,7 @@ from crewtrain_nb import (
 )
 from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
 
+from .reliability_lib import as_unprivileged
 from .test_store import Exploit, hostile_payloads
 
 WORKERS = str(Path(__file__).with_name("workers.py"))
@@ -586,3 +587,58 @@ def test_convert_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(UnsafePickleError):
         convert(unsafe, tmp_path / "unsafe.db")
     assert not (tmp_path / "unsafe.db").exists()
+
+
+READER_SCRIPT = """
+import json, sys
+from crewtrain_nb import CrewTrainingHandler, StoreError
+store = CrewTrainingHandler(sys.argv[1])
+for line in sys.stdin:
+    try:
+        data = store.load()
+        print(json.dumps({agent: sorted(entry) for agent, entry in data.items()}), flush=True)
+    except StoreError as exc:
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+"""
+
+
+def test_a_read_only_directory_is_read_while_a_writer_with_rights_appends(tmp_path: Path) -> None:
+    # A reader without write rights to the directory (a shared or mounted run directory) reads the store
+    # while its owner keeps appending: first the file alone (no log yet), then through the writer's log.
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    path = directory / "run.db"
+    writer = CrewTrainingHandler(path)
+    writer.save(make_metrics_data(agents=("planner",), iterations=3))
+    writer.close()  # the last connection removes -wal and -shm: the reader starts on the file alone
+    os.chmod(path, 0o644)
+    os.chmod(directory, 0o555)
+    command = as_unprivileged([sys.executable, "-c", READER_SCRIPT, str(path)])
+    with subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as reader:
+        assert reader.stdin is not None and reader.stdout is not None and reader.stderr is not None
+
+        def read() -> dict[str, Any]:
+            assert reader.stdin is not None and reader.stdout is not None
+            reader.stdin.write("load\n")
+            reader.stdin.flush()
+            return json.loads(reader.stdout.readline() or '{"error": "the reader died"}')
+
+        try:
+            assert read() == {"planner": [0, 1, 2]}
+            os.chmod(directory, 0o755)  # the owner's rights (the reader's are checked without them)
+            writer = CrewTrainingHandler(path)
+            writer.append(3, "planner", {"loss": 0.1})  # creates -wal and -shm, kept while the writer is open
+            os.chmod(directory, 0o555)
+            assert read() == {"planner": [0, 1, 2, 3]}
+            writer.append(4, "coder", {"loss": 0.2})
+            assert read() == {"planner": [0, 1, 2, 3], "coder": [4]}
+            writer.close()
+            assert read() == {"planner": [0, 1, 2, 3], "coder": [4]}
+        finally:
+            os.chmod(directory, 0o755)
+            reader.stdin.close()
+            errors = reader.stderr.read()
+        assert reader.wait(timeout=60) == 0, errors
+    assert sorted(os.listdir(directory)) == ["run.db"]

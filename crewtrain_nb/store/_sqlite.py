@@ -33,6 +33,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptStoreError, StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
@@ -101,6 +102,9 @@ _MESSAGES = {
 }
 
 
+#: What opening a WAL database fails with where SQLite cannot create its ``-shm`` file (a read-only directory).
+_NO_SHM = (_READONLY, _CANTOPEN)
+
 #: Messages of SQLite's generic error code that, in a file holding our tables, mean a damaged file.
 _DAMAGE = ("could not decode to utf-8", "unsupported file format", "no such column", "no such table")
 
@@ -120,12 +124,15 @@ _INHERITED: list[sqlite3.Connection] = []
 @dataclass
 class _Connection:
     conn: sqlite3.Connection
-    identity: tuple[int, int]
+    #: (st_dev, st_ino); for a read-only connection also size, mtime and whether a -wal file exists.
+    identity: tuple[int, ...]
     pid: int
     #: Our tables were found (they cannot vanish while this file is open).
     ready: bool = False
     #: The file is in WAL mode (set on the first write: reading never changes a file).
     wal: bool = False
+    #: Opened read-only because the directory is (see ``_connect_read_only``); never used to write.
+    read_only: bool = False
 
 
 def _close_connection(box: list[_Connection | None]) -> None:
@@ -206,6 +213,10 @@ class SQLiteHandler(CrewTrainingHandler):
     * There is no ``<file>.lock``: SQLite locks the database itself.
       ``-wal`` and ``-shm`` files live beside the database; copy the three
       together, or use :func:`crewtrain_nb.store.convert` to make a copy.
+    * In a read-only directory, where SQLite cannot create ``-shm``, the
+      store is still read: the file alone when there is no ``-wal``, else
+      through its writer's ``-shm``, read-only. Writes there raise
+      :class:`~crewtrain_nb.StoreWriteError`.
     * ``load()`` reads every row; use :meth:`agents`, :meth:`iterations`,
       :meth:`get`, :meth:`entry` and :meth:`records` to read less.
 
@@ -672,9 +683,14 @@ class SQLiteHandler(CrewTrainingHandler):
         except OSError as exc:
             raise StoreError(f"{self.file_path}: cannot read ({exc.strerror or exc}).", path=self.file_path) from exc
         identity = (st.st_dev, st.st_ino)
-        if held is not None and held.identity == identity:
+        if held is not None and held.read_only:
+            # A read-only snapshot connection sees no changes by itself: any change of the file ends it.
+            if not create and held.identity == (*identity, st.st_size, st.st_mtime_ns, self._log_size() > 0):
+                return held.conn
+            self._forget_connection()
+        elif held is not None and held.identity == identity:
             return held.conn
-        if held is not None:  # the file was replaced: talk to the new one
+        elif held is not None:  # the file was replaced: talk to the new one
             self._forget_connection()
         if not os.path.isfile(self.file_path):
             raise StoreError(
@@ -691,11 +707,49 @@ class SQLiteHandler(CrewTrainingHandler):
             with self._translated("open"):
                 # FULL: the WAL is fsynced at every commit, so each acknowledged append survives a power cut.
                 conn.execute("PRAGMA synchronous = FULL")
+        except StoreWriteError as exc:
+            conn.close()
+            if create or not isinstance(exc.__cause__, sqlite3.Error) or _code(exc.__cause__) not in _NO_SHM:
+                raise
+            return self._connect_read_only(st, exc)
         except BaseException:
             conn.close()
             raise
         self._connection_box[0] = _Connection(conn, identity, os.getpid())
         return conn
+
+    def _connect_read_only(self, st: os.stat_result, refused: StoreWriteError) -> sqlite3.Connection:
+        """Read a store that SQLite cannot open as usual because its directory is read-only.
+
+        A WAL database is normally read through a ``-shm`` file created beside
+        it. Without a ``-wal`` file the database file alone holds every
+        committed change, so it is read as immutable, which needs no ``-shm``.
+        With one, the log must be read through the ``-shm`` of the process
+        writing it, read-only. Otherwise ``refused`` (the first error) is raised.
+        """
+        logged = self._log_size() > 0
+        uri = Path(self.file_path).absolute().as_uri() + ("?mode=ro" if logged else "?mode=ro&immutable=1")
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=self.lock_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error:
+            raise refused from None
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error:
+            conn.close()
+            raise refused from None
+        # A writer elsewhere (with the rights this process lacks) changes the file or starts a log: reconnect.
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, logged)
+        self._connection_box[0] = _Connection(conn, identity, os.getpid(), read_only=True)
+        return conn
+
+    def _log_size(self) -> int:
+        try:
+            return os.path.getsize(self.file_path + "-wal")
+        except OSError:
+            return 0
 
     def _forget_connection(self) -> None:
         self._cache = None
