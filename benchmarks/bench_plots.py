@@ -99,6 +99,34 @@ def stages(frame: pd.DataFrame, max_points: int, repeats: int) -> dict[str, floa
     return out
 
 
+def bare_figure(lines: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]) -> int:
+    """The least a matplotlib figure of these lines can do: one Axes per metric, ``ax.plot`` per line, one legend."""
+    from matplotlib.figure import Figure
+
+    metrics = sorted({metric for metric, _ in lines})
+    figure = Figure(figsize=FIGSIZE)
+    axes = dict(zip(metrics, figure.subplots(1, len(metrics), squeeze=False)[0], strict=True))
+    for (metric, agent), (x, y) in lines.items():
+        axes[metric].plot(x, y, label=agent)
+    axes[metrics[0]].legend(loc="upper right")  # a fixed place: "best" would search every point of every line
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    return len(buffer.getvalue())
+
+
+def floor(frame: pd.DataFrame, max_points: int, repeats: int) -> tuple[float, float, float]:
+    """Bare figures: the lines decimated beforehand (not timed), 2-point lines (next to no data), the raw lines."""
+    raw = dict(_select(frame, None, None)[0])  # keys: (metric, agent)
+    decimated = {key: decimate_minmax(x, y, max_points) for key, (x, y) in raw.items()}
+    stubs = {key: (x[:2], y[:2]) for key, (x, y) in raw.items()}
+    bare_figure(decimated)
+    return (
+        best_of(repeats, lambda: bare_figure(decimated)),
+        best_of(repeats, lambda: bare_figure(stubs)),
+        best_of(max(2, repeats // 2), lambda: bare_figure(raw)),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=10)
@@ -147,6 +175,16 @@ def main() -> None:
         f"(vs raw with path.simplify off: {large_s / raw_unsimplified_s:.3f}x; "
         f"a figure's fixed cost is the small case, {small_s:.3f} s = {small_s / raw_s:.2f}x raw)"
     )
+    floor_decimated, floor_stubs, floor_raw = floor(large, 2000, args.repeats)
+    print(
+        "\nthe floor: a bare matplotlib figure of the large case's lines (no layout engine, no titles, one "
+        "legend), decimated beforehand (decimation not timed) vs raw:\n"
+    )
+    print("| bare figure | plot + save s | decimated / raw |")
+    print("|---|---:|---:|")
+    print(f"| 20 lines decimated to 2,000 points | {floor_decimated:.3f} | {floor_decimated / floor_raw:.3f}x |")
+    print(f"| 20 lines of 2 points (next to no data) | {floor_stubs:.3f} | {floor_stubs / floor_raw:.3f}x |")
+    print(f"| 20 raw lines of {args.large:,} points | {floor_raw:.3f} | 1.000x |")
     print("\nwhere the large case's time goes:\n")
     print("| stage | s |")
     print("|---|---:|")
