@@ -642,3 +642,31 @@ def test_a_read_only_directory_is_read_while_a_writer_with_rights_appends(tmp_pa
             errors = reader.stderr.read()
         assert reader.wait(timeout=60) == 0, errors
     assert sorted(os.listdir(directory)) == ["run.db"]
+
+
+def test_a_damaged_store_in_a_read_only_directory_is_reported_as_damaged(tmp_path: Path) -> None:
+    directory = tmp_path / "shared"
+    directory.mkdir()
+    path = directory / "run.db"
+    writer = CrewTrainingHandler(path)
+    writer.save(make_metrics_data(agents=("planner",), iterations=3))
+    writer.close()
+    damaged = bytearray(path.read_bytes())
+    damaged[100:4096] = bytes(len(damaged[100:4096]))  # the header (in WAL mode) stays; the schema page is gone
+    path.write_bytes(bytes(damaged))
+    os.chmod(path, 0o644)
+    os.chmod(directory, 0o555)
+    try:
+        result = subprocess.run(
+            as_unprivileged([sys.executable, "-c", READER_SCRIPT, str(path)]),
+            input="load\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.chmod(directory, 0o755)
+    assert result.returncode == 0, result.stderr[-2000:]
+    error = json.loads(result.stdout)["error"]
+    assert error.startswith("CorruptStoreError") and str(path) in error, error
+    assert sorted(os.listdir(directory)) == ["run.db"]

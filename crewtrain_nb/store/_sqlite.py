@@ -737,8 +737,11 @@ class SQLiteHandler(CrewTrainingHandler):
             raise refused from None
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             conn.close()
+            failure = self._error(exc, "read")
+            if isinstance(failure, CorruptStoreError):  # a damaged file, whatever its directory
+                raise failure from exc
             raise refused from None
         # A writer elsewhere (with the rights this process lacks) changes the file or starts a log: reconnect.
         identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, logged)
