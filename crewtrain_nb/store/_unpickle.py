@@ -13,7 +13,10 @@ input (a short element list is read out of bounds, an object field overlapping
 an int field forges pointers; both crash the interpreter). A pickle that names
 numpy is therefore loaded by a slower, pure-Python unpickler that checks every
 numpy construction and ``BUILD`` before numpy sees it; pickles without numpy
-keep the fast C unpickler.
+keep the fast C unpickler. So do pickles whose numpy content is scalars only
+(``np.float64`` metrics, the common case): their dtypes and scalars are built
+by the same checks, through stand-ins the C unpickler calls, and anything else
+sends the load to the checked unpickler (see :class:`_FastNumpy`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import io
 import math
 import pickle
 import re
+import sys
 import types
 import uuid
 from collections.abc import Callable
@@ -197,12 +201,20 @@ class _NeedsChecks(Exception):
 class _RestrictedUnpickler(pickle.Unpickler):
     """The fast (C) unpickler: only :data:`ALLOWED_GLOBALS`, and only those safe to call with any arguments."""
 
-    def __init__(self, file: io.BytesIO, *, path: str) -> None:
+    def __init__(self, file: io.BytesIO, *, path: str, payload_size: int = 0) -> None:
         super().__init__(file)
         self._path = path
+        self._payload_size = payload_size
+        #: The numpy stand-ins of this load, made when the pickle first names numpy's dtype or scalar.
+        self.numpy: _FastNumpy | None = None
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
         key = (_PY2_MODULES.get(module, module), name)
+        role = _FAST_NUMPY.get(key)
+        if role is not None and importlib.util.find_spec("numpy") is not None:
+            if self.numpy is None:
+                self.numpy = _FastNumpy(self._payload_size)
+            return self.numpy.stand_in(role)
         if key in _CHECKED_GLOBALS:
             raise _NeedsChecks
         found = _PLAIN_TYPES.get(key) or _SPECIAL.get(key)
@@ -397,6 +409,107 @@ class _NumpyChecks:
         if count * checked.itemsize > self.budget:
             raise _Refused("numpy.ndarray", "a numpy array far larger than the file could describe")
         array.__setstate__((1, shape, checked, fortran, data))
+
+
+#: The numpy globals of scalar-only pickles, which the C unpickler may call through :class:`_FastNumpy`.
+_FAST_NUMPY: dict[tuple[str, str], str] = {("numpy", "dtype"): "dtype"}
+for _core in ("numpy.core", "numpy._core"):
+    _FAST_NUMPY[(f"{_core}.multiarray", "scalar")] = "scalar"
+
+
+class _StandIn:
+    """What the C unpickler gets for an allowed numpy global: calls go to the checks; ``BUILD`` on it is refused."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Callable[..., Any]) -> None:
+        self._call = call
+
+    def __call__(self, *args: Any) -> Any:
+        return self._call(*args)
+
+    def __setstate__(self, state: Any) -> None:
+        raise _NeedsChecks  # BUILD on a global: the checked unpickler refuses it, naming it
+
+
+class _PendingDtype:
+    """A dtype numpy's pickles build in two steps, ``dtype(code, align, True)`` then ``BUILD``.
+
+    The C unpickler holds this in its place; ``BUILD`` (its ``__setstate__``)
+    checks the state and builds the dtype with numpy's own constructor, as
+    :meth:`_NumpyChecks.dtype_from_state` does for the checked unpickler. Only
+    plain dtypes: a structured or subarray state goes to the checked unpickler.
+    """
+
+    __slots__ = ("_checks", "_template", "built")
+
+    def __init__(self, checks: _NumpyChecks, template: Any) -> None:
+        self._checks = checks
+        self._template = template
+        self.built: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        if self.built is not None or type(state) is not tuple or len(state) not in (8, 9):
+            raise _NeedsChecks
+        if state[2] is not None or state[3] is not None:  # subarray, field names
+            raise _NeedsChecks
+        try:
+            self.built = self._checks.dtype_from_state(self._template, state)
+        except _Refused:
+            raise _NeedsChecks from None
+
+
+class _FastNumpy:
+    """numpy scalars for the C unpickler, built by :class:`_NumpyChecks`; anything else raises :class:`_NeedsChecks`.
+
+    numpy pickles a scalar as ``scalar(dtype, raw bytes)``, its dtype as
+    ``dtype(code, align, True)`` filled by ``BUILD``: two calls the C
+    unpickler makes through :class:`_StandIn`, one ``BUILD`` it makes on a
+    :class:`_PendingDtype`. What numpy's pickles do not do, or what the checks
+    refuse, loads again with the checked unpickler, which then decides (and
+    names what it refuses). Neither a stand-in nor a dtype placeholder may end
+    up in the loaded data (a pickle of a bare dtype or global): :meth:`kept` tells.
+    """
+
+    def __init__(self, payload_size: int) -> None:
+        self._checks = _NumpyChecks(payload_size)
+        #: Every stand-in and placeholder this load made.
+        self._made: list[_StandIn | _PendingDtype] = []
+
+    def stand_in(self, role: str) -> _StandIn:
+        made = _StandIn(getattr(self, role))
+        self._made.append(made)
+        return made
+
+    def dtype(self, *args: Any) -> _PendingDtype:
+        try:
+            template = self._checks.dtype(*args)
+        except (_Refused, TypeError):
+            raise _NeedsChecks from None
+        self._checks.unfilled.pop(id(template), None)  # filled by _PendingDtype, never by a BUILD of numpy's
+        pending = _PendingDtype(self._checks, template)
+        self._made.append(pending)
+        return pending
+
+    def scalar(self, *args: Any) -> Any:
+        if len(args) != 2 or type(args[0]) is not _PendingDtype or args[0].built is None:
+            raise _NeedsChecks
+        try:
+            return self._checks.scalar(args[0].built, args[1])
+        except _Refused:
+            raise _NeedsChecks from None
+
+    def kept(self, unpickler: pickle.Unpickler) -> bool:
+        """Whether the loaded data may hold a stand-in or a placeholder (call once the load is done)."""
+        if not _EXACT_REFCOUNTS:
+            return True
+        unpickler.memo.clear()  # the memo's references are the only others a finished load leaves
+        # CPython counts references exactly: the list's, this loop's name and getrefcount's argument.
+        return any(sys.getrefcount(made) > 3 for made in self._made)
+
+
+#: Whether ``sys.getrefcount`` is exact (not on free-threaded CPython, which defers some counts).
+_EXACT_REFCOUNTS: bool = getattr(sys, "_is_gil_enabled", lambda: True)()
 
 
 class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
@@ -598,10 +711,25 @@ def safe_loads(data: bytes, *, path: str) -> Any:
     CorruptStoreError
         The bytes are not a complete pickle.
     """
+    made: list[_RestrictedUnpickler] = []
+
+    def fast(buffer: io.BytesIO) -> _RestrictedUnpickler:
+        made.append(_RestrictedUnpickler(buffer, path=path, payload_size=len(data)))
+        return made[0]
+
     try:
-        return _load(data, path, lambda buffer: _RestrictedUnpickler(buffer, path=path), safe=True)
+        loaded = _load(data, path, fast, safe=True)
     except _NeedsChecks:
         pass
+    except StoreError:
+        if made[0].numpy is None:
+            raise
+        # Failed past a numpy stand-in: the checked unpickler says what is wrong, in numpy's terms.
+    else:
+        numpy = made[0].numpy
+        if numpy is None or not numpy.kept(made[0]):
+            return loaded
+        del loaded
     return _load(data, path, lambda buffer: _CheckedUnpickler(buffer, path=path, payload_size=len(data)), safe=True)
 
 
