@@ -312,6 +312,51 @@ def test_numpy_scalars_load_with_the_c_unpickler(checked_loads: list[int], proto
                 assert type(loaded[agent][step][key]) is type(value) and loaded[agent][step][key] == value
 
 
+def plain_array_layouts() -> dict[str, Any]:
+    """Arrays of every plain (not object, not structured) layout numpy pickles."""
+    shared = np.arange(4, dtype=np.int16)
+    return {
+        "float": np.linspace(0, 1, 5),
+        "big-endian": np.arange(4, dtype=">i4"),
+        "datetime 10ns": np.array(["2020-01-01"], dtype="M8[10ns]"),
+        "timedelta s": np.array([1], dtype="m8[s]"),
+        "fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)),
+        "strided": np.arange(10)[::2],
+        "unicode": np.array(["ab", "c"]),
+        "bytes": np.array([b"x"]),
+        "complex": np.arange(3) + 1j,
+        "void": np.zeros(2, dtype="V5"),
+        "bool": np.array([True, False]),
+        "empty 2-d": np.zeros((0, 3)),
+        "0-d": np.array(2.5),
+        "in a list": [np.arange(2), {"nested": np.ones((2, 2), dtype=np.float32)}],
+        "shared": [shared, shared],
+    }
+
+
+@pytest.mark.parametrize("protocol", [3, 4, 5])
+def test_plain_arrays_load_with_the_c_unpickler(checked_loads: list[int], protocol: int) -> None:
+    from crewtrain_nb.store import safe_loads
+
+    blob = pickle.dumps(plain_array_layouts(), protocol=protocol)
+    loaded, reference = safe_loads(blob, path="arrays.pkl"), pickle.loads(blob)
+    assert checked_loads == []  # filled through fill_array's checks, put in place of the C unpickler's placeholders
+
+    def assert_same(got: Any, expected: Any) -> None:
+        if isinstance(expected, (dict, list)):
+            assert type(got) is type(expected) and len(got) == len(expected)
+            items = (got.values(), expected.values()) if isinstance(expected, dict) else (got, expected)
+            for got_item, expected_item in zip(*items, strict=True):
+                assert_same(got_item, expected_item)
+        else:
+            assert type(got) is np.ndarray and got.dtype == expected.dtype
+            assert got.shape == expected.shape and got.strides == expected.strides
+            assert got.tobytes() == expected.tobytes() and got.flags.writeable
+
+    assert_same(loaded, reference)
+    assert loaded["shared"][0] is loaded["shared"][1]  # one array, as in the file's memo
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -319,6 +364,9 @@ def test_numpy_scalars_load_with_the_c_unpickler(checked_loads: list[int], proto
         pytest.param({"loss": np.float64(0.5), "dtype": np.dtype(">i4")}, id="a dtype beside a scalar"),
         pytest.param([np.float64(1.0), np.dtype("f8"), np.dtype("f8")], id="a dtype shared"),
         pytest.param({"point": np.zeros(1, dtype=[("x", "f8"), ("y", "i4")])[0]}, id="a structured scalar"),
+        pytest.param({"pair": (np.arange(3.0), 1)}, id="an array in a tuple"),
+        pytest.param({"objects": np.array([1, "x", None], dtype=object)}, id="an array of objects"),
+        pytest.param({"rows": np.zeros(2, dtype=[("x", "f8"), ("y", "i4")])}, id="a structured array"),
     ],
 )
 def test_numpy_the_c_unpickler_does_not_build_loads_with_the_checks(checked_loads: list[int], value: Any) -> None:
@@ -329,11 +377,14 @@ def test_numpy_the_c_unpickler_does_not_build_loads_with_the_checks(checked_load
     assert checked_loads == [1]  # the C unpickler's dtype placeholder was kept in the data, or the dtype is not plain
 
     def assert_same(got: Any, expected: Any) -> None:  # real numpy objects, equal to what was saved
-        if isinstance(expected, (dict, list)):
+        if isinstance(expected, (dict, list, tuple)):
             assert type(got) is type(expected) and len(got) == len(expected)
             items = (got.values(), expected.values()) if isinstance(expected, dict) else (got, expected)
             for got_item, expected_item in zip(*items, strict=True):
                 assert_same(got_item, expected_item)
+        elif isinstance(expected, np.ndarray):
+            assert type(got) is np.ndarray and got.dtype == expected.dtype
+            assert pickle.dumps(got, protocol=4) == pickle.dumps(expected, protocol=4)
         else:
             assert type(got) is type(expected) and got == expected
 
@@ -371,14 +422,43 @@ def numpy_scalar_variants() -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("name", list(numpy_scalar_variants()))
-def test_crafted_numpy_scalars_meet_the_same_checks_on_the_fast_path(name: str) -> None:
+def numpy_array_variants() -> dict[str, bytes]:
+    """``np.arange(2.0)`` pickled (protocol 3), and crafted variants of it."""
+    blob = pickle.dumps(np.arange(2.0), protocol=3)
+    template = b"K\x00\x85q\x02C\x01bq\x03\x87"
+    dtype_state = b"(K\x03X\x01\x00\x00\x00<q\x0bNNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tq\x0cb"
+    data = b"C\x10" + bytes(8) + b"\x00\x00\x00\x00\x00\x00\xf0?"
+    state = blob[blob.index(b"Rq\x05") + 3 : -1]  # (1, (2,), dtype, False, data) BUILD
+    assert template in blob and dtype_state in blob and data in blob and state.endswith(b"b")
+    return {
+        "as numpy writes it": blob,
+        "a template of another shape": blob.replace(b"K\x00\x85q\x02", b"K\x05\x85q\x02"),
+        "a template of another type code": blob.replace(b"C\x01bq\x03", b"C\x01cq\x03"),
+        "data shorter than the shape": blob.replace(data, b"C\x08" + bytes(8)),
+        "a shape far larger than the data": blob.replace(b"K\x01K\x02\x85", b"K\x01J\xff\xff\xff\x7f\x85"),
+        "an array filled twice": blob[:-1] + state + b".",
+        "an array never filled": blob[: blob.index(b"Rq\x05") + 3] + b".",
+        "a state of the wrong version": blob.replace(b"(K\x01K\x02", b"(K\x02K\x02"),
+        "a dtype left unfilled": blob.replace(dtype_state, b""),
+        "ndarray called directly": blob.replace(b"cnumpy._core.multiarray\n_reconstruct\nq\x00", b"").replace(
+            b"q\x01K\x00\x85q\x02C\x01bq\x03\x87q\x04R", b"q\x01K\x00\x85q\x02\x85q\x04R"
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    ("variants", "name"),
+    [(numpy_scalar_variants, name) for name in numpy_scalar_variants()]
+    + [(numpy_array_variants, name) for name in numpy_array_variants()],
+    ids=lambda value: value if isinstance(value, str) else value.__name__.removeprefix("numpy_"),
+)
+def test_crafted_numpy_meets_the_same_checks_on_the_fast_path(variants: Any, name: str) -> None:
     # The C unpickler's numpy stand-ins refuse nothing themselves: whatever they do not build as numpy would,
     # goes to the checked unpickler, so each outcome is exactly the checked unpickler's.
     from crewtrain_nb.store import safe_loads
     from crewtrain_nb.store._unpickle import _CheckedUnpickler, _load
 
-    data = numpy_scalar_variants()[name]
+    data = variants()[name]
 
     def outcome(load: Any) -> str:
         try:
@@ -390,13 +470,14 @@ def test_crafted_numpy_scalars_meet_the_same_checks_on_the_fast_path(name: str) 
         lambda: _load(data, "v.pkl", lambda b: _CheckedUnpickler(b, path="v.pkl", payload_size=len(data)), safe=True)
     )
     assert outcome(lambda: safe_loads(data, path="v.pkl")) == checked
-    if name in ("as numpy writes it", "a dtype left unfilled"):  # a dtype from numpy's constructor is whole
-        assert checked == "np.float64(0.5)"
+    if name in ("as numpy writes it", "a dtype left unfilled", "an array never filled"):
+        assert "Error" not in checked  # numpy's constructors made whole objects: an empty array, a plain dtype
     else:
         assert "Error" in checked  # every other variant is refused, one way or the other
 
 
-def test_mutated_numpy_scalar_pickles_load_only_what_the_checks_accept() -> None:
+@pytest.mark.parametrize("content", ["scalars", "arrays"])
+def test_mutated_numpy_pickles_load_only_what_the_checks_accept(content: str) -> None:
     # Differential: nothing the fast path (C unpickler + numpy stand-ins) accepts is refused by the pure-Python
     # checked unpickler, and where both read the bytes they build the same value. (The two parsers differ on
     # some malformed framing, which the C one reads and the Python one calls corrupt: a parsing difference of
@@ -417,7 +498,8 @@ def test_mutated_numpy_scalar_pickles_load_only_what_the_checks_accept() -> None
         except Exception:  # noqa: BLE001 - malformed after the change: genops stops where the loaders will
             return False
 
-    base = pickle.dumps(numpy_scalar_records(2), protocol=4)
+    records = numpy_scalar_records(2) if content == "scalars" else plain_array_layouts()
+    base = pickle.dumps(records, protocol=4)
     rng = random.Random(2025)
     compared = refused = 0
     for _ in range(3000):
@@ -427,7 +509,7 @@ def test_mutated_numpy_scalar_pickles_load_only_what_the_checks_accept() -> None
         if huge_memo_index(bytes(data)):
             continue
         try:
-            fast = repr(safe_loads(bytes(data), path="m.pkl"))
+            fast = fingerprint(safe_loads(bytes(data), path="m.pkl"))
         except StoreError:
             refused += 1
             continue
@@ -441,8 +523,20 @@ def test_mutated_numpy_scalar_pickles_load_only_what_the_checks_accept() -> None
         except CorruptStoreError:
             continue  # the Python parser stops earlier on this framing; it refused nothing
         compared += 1
-        assert repr(checked) == fast, bytes(data).hex()
+        assert fingerprint(checked) == fast, bytes(data).hex()
     assert compared > 300 and refused > 300  # both outcomes are well represented
+
+
+def fingerprint(value: Any) -> Any:
+    """What a loaded value is, down to the bytes of its arrays and scalars (repr cannot show every array)."""
+    if isinstance(value, dict):
+        return {key: fingerprint(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__, [fingerprint(item) for item in value]
+    if isinstance(value, (np.ndarray, np.generic)):
+        return type(value).__name__, value.dtype.str, value.shape, np.asarray(value).strides, value.tobytes()
+    return repr(value)
+
 
 class Exploit:
     """Unpickling this calls ``func(*args)``: what a malicious file does."""

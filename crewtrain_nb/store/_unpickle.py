@@ -13,10 +13,11 @@ input (a short element list is read out of bounds, an object field overlapping
 an int field forges pointers; both crash the interpreter). A pickle that names
 numpy is therefore loaded by a slower, pure-Python unpickler that checks every
 numpy construction and ``BUILD`` before numpy sees it; pickles without numpy
-keep the fast C unpickler. So do pickles whose numpy content is scalars only
-(``np.float64`` metrics, the common case): their dtypes and scalars are built
-by the same checks, through stand-ins the C unpickler calls, and anything else
-sends the load to the checked unpickler (see :class:`_FastNumpy`).
+keep the fast C unpickler. So do pickles of numpy scalars and plain (not
+object, not structured) arrays: their dtypes, scalars and arrays are built by
+the same checks, through stand-ins the C unpickler calls and placeholders its
+``BUILD`` fills, and anything else sends the load to the checked unpickler
+(see :class:`_FastNumpy`).
 """
 
 from __future__ import annotations
@@ -412,18 +413,21 @@ class _NumpyChecks:
 
 
 #: The numpy globals of scalar-only pickles, which the C unpickler may call through :class:`_FastNumpy`.
-_FAST_NUMPY: dict[tuple[str, str], str] = {("numpy", "dtype"): "dtype"}
+_FAST_NUMPY: dict[tuple[str, str], str] = {("numpy", "dtype"): "dtype", ("numpy", "ndarray"): "ndarray"}
 for _core in ("numpy.core", "numpy._core"):
     _FAST_NUMPY[(f"{_core}.multiarray", "scalar")] = "scalar"
+    _FAST_NUMPY[(f"{_core}.multiarray", "_reconstruct")] = "reconstruct"
+    _FAST_NUMPY[(f"{_core}.numeric", "_frombuffer")] = "frombuffer"
 
 
 class _StandIn:
     """What the C unpickler gets for an allowed numpy global: calls go to the checks; ``BUILD`` on it is refused."""
 
-    __slots__ = ("_call",)
+    __slots__ = ("_call", "role")
 
-    def __init__(self, call: Callable[..., Any]) -> None:
+    def __init__(self, call: Callable[..., Any], role: str) -> None:
         self._call = call
+        self.role = role
 
     def __call__(self, *args: Any) -> Any:
         return self._call(*args)
@@ -459,27 +463,127 @@ class _PendingDtype:
             raise _NeedsChecks from None
 
 
-class _FastNumpy:
-    """numpy scalars for the C unpickler, built by :class:`_NumpyChecks`; anything else raises :class:`_NeedsChecks`.
+class _PendingArray:
+    """An array numpy's pickles build in two steps, ``_reconstruct(ndarray, (0,), b"b")`` then ``BUILD``.
 
-    numpy pickles a scalar as ``scalar(dtype, raw bytes)``, its dtype as
-    ``dtype(code, align, True)`` filled by ``BUILD``: two calls the C
-    unpickler makes through :class:`_StandIn`, one ``BUILD`` it makes on a
-    :class:`_PendingDtype`. What numpy's pickles do not do, or what the checks
-    refuse, loads again with the checked unpickler, which then decides (and
-    names what it refuses). Neither a stand-in nor a dtype placeholder may end
-    up in the loaded data (a pickle of a bare dtype or global): :meth:`kept` tells.
+    ``BUILD`` (its ``__setstate__``) fills a new empty array through
+    :meth:`_NumpyChecks.fill_array`, never numpy's ``__setstate__`` on
+    unchecked input; :meth:`_FastNumpy.finish` then puts the array where the
+    C unpickler put this. Arrays of objects go to the checked unpickler.
+    """
+
+    __slots__ = ("_checks", "built")
+
+    def __init__(self, checks: _NumpyChecks) -> None:
+        self._checks = checks
+        self.built: Any = None
+
+    def __setstate__(self, state: Any) -> None:
+        if self.built is not None or type(state) is not tuple or len(state) != 5:
+            raise _NeedsChecks
+        dtype = state[2]
+        if type(dtype) is _PendingDtype and dtype.built is not None:
+            dtype = dtype.built
+        if not isinstance(dtype, self._checks.np.dtype) or dtype.hasobject:
+            raise _NeedsChecks
+        empty = _resolve_numpy(("numpy._core.multiarray", "_reconstruct"))(  # type: ignore[operator]
+            self._checks.np.ndarray, (0,), b"b"
+        )
+        try:
+            self._checks.fill_array(empty, (*state[:2], dtype, *state[3:]))
+        except _Refused:
+            raise _NeedsChecks from None
+        self.built = empty
+
+
+class _GiveUp(Exception):
+    """A placeholder sits where :meth:`_FastNumpy.finish` does not replace it: load with the checked unpickler."""
+
+
+class _FastNumpy:
+    """numpy for the C unpickler, built by :class:`_NumpyChecks`; anything else raises :class:`_NeedsChecks`.
+
+    numpy pickles a scalar as ``scalar(dtype, raw bytes)``, a dtype as
+    ``dtype(code, align, True)`` filled by ``BUILD``, an array as
+    ``_reconstruct(ndarray, (0,), b"b")`` filled by ``BUILD``: calls the C
+    unpickler makes through :class:`_StandIn`, and ``BUILD`` on a
+    :class:`_PendingDtype` or :class:`_PendingArray`. What numpy's pickles do
+    not do, or what the checks refuse, loads again with the checked unpickler,
+    which then decides (and names what it refuses). Arrays are put in place of
+    their placeholders by :meth:`finish`; no stand-in or placeholder may stay
+    in the loaded data (a pickle of a bare dtype, say): :meth:`kept` tells.
     """
 
     def __init__(self, payload_size: int) -> None:
         self._checks = _NumpyChecks(payload_size)
         #: Every stand-in and placeholder this load made.
-        self._made: list[_StandIn | _PendingDtype] = []
+        self._made: list[_StandIn | _PendingDtype | _PendingArray] = []
+        self._arrays = False
 
     def stand_in(self, role: str) -> _StandIn:
-        made = _StandIn(getattr(self, role))
+        made = _StandIn(getattr(self, role), role)
         self._made.append(made)
         return made
+
+    def ndarray(self, *args: Any) -> Any:
+        raise _NeedsChecks  # numpy's pickles never call it; the checked unpickler refuses it
+
+    def frombuffer(self, *args: Any) -> Any:
+        """Protocol 5: ``_frombuffer(buffer, dtype, shape, order)``, no ``BUILD``."""
+        if len(args) != 4 or type(args[1]) is not _PendingDtype or args[1].built is None:
+            raise _NeedsChecks
+        try:
+            return self._checks.frombuffer(args[0], args[1].built, args[2], args[3])
+        except _Refused:
+            raise _NeedsChecks from None
+
+    def reconstruct(self, *args: Any) -> _PendingArray:
+        if len(args) != 3 or type(args[0]) is not _StandIn or args[0].role != "ndarray":
+            raise _NeedsChecks
+        if type(args[1]) is not tuple or args[1] != (0,) or type(args[2]) is not bytes or args[2] != b"b":
+            raise _NeedsChecks
+        pending = _PendingArray(self._checks)
+        self._made.append(pending)
+        self._arrays = True
+        return pending
+
+    def finish(self, loaded: Any) -> Any:
+        """``loaded`` with each array placeholder replaced by its array; raises :class:`_GiveUp` where it cannot.
+
+        Dicts and lists are this load's own, new objects: their items are
+        replaced in place. A placeholder in a tuple, set, dict key or any other
+        object is not looked for: :meth:`kept` then finds it still referenced.
+        """
+        if not self._arrays:
+            return loaded
+        seen: set[int] = set()
+
+        def swap(value: Any) -> Any:
+            kind = type(value)
+            if kind is _PendingArray:
+                if value.built is None:
+                    raise _GiveUp
+                return value.built
+            if kind is dict or kind is collections.OrderedDict:
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    for key, item in list(value.items()):
+                        new = swap(item)
+                        if new is not item:
+                            value[key] = new
+            elif kind is list:
+                if id(value) not in seen:
+                    seen.add(id(value))
+                    for index, item in enumerate(value):
+                        new = swap(item)
+                        if new is not item:
+                            value[index] = new
+            return value
+
+        try:
+            return swap(loaded)
+        except RecursionError:
+            raise _GiveUp from None
 
     def dtype(self, *args: Any) -> _PendingDtype:
         try:
@@ -727,8 +831,15 @@ def safe_loads(data: bytes, *, path: str) -> Any:
         # Failed past a numpy stand-in: the checked unpickler says what is wrong, in numpy's terms.
     else:
         numpy = made[0].numpy
-        if numpy is None or not numpy.kept(made[0]):
+        if numpy is None:
             return loaded
+        try:
+            loaded = numpy.finish(loaded)
+        except _GiveUp:
+            pass
+        else:
+            if not numpy.kept(made[0]):
+                return loaded
         del loaded
     return _load(data, path, lambda buffer: _CheckedUnpickler(buffer, path=path, payload_size=len(data)), safe=True)
 
