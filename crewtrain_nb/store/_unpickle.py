@@ -412,7 +412,7 @@ class _NumpyChecks:
         array.__setstate__((1, shape, checked, fortran, data))
 
 
-#: The numpy globals of scalar-only pickles, which the C unpickler may call through :class:`_FastNumpy`.
+#: The numpy globals numpy's own pickles name, which the C unpickler may call through :class:`_FastNumpy`.
 _FAST_NUMPY: dict[tuple[str, str], str] = {("numpy", "dtype"): "dtype", ("numpy", "ndarray"): "ndarray"}
 for _core in ("numpy.core", "numpy._core"):
     _FAST_NUMPY[(f"{_core}.multiarray", "scalar")] = "scalar"
