@@ -608,8 +608,11 @@ class _FastNumpy:
         if not _EXACT_REFCOUNTS:
             return True
         unpickler.memo.clear()  # the memo's references are the only others a finished load leaves
-        # CPython counts references exactly: the list's, this loop's name and getrefcount's argument.
-        return any(sys.getrefcount(made) > 3 for made in self._made)
+        # CPython counts references exactly. What this very expression adds (the list's, the loop's, the
+        # argument's; fewer where the interpreter borrows) is measured on an object nothing else holds.
+        unheld = [object()]
+        baseline = max(sys.getrefcount(made) for made in unheld)
+        return any(sys.getrefcount(made) > baseline for made in self._made)
 
 
 #: Whether ``sys.getrefcount`` is exact (not on free-threaded CPython, which defers some counts).
