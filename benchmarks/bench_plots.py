@@ -99,8 +99,13 @@ def stages(frame: pd.DataFrame, max_points: int, repeats: int) -> dict[str, floa
     return out
 
 
-def bare_figure(lines: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]) -> int:
+def bare_figure(lines: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], *, simplify: bool = True) -> int:
     """The least a matplotlib figure of these lines can do: one Axes per metric, ``ax.plot`` per line, one legend."""
+    with matplotlib.rc_context({"path.simplify": simplify}):
+        return _bare_figure(lines)
+
+
+def _bare_figure(lines: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]) -> int:
     from matplotlib.figure import Figure
 
     metrics = sorted({metric for metric, _ in lines})
@@ -114,8 +119,8 @@ def bare_figure(lines: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]) -> 
     return len(buffer.getvalue())
 
 
-def floor(frame: pd.DataFrame, max_points: int, repeats: int) -> tuple[float, float, float]:
-    """Bare figures: the lines decimated beforehand (not timed), 2-point lines (next to no data), the raw lines."""
+def floor(frame: pd.DataFrame, max_points: int, repeats: int) -> tuple[float, float, float, float]:
+    """Bare figures: lines decimated beforehand (not timed), 2-point lines, raw lines, raw without simplification."""
     raw = dict(_select(frame, None, None)[0])  # keys: (metric, agent)
     decimated = {key: decimate_minmax(x, y, max_points) for key, (x, y) in raw.items()}
     stubs = {key: (x[:2], y[:2]) for key, (x, y) in raw.items()}
@@ -124,6 +129,7 @@ def floor(frame: pd.DataFrame, max_points: int, repeats: int) -> tuple[float, fl
         best_of(repeats, lambda: bare_figure(decimated)),
         best_of(repeats, lambda: bare_figure(stubs)),
         best_of(max(2, repeats // 2), lambda: bare_figure(raw)),
+        best_of(max(2, repeats // 2), lambda: bare_figure(raw, simplify=False)),
     )
 
 
@@ -175,7 +181,7 @@ def main() -> None:
         f"(vs raw with path.simplify off: {large_s / raw_unsimplified_s:.3f}x; "
         f"a figure's fixed cost is the small case, {small_s:.3f} s = {small_s / raw_s:.2f}x raw)"
     )
-    floor_decimated, floor_stubs, floor_raw = floor(large, 2000, args.repeats)
+    floor_decimated, floor_stubs, floor_raw, floor_unsimplified = floor(large, 2000, args.repeats)
     print(
         "\nthe floor: a bare matplotlib figure of the large case's lines (no layout engine, no titles, one "
         "legend), decimated beforehand (decimation not timed) vs raw:\n"
@@ -185,6 +191,10 @@ def main() -> None:
     print(f"| 20 lines decimated to 2,000 points | {floor_decimated:.3f} | {floor_decimated / floor_raw:.3f}x |")
     print(f"| 20 lines of 2 points (next to no data) | {floor_stubs:.3f} | {floor_stubs / floor_raw:.3f}x |")
     print(f"| 20 raw lines of {args.large:,} points | {floor_raw:.3f} | 1.000x |")
+    print(
+        f"| 20 raw lines, path.simplify off | {floor_unsimplified:.3f} | {floor_unsimplified / floor_raw:.3f}x "
+        f"(decimated / this: {floor_decimated / floor_unsimplified:.3f}x) |"
+    )
     print("\nwhere the large case's time goes:\n")
     print("| stage | s |")
     print("|---|---:|")
