@@ -602,15 +602,21 @@ for line in sys.stdin:
 """
 
 
-def test_a_read_only_directory_is_read_while_a_writer_with_rights_appends(tmp_path: Path) -> None:
-    # A reader without write rights to the directory (a shared or mounted run directory) reads the store
-    # while its owner keeps appending: first the file alone (no log yet), then through the writer's log.
-    directory = tmp_path / "shared"
+def closed_store_in(directory: Path) -> Path:
+    """``directory/run.db``: one agent, iterations 0-2, its writer closed (which removes -wal and -shm)."""
     directory.mkdir()
     path = directory / "run.db"
     writer = CrewTrainingHandler(path)
     writer.save(make_metrics_data(agents=("planner",), iterations=3))
-    writer.close()  # the last connection removes -wal and -shm: the reader starts on the file alone
+    writer.close()
+    return path
+
+
+def test_a_read_only_directory_is_read_while_a_writer_with_rights_appends(tmp_path: Path) -> None:
+    # A reader without write rights to the directory (a shared or mounted run directory) reads the store
+    # while its owner keeps appending: first the file alone (no log yet), then through the writer's log.
+    directory = tmp_path / "shared"
+    path = closed_store_in(directory)
     os.chmod(path, 0o644)
     os.chmod(directory, 0o555)
     command = as_unprivileged([sys.executable, "-c", READER_SCRIPT, str(path)])
@@ -646,11 +652,7 @@ def test_a_read_only_directory_is_read_while_a_writer_with_rights_appends(tmp_pa
 
 def test_a_damaged_store_in_a_read_only_directory_is_reported_as_damaged(tmp_path: Path) -> None:
     directory = tmp_path / "shared"
-    directory.mkdir()
-    path = directory / "run.db"
-    writer = CrewTrainingHandler(path)
-    writer.save(make_metrics_data(agents=("planner",), iterations=3))
-    writer.close()
+    path = closed_store_in(directory)
     damaged = bytearray(path.read_bytes())
     damaged[100:4096] = bytes(len(damaged[100:4096]))  # the header (in WAL mode) stays; the schema page is gone
     path.write_bytes(bytes(damaged))
