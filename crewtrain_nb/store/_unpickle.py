@@ -463,6 +463,13 @@ class _PendingDtype:
             raise _NeedsChecks from None
 
 
+def _filled_dtype(value: Any) -> Any:
+    """The dtype a filled :class:`_PendingDtype` built; anything else is for the checked unpickler to judge."""
+    if type(value) is not _PendingDtype or value.built is None:
+        raise _NeedsChecks
+    return value.built
+
+
 class _PendingArray:
     """An array numpy's pickles build in two steps, ``_reconstruct(ndarray, (0,), b"b")`` then ``BUILD``.
 
@@ -481,10 +488,8 @@ class _PendingArray:
     def __setstate__(self, state: Any) -> None:
         if self.built is not None or type(state) is not tuple or len(state) != 5:
             raise _NeedsChecks
-        dtype = state[2]
-        if type(dtype) is _PendingDtype and dtype.built is not None:
-            dtype = dtype.built
-        if not isinstance(dtype, self._checks.np.dtype) or dtype.hasobject:
+        dtype = _filled_dtype(state[2])
+        if dtype.hasobject:
             raise _NeedsChecks
         empty = _resolve_numpy(("numpy._core.multiarray", "_reconstruct"))(  # type: ignore[operator]
             self._checks.np.ndarray, (0,), b"b"
@@ -530,10 +535,10 @@ class _FastNumpy:
 
     def frombuffer(self, *args: Any) -> Any:
         """Protocol 5: ``_frombuffer(buffer, dtype, shape, order)``, no ``BUILD``."""
-        if len(args) != 4 or type(args[1]) is not _PendingDtype or args[1].built is None:
+        if len(args) != 4:
             raise _NeedsChecks
         try:
-            return self._checks.frombuffer(args[0], args[1].built, args[2], args[3])
+            return self._checks.frombuffer(args[0], _filled_dtype(args[1]), args[2], args[3])
         except _Refused:
             raise _NeedsChecks from None
 
@@ -596,10 +601,10 @@ class _FastNumpy:
         return pending
 
     def scalar(self, *args: Any) -> Any:
-        if len(args) != 2 or type(args[0]) is not _PendingDtype or args[0].built is None:
+        if len(args) != 2:
             raise _NeedsChecks
         try:
-            return self._checks.scalar(args[0].built, args[1])
+            return self._checks.scalar(_filled_dtype(args[0]), args[1])
         except _Refused:
             raise _NeedsChecks from None
 
