@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import time
-from collections.abc import Callable
 
 import matplotlib
 
@@ -34,6 +32,7 @@ matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from timing import best_of  # noqa: E402
 
 from crewtrain_nb import plot_metrics  # noqa: E402
 from crewtrain_nb.plots import _select, decimate_minmax  # noqa: E402
@@ -68,15 +67,6 @@ def draw_and_save(frame: pd.DataFrame, max_points: int | None, *, simplify: bool
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=DPI)
     return len(buffer.getvalue())
-
-
-def best_of(repeats: int, call: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def stages(frame: pd.DataFrame, max_points: int, repeats: int) -> dict[str, float]:

@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import io
 import pickle
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from timing import best_of
 
 from crewtrain_nb.store._unpickle import _CheckedUnpickler, safe_loads
 
@@ -49,15 +48,6 @@ def make_store(records: int, kind: str, *, seed: int = 0) -> dict[str, dict[int,
             record = {"loss": float(loss), "accuracy": float(accuracy), "step": index, "weights": weights}
         store[f"agent-{index % AGENTS}"][index // AGENTS] = record
     return store
-
-
-def best_of(repeats: int, call: Callable[[], object]) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def checked_loads(data: bytes) -> Any:
