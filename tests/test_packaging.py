@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -24,8 +25,12 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
 
 @pytest.mark.slow
 def test_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> None:
+    # Built from a copy: setuptools leaves build/ and *.egg-info beside the sources it builds.
+    source = tmp_path / "source"
+    junk = shutil.ignore_patterns(".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", "demo-output")
+    shutil.copytree(ROOT, source, ignore=junk)
     dist = tmp_path / "dist"
-    run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, ROOT)
+    run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, source)
     wheels = sorted(dist.glob("crewtrain_nb-*-py3-none-any.whl"))
     assert len(wheels) == 1, list(dist.iterdir())
 
