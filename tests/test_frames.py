@@ -642,7 +642,7 @@ def imports_of(module_file: Path) -> tuple[set[str], set[str]]:
 def test_frames_imports_neither_matplotlib_nor_ipywidgets() -> None:
     absolute, local = imports_of(Path(frames_module.__file__))
     assert not {name for name in absolute if name.split(".")[0] in {"matplotlib", "ipywidgets"}}
-    assert local == {"crewai", "errors", "store"}  # and those import neither (tests/test_crewai.py, the store)
+    assert local == {"crewai", "errors", "store"}  # and those import neither (tests/test_crewai_files.py, the store)
     # And at run time, in a fresh interpreter: building frames loads neither.
     script = (
         "import sys\n"

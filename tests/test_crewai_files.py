@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crewtrain_nb import crewai
 from crewtrain_nb.crewai import (
     diff_words,
     feedback_status,
@@ -19,6 +20,7 @@ from crewtrain_nb.crewai import (
     similarity,
     text_of,
 )
+from crewtrain_nb.crewai import files as crewai_files
 from crewtrain_nb.demo import make_trained_agents_data
 
 from .test_frames import imports_of
@@ -89,6 +91,19 @@ def test_diff_words_marks_whole_words() -> None:
 
 
 def test_crewai_imports_no_pandas_matplotlib_or_ipywidgets() -> None:
-    absolute, local = imports_of(Path(crewai.__file__))
+    absolute, local = imports_of(Path(crewai_files.__file__))
     assert not {name for name in absolute if name.split(".")[0] in {"pandas", "matplotlib", "ipywidgets"}}
     assert local == set()
+
+
+def test_importing_crewtrain_nb_crewai_never_imports_crewai() -> None:
+    # A notebook's environment usually has no crewai, and a training process must not pay for a second import.
+    code = (
+        "import sys\n"
+        "import crewtrain_nb.crewai, crewtrain_nb.crewai.files\n"
+        "from crewtrain_nb.crewai import diff_words\n"
+        "loaded = sorted(name for name in sys.modules if name == 'crewai' or name.startswith(('crewai.', 'crewai_')))\n"
+        "print(loaded)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

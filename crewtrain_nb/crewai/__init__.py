@@ -1,0 +1,33 @@
+"""CrewAI: what its training files mean (pure logic), and, beside it, the integration with CrewAI itself.
+
+Importing this package never imports ``crewai``: :mod:`crewtrain_nb.crewai.files` is pure logic about the two
+files ``crewai train`` writes; code that drives CrewAI imports it only when called.
+"""
+
+from __future__ import annotations
+
+from .files import (
+    FEEDBACK_KEYS,
+    FEEDBACK_STATUSES,
+    TRAINED_KEYS,
+    FeedbackStatus,
+    diff_words,
+    feedback_status,
+    is_feedback_record,
+    is_trained_entry,
+    similarity,
+    text_of,
+)
+
+__all__ = [
+    "FEEDBACK_KEYS",
+    "FEEDBACK_STATUSES",
+    "TRAINED_KEYS",
+    "FeedbackStatus",
+    "diff_words",
+    "feedback_status",
+    "is_feedback_record",
+    "is_trained_entry",
+    "similarity",
+    "text_of",
+]
