@@ -232,7 +232,7 @@ def _check_sep(sep: Any) -> None:
 
 @dataclass
 class _Rows:
-    """The records of a store in row order: agents sorted, iterations ascending."""
+    """The records of a store in row order: agents in store order, iterations ascending."""
 
     names: list[str]
     counts: np.ndarray
@@ -250,19 +250,22 @@ class _Rows:
 
 
 def _select(store: OpenStore, agents: str | Iterable[str] | None) -> list[tuple[str, Any]]:
-    """``(name, key)`` of the agents to show, sorted by name."""
+    """``(name, key)`` of the agents to show, in store order.
+
+    Store order is the order agents appear in the file (CrewAI's task order; a
+    loaded dict's insertion order), whatever order ``agents`` names them in.
+    """
     named = {str(key): key for key in store.data}
     if agents is None:
-        chosen = list(named)
-    else:
-        wanted = [agents] if isinstance(agents, str) else list(agents)
-        missing = [name for name in wanted if name not in named]
-        if missing:
-            known = ", ".join(repr(name) for name in sorted(named)[:5]) or "none"
-            more = " ..." if len(named) > 5 else ""
-            raise ValueError(f"agents: no agent {missing[0]!r} in the store; its agents are {known}{more}")
-        chosen = list(dict.fromkeys(wanted))
-    return [(name, named[name]) for name in sorted(chosen)]
+        return list(named.items())
+    wanted = [agents] if isinstance(agents, str) else list(agents)
+    missing = [name for name in wanted if name not in named]
+    if missing:
+        known = ", ".join(repr(name) for name in list(named)[:5]) or "none"
+        more = " ..." if len(named) > 5 else ""
+        raise ValueError(f"agents: no agent {missing[0]!r} in the store; its agents are {known}{more}")
+    chosen = set(wanted)
+    return [(name, key) for name, key in named.items() if name in chosen]
 
 
 def _collect(store: OpenStore, agents: str | Iterable[str] | None) -> _Rows:
@@ -670,7 +673,8 @@ def to_frame(
     Returns
     -------
     pandas.DataFrame
-        Rows sorted by agent, then iteration in numeric order. A
+        Rows by agent in store order (the order agents appear in the file:
+        CrewAI's task order), then iteration in numeric order. A
         ``trained_agents_data``-shaped store gives one row per agent and no
         ``iteration`` column. ``attrs`` holds ``source`` (path or None),
         ``kind``, ``agents``, ``records`` and ``layout``.
@@ -774,7 +778,7 @@ def metrics_frame(
     -------
     pandas.DataFrame
         Columns ``agent`` (str), ``iteration`` (int64), ``metric`` (str),
-        ``value`` (float64), sorted by agent, metric, iteration. Numeric leaves
+        ``value`` (float64), sorted by agent (in store order), metric, iteration. Numeric leaves
         are ints, floats and numpy numbers; bools, text and None are left out.
 
     Raises
@@ -904,7 +908,7 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None) ->
         ``feedback_chars``, ``improved_chars`` (character counts, <NA> where
         missing) and ``similarity`` of initial and improved output (0-1, NaN
         without an improved output; see :func:`crewtrain_nb.crewai.similarity`).
-        Sorted by agent, then iteration; ``attrs`` counts each status.
+        Agents in store order, then iterations ascending; ``attrs`` counts each status.
 
     Examples
     --------
@@ -969,7 +973,7 @@ def trained_agents_frame(source: Any) -> pd.DataFrame:
     pandas.DataFrame
         ``agent`` (the role), ``quality`` (float64, NaN when missing),
         ``n_suggestions`` (int64), ``suggestions`` (a list of str; empty when
-        missing), ``final_summary`` (text, NaN when missing). Sorted by role.
+        missing), ``final_summary`` (text, NaN when missing). Roles in store order.
 
     Raises
     ------
@@ -981,7 +985,7 @@ def trained_agents_frame(source: Any) -> pd.DataFrame:
     >>> from crewtrain_nb.demo import make_trained_agents_data
     >>> frame = trained_agents_frame(make_trained_agents_data())
     >>> frame.agent.tolist()
-    ['Quality Reviewer', 'Senior Researcher', 'Technical Writer']
+    ['Senior Researcher', 'Technical Writer', 'Quality Reviewer']
     >>> bool((frame.n_suggestions == frame.suggestions.map(len)).all())
     True
     """

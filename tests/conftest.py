@@ -53,6 +53,39 @@ def metrics_store(tmp_path: Path, metrics_data: dict[str, Any]) -> CrewTrainingH
     return handler
 
 
+#: Agent ids in the order a store file holds them: not sorted, so a view that sorts shows it.
+STORE_ORDER = ("zeta", "alpha", "mid")
+
+
+@pytest.fixture
+def store_order() -> tuple[str, ...]:
+    """The agent order of the ``unsorted_*`` stores' files."""
+    return STORE_ORDER
+
+
+def _append_all(handler: CrewTrainingHandler, data: dict[str, Any]) -> CrewTrainingHandler:
+    with handler.batch():
+        for agent, records in data.items():
+            for iteration, record in records.items():
+                handler.append(iteration, agent, record)
+    return handler
+
+
+@pytest.fixture(params=["pkl", "db"])
+def unsorted_training_store(request: pytest.FixtureRequest, tmp_path: Path) -> CrewTrainingHandler:
+    """CrewAI training records of agents ``zeta``, ``alpha``, ``mid`` (in that order), as pickle and SQLite."""
+    entries = make_training_data(agents=len(STORE_ORDER), iterations=5, seed=3).values()
+    data = dict(zip(STORE_ORDER, entries, strict=True))
+    return _append_all(CrewTrainingHandler(tmp_path / f"training_data.{request.param}"), data)
+
+
+@pytest.fixture(params=["pkl", "db"])
+def unsorted_metrics_store(request: pytest.FixtureRequest, tmp_path: Path) -> CrewTrainingHandler:
+    """Metric logs of agents ``zeta``, ``alpha``, ``mid`` (in that order), as pickle and SQLite."""
+    data = make_metrics_data(agents=STORE_ORDER, iterations=6, weights=2, seed=3)
+    return _append_all(CrewTrainingHandler(tmp_path / f"metrics.{request.param}"), data)
+
+
 @pytest.fixture
 def sqlite_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Make reading a whole SQLite store fail the test; return the agents read one by one (``entry``)."""

@@ -50,10 +50,10 @@ def flatten(record: Any, prefix: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], 
 
 
 def reference_rows(data: Mapping[str, Any]) -> list[tuple[str, int, dict[str, Any]]]:
-    """Rows in (agent, iteration) order; leaves ordered like the wide columns (first appearance)."""
+    """Rows in (agent in store order, iteration) order; leaves ordered like the wide columns (first appearance)."""
     rows = [
         (agent, iteration, {".".join(map(str, path)): value for path, value in flatten(data[agent][iteration]).items()})
-        for agent in sorted(data)
+        for agent in data
         for iteration in sorted(data[agent])
     ]
     order = {name: rank for rank, name in enumerate(dict.fromkeys(name for _, _, leaves in rows for name in leaves))}
@@ -177,7 +177,7 @@ def test_iterations_sort_numerically_whatever_the_insertion_order(tmp_path: Path
     handler = CrewTrainingHandler(tmp_path / "m.pkl")
     handler.save(shuffled)
     frame = to_frame(tmp_path / "m.pkl")
-    assert frame["agent"].tolist() == ["a"] * 13 + ["b"] * 13
+    assert frame["agent"].tolist() == ["b"] * 13 + ["a"] * 13  # agents in store order
     assert frame["iteration"].tolist() == list(range(13)) * 2  # 10 after 9, not after 1
     check_wide(frame, shuffled)
 
@@ -261,7 +261,7 @@ def test_big_ints_and_mixed_types_stay_exact() -> None:
 def test_array_leaves_are_kept_as_copies_dropped_or_summarised(metrics_data: dict[str, Any]) -> None:
     before = deep_bytes(metrics_data)
     kept = to_frame(metrics_data)
-    first = metrics_data["coder"][0]["weights"]
+    first = metrics_data["planner"][0]["weights"]  # the store's first agent
     assert kept["weights"][0] == first and kept["weights"][0] is not first
     kept["weights"][0].append(99.0)  # a user editing a cell does not reach the store
     assert deep_bytes(metrics_data) == before
@@ -359,9 +359,10 @@ def test_property_any_store_matches_the_reference(
     assert all(same(cell, e[3]) for cell, e in zip(long["value"], expected, strict=True))
 
     metrics = metrics_frame(data)
+    position = {agent: rank for rank, agent in enumerate(data)}  # agents in store order
     wanted = sorted(
         ((a, name, i, float(value)) for a, i, name, value in expected if is_metric(value)),
-        key=lambda row: row[:3],
+        key=lambda row: (position[row[0]], *row[1:3]),
     )
     got = list(zip(metrics["agent"], metrics["metric"], metrics["iteration"], metrics["value"], strict=True))
     assert [row[:3] for row in got] == [row[:3] for row in wanted]
@@ -378,7 +379,8 @@ def test_metrics_frame_contract(metrics_store: CrewTrainingHandler, metrics_data
     assert frame["iteration"].dtype == np.int64 and frame["value"].dtype == np.float64
     assert frame["agent"].dtype == frame["metric"].dtype == pd.Series(["s"]).dtype
     assert set(frame["metric"]) == {"loss", "accuracy", "metrics.f1", "metrics.precision", "metrics.recall"}
-    keys = list(zip(frame["agent"], frame["metric"], frame["iteration"], strict=True))
+    position = {agent: rank for rank, agent in enumerate(metrics_data)}  # agents in store order
+    keys = list(zip(frame["agent"].map(position), frame["metric"], frame["iteration"], strict=True))
     assert keys == sorted(keys)
     assert len(frame) == 3 * 25 * 5
     for row in frame.sample(40, random_state=0).itertuples(index=False):
@@ -443,7 +445,7 @@ def test_trained_store_gives_one_row_per_agent(tmp_path: Path, trained_data: dic
             handler.save_trained_data(role, entry)
     wide = to_frame(handler.file_path)
     assert wide.columns.tolist() == ["agent", "suggestions", "quality", "final_summary"]
-    assert wide["agent"].tolist() == sorted(trained_data)
+    assert wide["agent"].tolist() == list(trained_data)
     assert wide.attrs["kind"] == "trained_agents"
 
     frame = trained_agents_frame(handler)
@@ -458,9 +460,9 @@ def test_trained_store_gives_one_row_per_agent(tmp_path: Path, trained_data: dic
 
 def test_trained_agents_frame_handles_partial_entries_and_refuses_iterations(training_data: dict[str, Any]) -> None:
     frame = trained_agents_frame({"Writer": {"quality": 7}, "Editor": {"suggestions": ["a"], "final_summary": None}})
-    assert frame["agent"].tolist() == ["Editor", "Writer"]
-    assert math.isnan(frame["quality"][0]) and frame["quality"][1] == 7.0
-    assert frame["n_suggestions"].tolist() == [1, 0] and frame["suggestions"].tolist() == [["a"], []]
+    assert frame["agent"].tolist() == ["Writer", "Editor"]
+    assert frame["quality"][0] == 7.0 and math.isnan(frame["quality"][1])
+    assert frame["n_suggestions"].tolist() == [0, 1] and frame["suggestions"].tolist() == [[], ["a"]]
     assert trained_agents_frame({}).columns.tolist()[:3] == ["agent", "quality", "n_suggestions"]
     with pytest.raises(ValueError, match="iterations store"):
         trained_agents_frame(training_data)
@@ -543,7 +545,7 @@ def test_runs_frame_refuses_bad_runs() -> None:
 
 def test_agents_selection_and_sep(metrics_data: dict[str, Any]) -> None:
     frame = to_frame(metrics_data, agents=["planner", "coder"], sep="/")
-    assert frame["agent"].unique().tolist() == ["coder", "planner"]
+    assert frame["agent"].unique().tolist() == ["planner", "coder"]  # store order, not the order asked in
     assert "metrics/f1" in frame.columns
     with pytest.raises(ValueError, match="no agent 'nobody'"):
         to_frame(metrics_data, agents="nobody")
@@ -682,3 +684,34 @@ def test_frames_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
     assert sorted(read) == sorted(["coder", "critic", "planner", feedback_agent])
     with pytest.raises(ValueError, match="no agent 'nobody' in the store; its agents are '.*', 'coder', 'critic', "):
         to_frame(sqlite, agents="nobody")
+
+
+# -- one agent order: the store's ----------------------------------------------------------
+
+
+def agent_order(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame["agent"]))
+
+
+def test_frames_keep_the_order_agents_have_in_the_store(
+    unsorted_training_store: CrewTrainingHandler,
+    unsorted_metrics_store: CrewTrainingHandler,
+    store_order: tuple[str, ...],
+    tmp_path: Path,
+) -> None:
+    order = list(store_order)
+    assert order != sorted(order)
+    assert agent_order(to_frame(unsorted_metrics_store)) == order
+    assert agent_order(to_frame(unsorted_metrics_store, layout="long")) == order
+    assert agent_order(metrics_frame(unsorted_metrics_store)) == order
+    assert agent_order(feedback_frame(unsorted_training_store)) == order
+    assert agent_order(to_frame(unsorted_training_store)) == order
+    # Naming agents in another order keeps the store's order (a SQLite store reads only those agents).
+    for frame_of in (to_frame, metrics_frame):
+        assert agent_order(frame_of(unsorted_metrics_store, agents=["mid", "zeta"])) == ["zeta", "mid"]
+    assert agent_order(feedback_frame(unsorted_training_store, agents=["mid", "alpha"])) == ["alpha", "mid"]
+    runs = runs_frame({"one": unsorted_metrics_store})
+    assert agent_order(runs) == order
+    trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    trained.save(make_trained_agents_data(roles=store_order))
+    assert trained_agents_frame(trained)["agent"].tolist() == order

@@ -112,7 +112,9 @@ def _read_agents(handler: SQLiteHandler, agents: str | Iterable[str]) -> dict[An
             raise ValueError(
                 f"agents: no agent {name!r} in the store; its agents are {describe(known, len(known))}"
             ) from None
-    return chosen
+    # In store order, as a whole store reads, whatever order ``agents`` names them in.
+    order = {name: position for position, name in enumerate(handler.agents())}
+    return dict(sorted(chosen.items(), key=lambda item: order[item[0]]))
 
 
 class LazyEntry(Mapping):
