@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 import numbers
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,8 +26,13 @@ __all__ = [
     "iteration_options",
     "record_matches",
     "resolve_agent",
+    "short_id",
     "step_iteration",
 ]
+
+#: Characters of a uuid the browser, the report and the plots show: enough for :func:`resolve_agent`.
+SHORT_ID_LENGTH = 8
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
 def agent_role(
@@ -56,6 +62,17 @@ def agent_role(
     return None
 
 
+def short_id(agent: str) -> str:
+    """A uuid's first eight characters (CrewAI's agent ids are uuids); any other id as it is.
+
+    Examples
+    --------
+    >>> short_id("0f8fad5b-d9cb-469f-a165-70867728950e"), short_id("planner")
+    ('0f8fad5b', 'planner')
+    """
+    return agent[:SHORT_ID_LENGTH] if _UUID.fullmatch(agent) else agent
+
+
 def agent_label(agent: str, role: str | None) -> str:
     """Dropdown label: the role plus a short id, or the id alone.
 
@@ -70,7 +87,7 @@ def agent_label(agent: str, role: str | None) -> str:
     """
     if role is None or role == agent:
         return agent
-    return f"{role} · {agent[:8]}"
+    return f"{role} · {short_id(agent)}"
 
 
 def resolve_agent(agents: Sequence[Any], text: str) -> Any:
@@ -176,7 +193,9 @@ def curve_frame(data: Mapping[str, Any], agent: str) -> pd.DataFrame:
     """Tidy per-iteration numbers to plot for one agent (``agent, iteration, metric, value``).
 
     The agent's numeric metrics when its records have any; for CrewAI feedback
-    records, the length of the initial and improved output and their similarity.
+    records, the length of the initial and improved output and their similarity,
+    one row per iteration each: a value CrewAI did not record (no improved output
+    in an interrupted record) is NaN, so a plot draws a gap there, not a line across.
     """
     records = {agent: data[agent]}
     frame = metrics_frame(records)
@@ -185,4 +204,4 @@ def curve_frame(data: Mapping[str, Any], agent: str) -> pd.DataFrame:
     feedback = feedback_frame(records)
     long = feedback.melt(id_vars=["agent", "iteration"], value_vars=list(FEEDBACK_CURVES), var_name="metric")
     long["value"] = pd.to_numeric(long["value"], errors="coerce").astype("float64")
-    return long.dropna(subset=["value"]).reset_index(drop=True)
+    return long

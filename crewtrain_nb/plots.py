@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -22,10 +23,14 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.lines import Line2D
+from matplotlib.text import Annotation
+from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 
 from .frames import feedback_frame, metrics_frame, trained_agents_frame
+from .navigation import short_id
 
 __all__ = [
     "MarkedFigure",
@@ -34,6 +39,7 @@ __all__ = [
     "decimate_minmax",
     "ema",
     "mark_iteration",
+    "metric_direction",
     "move_marker",
     "plot_feedback",
     "plot_metric",
@@ -41,7 +47,8 @@ __all__ = [
     "plot_quality",
 ]
 
-Best = Literal["min", "max"] | None
+Direction = Literal["min", "max"]
+Best = Direction | Literal["auto"] | Mapping[str, Direction | None] | None
 _METRIC_COLUMNS = ("agent", "iteration", "metric", "value")
 
 
@@ -129,6 +136,84 @@ def best_point(x: np.ndarray, y: np.ndarray, mode: Literal["min", "max"]) -> tup
     return np.asarray(x)[index].item(), float(y[index])
 
 
+#: Name tokens of metrics where lower is better, and where higher is better (see :func:`metric_direction`).
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"loss", "error", "err", "perplexity", "ppl", "mse", "mae", "rmse", "mape", "nll", "cer", "wer", "regret", "cost"}
+)
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {
+        "accuracy",
+        "acc",
+        "f1",
+        "precision",
+        "recall",
+        "auc",
+        "bleu",
+        "rouge",
+        "iou",
+        "dice",
+        "r2",
+        "mcc",
+        "ndcg",
+        "mrr",
+        "reward",
+        "quality",
+    }
+)
+
+
+def metric_direction(metric: str) -> Direction | None:
+    """Whether lower (``"min"``) or higher (``"max"``) values of ``metric`` are better, by its name.
+
+    The rule behind ``best="auto"``: take the last dotted component of the
+    name (``"metrics.val_f1"`` -> ``"val_f1"``), lower-case it and split it into
+    tokens at anything that is not a letter or digit (``"val"``, ``"f1"``). A
+    token in :data:`LOWER_IS_BETTER` (loss, error, err, perplexity, ppl, mse,
+    mae, rmse, mape, nll, cer, wer, regret, cost) means ``"min"``; one in
+    :data:`HIGHER_IS_BETTER` (accuracy, acc, f1, precision, recall, auc,
+    bleu, rouge, iou, dice, r2, mcc, ndcg, mrr, reward, quality) means
+    ``"max"``. Neither, or both (``"acc_loss"``), gives ``None``: unmarked.
+
+    Examples
+    --------
+    >>> metric_direction("loss"), metric_direction("metrics.F1"), metric_direction("val-accuracy")
+    ('min', 'max', 'max')
+    >>> metric_direction("lossless_ratio"), metric_direction("metrics.loss.count") is None
+    (None, True)
+    """
+    tokens = set(re.split(r"[^0-9a-z]+", str(metric).rsplit(".", 1)[-1].lower()))
+    lower, higher = bool(tokens & LOWER_IS_BETTER), bool(tokens & HIGHER_IS_BETTER)
+    if lower == higher:
+        return None
+    return "min" if lower else "max"
+
+
+def _best_modes(best: Any, metrics: Sequence[str], available: Sequence[str]) -> dict[str, Direction | None]:
+    """The direction to mark for each of ``metrics`` under the ``best=`` option."""
+    allowed = ("min", "max")
+    if best is None or (isinstance(best, str) and best in allowed):
+        return dict.fromkeys(metrics, best)
+    if isinstance(best, str) and best == "auto":
+        return {metric: metric_direction(metric) for metric in metrics}
+    if not isinstance(best, Mapping):
+        raise ValueError(
+            "best must be 'min', 'max', 'auto', None or a mapping of metric name to 'min'/'max' "
+            f"(e.g. best={{'loss': 'min', 'f1': 'max'}}); got {best!r}"
+        )
+    for name, mode in best.items():
+        if mode is not None and mode not in allowed:
+            raise ValueError(f"best[{name!r}] must be 'min', 'max' or None; got {mode!r}")
+    last = {metric: metric.rsplit(".", 1)[-1] for metric in available}
+    unknown = [name for name in best if name not in last and name not in last.values()]
+    if unknown:
+        raise ValueError(
+            f"best names metric {', '.join(map(repr, unknown))}, which the store does not have; "
+            f"it has: {', '.join(available)}"
+        )
+    # A full metric name wins over its last dotted component ("f1" marks "metrics.f1").
+    return {metric: best[metric] if metric in best else best.get(last[metric]) for metric in metrics}
+
+
 def agent_colors(agents: Iterable[str]) -> dict[str, Any]:
     """One colour per agent, stable across panels (tab10, then tab20 for more agents)."""
     names = list(dict.fromkeys(agents))
@@ -183,6 +268,9 @@ def _select(
     unknown = [a for a in wanted_agents if a not in available_agents]
     if unknown:
         raise ValueError(f"unknown agent {', '.join(map(repr, unknown))}; the store has: {', '.join(available_agents)}")
+    # One agent order everywhere: the store's (the frame's order of first appearance), not the order asked in.
+    asked = set(wanted_agents)
+    wanted_agents = [agent for agent in available_agents if agent in asked]
     iterations = frame["iteration"].to_numpy()
     values = frame["value"].to_numpy(dtype=np.float64, na_value=np.nan)
     keys = metric_codes.astype(np.int64) * len(available_agents) + agent_codes
@@ -214,20 +302,74 @@ def _select(
 # -- drawing ----------------------------------------------------------------------------------
 
 
+class _IterationTicks(MaxNLocator):
+    """Whole-number ticks, only inside the view limits (MaxNLocator adds one beyond each end)."""
+
+    def __init__(self) -> None:
+        # min_n_ticks=1: a one-iteration view holds one whole number; the default 2 falls back to 0.5 steps.
+        super().__init__(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10])
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        ticks = super().tick_values(vmin, vmax)
+        low, high = sorted((vmin, vmax))
+        return ticks[(ticks >= low) & (ticks <= high)]
+
+
 def _iteration_axis(ax: Axes) -> None:
     # Iterations are whole numbers: never tick 0.5 on a short run.
     ax.set_xlabel("iteration")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_IterationTicks())
     ax.grid(True, alpha=0.3)
 
 
-def _widen_single_iteration(ax: Axes) -> None:
-    # Call once everything is drawn (the x axis may be shared): with one iteration
-    # only, autoscaling gives ±0.05 and ticks like -0.045; show its neighbours instead.
-    low, high = ax.get_xlim()
-    if high - low < 2:
-        middle = round((low + high) / 2)
-        ax.set_xlim(middle - 1, middle + 1)
+#: Space beside the first and last iteration: this share of the run, and at least this many iterations.
+_X_MARGIN, _X_MARGIN_MIN = 0.05, 0.6
+
+
+def _set_iteration_limits(ax: Axes, first: float, last: float) -> None:
+    """Show iterations ``first`` to ``last`` with a margin on each side, at every run length.
+
+    Call once everything is drawn (the x axis may be shared). Autoscaling gives a
+    one-iteration run ±0.05 and puts a two-iteration run's last point on the
+    spine, where the browser's iteration marker cannot be seen; here the first
+    and last points always lie strictly inside the limits.
+    """
+    margin = max(_X_MARGIN_MIN, _X_MARGIN * (last - first))
+    ax.set_xlim(first - margin, last + margin)
+
+
+def _span(lines: Iterable[Line]) -> tuple[float, float] | None:
+    """First and last iteration of lines whose iterations are sorted (``None`` for no points)."""
+    ends = [(float(x[0]), float(x[-1])) for x, _ in lines if len(x)]
+    if not ends:
+        return None
+    return min(first for first, _ in ends), max(last for _, last in ends)
+
+
+def _isolated(y: np.ndarray) -> np.ndarray:
+    """Finite points with no finite neighbour: a line draws nothing there, so they get a marker."""
+    finite = np.isfinite(y)
+    before = np.concatenate([[False], finite[:-1]])
+    after = np.concatenate([finite[1:], [False]])
+    return finite & ~before & ~after
+
+
+def _place_notes(ax: Axes, notes: Sequence[Annotation]) -> None:
+    """Turn each best-point note towards the middle of the axes, so it stays inside them.
+
+    Call once the limits are final: a note right of the middle is written to the
+    left of its point, one above the middle below it.
+    """
+    if not notes:
+        return
+    ax.get_ylim()  # runs any pending autoscale
+    to_axes = ax.transData - ax.transAxes
+    for note in notes:
+        x, y = to_axes.transform(note.xy)
+        right, top = x > 0.5, y > 0.5
+        note.set_horizontalalignment("right" if right else "left")
+        note.set_verticalalignment("top" if top else "bottom")
+        note.xyann = (-4 if right else 4, -6 if top else 6)
 
 
 def _labels(agent_names: Mapping[str, str] | None) -> Mapping[str, str]:
@@ -245,17 +387,22 @@ def _draw_metric(
     *,
     smoothing: float,
     logy: bool,
-    best: Best,
+    best: Direction | None,
     max_points: int | None,
     labels: Mapping[str, str],
-) -> None:
+) -> list[Annotation]:
+    """Draw ``metric``'s lines on ``ax``; return the best-point notes (placed later by :func:`_place_notes`).
+
+    Missing values (NaN, e.g. a CrewAI record without an improved output) break
+    the line: a gap, not a straight line across it. A point with no neighbour
+    on either side is drawn as a dot.
+    """
+    notes: list[Annotation] = []
     for agent in agents:
         if (metric, agent) not in lines:
             continue
         x, y = lines[metric, agent]
         label = labels.get(agent, agent)
-        # A line of one point draws nothing: show that point as a dot.
-        dot = {"marker": "o", "markersize": 4} if len(x) == 1 else {}
         if logy and (y <= 0).any():
             warnings.warn(
                 f"metric {metric!r} of agent {agent!r} has {(y <= 0).sum()} values <= 0; "
@@ -268,13 +415,16 @@ def _draw_metric(
         if smoothing > 0:
             raw_x, raw_y = decimate_minmax(x, y, max_points)
             ax.plot(raw_x, raw_y, color=color, alpha=0.25, linewidth=1.0, label=f"_{label} (raw)")
-            shown_y = ema(y, smoothing)
-            smooth_x, smooth_y = decimate_minmax(x, shown_y, max_points)
-            ax.plot(smooth_x, smooth_y, color=color, linewidth=1.6, label=label, **dot)
+            # The average carries over a missing value; keep the raw line's gaps in the smoothed one.
+            shown_y = np.where(np.isnan(y), np.nan, ema(y, smoothing))
+            line_x, line_y = decimate_minmax(x, shown_y, max_points)
+            width = 1.6
         else:
             line_x, line_y = decimate_minmax(x, y, max_points)
-            ax.plot(line_x, line_y, color=color, linewidth=1.4, label=label, **dot)
-            shown_y = y
+            shown_y, width = y, 1.4
+        lone = _isolated(line_y)
+        dots = {"marker": "o", "markersize": 4, "markevery": lone.tolist()} if lone.any() else {}
+        ax.plot(line_x, line_y, color=color, linewidth=width, label=label, **dots)
         if best is not None:
             point = best_point(x, shown_y, best)
             if point is not None:
@@ -289,7 +439,7 @@ def _draw_metric(
                     markeredgewidth=0.5,
                     label=f"_best {label}",
                 )
-                ax.annotate(
+                note = ax.annotate(
                     f"{point[1]:.4g} @ {point[0]}",
                     point,
                     textcoords="offset points",
@@ -297,10 +447,12 @@ def _draw_metric(
                     fontsize=8,
                     color=color,
                 )
+                notes.append(note)
     ax.set_title(metric)
     _iteration_axis(ax)
     if logy:
         ax.set_yscale("log")
+    return notes
 
 
 def plot_metric(
@@ -331,10 +483,15 @@ def plot_metric(
     matplotlib.axes.Axes
     """
     ema([], smoothing)  # validates the weight before any drawing
-    lines, _, chosen_agents = _select(_metrics_data(source, agents), [metric], agents)
+    frame = _metrics_data(source, agents)
+    lines, _, chosen_agents = _select(frame, [metric], agents)
+    modes = _best_modes(best, [metric], list(pd.unique(frame["metric"])))
     if ax is None:
         ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
-    _draw_metric(
+    span = _span(lines.values())
+    if span is not None and ax.has_data():  # a user's axes with other lines: keep showing them
+        span = min(span[0], ax.dataLim.x0), max(span[1], ax.dataLim.x1)
+    notes = _draw_metric(
         ax,
         lines,
         metric,
@@ -342,11 +499,13 @@ def plot_metric(
         agent_colors(chosen_agents),
         smoothing=smoothing,
         logy=logy,
-        best=best,
+        best=modes[metric],
         max_points=max_points,
         labels=_labels(agent_names),
     )
-    _widen_single_iteration(ax)
+    if span is not None:
+        _set_iteration_limits(ax, *span)
+    _place_notes(ax, notes)
     if len(chosen_agents) > 1:
         ax.legend(fontsize=8)
     return ax
@@ -380,7 +539,14 @@ def plot_metrics(
     logy
         Log-scale y axes; values <= 0 are left out with a warning.
     best
-        ``"min"`` or ``"max"``: mark and annotate each line's best point.
+        Mark and annotate each line's best point (of the smoothed line when
+        smoothing): ``"min"`` or ``"max"`` for every metric; a mapping by
+        metric, e.g. ``{"loss": "min", "f1": "max"}`` (a key is a full metric
+        name or its last dotted component; metrics not in it are unmarked);
+        or ``"auto"``, which decides by name (:func:`metric_direction`: loss,
+        error, perplexity, mse, mae, rmse, ... min; accuracy, acc, f1,
+        precision, recall, auc, ... max; other names unmarked). Notes stay
+        inside the axes.
     max_points
         Lines longer than this are thinned by :func:`decimate_minmax` (each
         bucket keeps its min and max); ``None`` draws every point.
@@ -397,7 +563,14 @@ def plot_metrics(
     Raises
     ------
     ValueError
-        Unknown metric or agent (listing the ones there are), or no numeric metrics.
+        Unknown metric or agent (listing the ones there are), no numeric
+        metrics, or a ``best`` that is not one of its choices.
+
+    Notes
+    -----
+    Agents appear in store order (the order they appear in the file), whatever
+    order ``agents`` names them in. Iteration ticks are whole numbers, and the
+    first and last iteration lie inside the x limits at every run length.
 
     Examples
     --------
@@ -407,7 +580,9 @@ def plot_metrics(
     ['loss', 'accuracy']
     """
     ema([], smoothing)
-    lines, chosen_metrics, chosen_agents = _select(_metrics_data(source, agents), metrics, agents)
+    frame = _metrics_data(source, agents)
+    lines, chosen_metrics, chosen_agents = _select(frame, metrics, agents)
+    modes = _best_modes(best, chosen_metrics, list(pd.unique(frame["metric"])))
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
     figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
@@ -416,8 +591,8 @@ def plot_metrics(
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True).ravel()
     colors = agent_colors(chosen_agents)
     labels = _labels(agent_names)
-    for ax, metric in zip(axes, chosen_metrics, strict=False):
-        _draw_metric(
+    notes = {
+        metric: _draw_metric(
             ax,
             lines,
             metric,
@@ -425,13 +600,19 @@ def plot_metrics(
             colors,
             smoothing=smoothing,
             logy=logy,
-            best=best,
+            best=modes[metric],
             max_points=max_points,
             labels=labels,
         )
+        for ax, metric in zip(axes, chosen_metrics, strict=False)
+    }
     for ax in axes[len(chosen_metrics) :]:
         figure.delaxes(ax)
-    _widen_single_iteration(axes[0])
+    span = _span(lines.values())
+    if span is not None:
+        _set_iteration_limits(axes[0], *span)
+    for ax, metric in zip(axes, chosen_metrics, strict=False):
+        _place_notes(ax, notes[metric])
     handles = [
         Line2D([], [], color=colors[agent], linewidth=2, label=labels.get(agent, agent)) for agent in chosen_agents
     ]
@@ -535,35 +716,71 @@ def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
+#: Points a row's heading may take in :func:`plot_feedback`, per inch of figure width.
+_HEADING_POINTS_PER_INCH = 68.0
+_HEADING_SIZE = 10.0
+
+
+def _fit(text: str, width: float, size: float) -> str:
+    """``text``, its middle cut to "…" to fit ``width`` points at font ``size`` (measured, no renderer).
+
+    The middle goes, so both a role's start and a label's trailing short id stay.
+    """
+    font = FontProperties(size=size)
+    measure = TextToPath()
+
+    def cut(keep: int) -> str:
+        head = (keep + 1) // 2
+        return text[:head].rstrip() + "…" + text[len(text) - (keep - head) :].lstrip()
+
+    def fits(candidate: str) -> bool:
+        return measure.get_text_width_height_descent(candidate, font, ismath=False)[0] <= width
+
+    if fits(text):
+        return text
+    low, high = 0, len(text) - 1  # the most characters kept that still fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(cut(middle)):
+            low = middle
+        else:
+            high = middle - 1
+    return cut(low)
+
+
 def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None = None) -> Figure:
     """Per agent and iteration: length of the initial vs improved output, and their similarity.
 
     Iterations without an improved output are marked with a red ``x`` on the
     lengths panel (label ``"no improved output"``); their similarity is
-    undefined and left out.
+    undefined and left out (a gap in the line).
 
     Parameters
     ----------
     training_source
         A ``training_data.pkl`` handler, path or dict.
     agent_names
-        Panel titles by agent id, e.g. ``{uuid: "Writer · 42af9fc3"}``; agents not
-        in it are titled with their id.
+        Row headings by agent id, e.g. ``{uuid: "Writer · 42af9fc3"}``; agents not
+        in it are headed with their short id (a uuid's first 8 characters, as in
+        the browser). A heading too long for the figure loses its middle to "…".
 
     Returns
     -------
     matplotlib.figure.Figure
-        Two panels per agent (lengths, similarity) and one legend for all.
+        One row per agent, in store order (a subfigure headed with the agent):
+        two panels (lengths, similarity), and one legend for all.
     """
     frame = feedback_frame(training_source)
     if frame.empty:
         raise ValueError("the training store is empty: no feedback to plot")
     labels = _labels(agent_names)
     agents = list(dict.fromkeys(frame["agent"]))
-    figure = Figure(figsize=(10, 2.4 * len(agents) + 0.6), layout="constrained")
-    grid = figure.subplots(len(agents), 2, squeeze=False)
+    width = 10.0
+    figure = Figure(figsize=(width, 2.6 * len(agents) + 0.6), layout="constrained")
+    rows = figure.subfigures(len(agents), 1, squeeze=False)[:, 0]
     legend: dict[str, Any] = {}
-    for (lengths, similarity), agent in zip(grid, agents, strict=True):
+    for row, agent in zip(rows, agents, strict=True):
+        lengths, similarity = row.subplots(1, 2)
         mine = frame[frame["agent"] == agent]
         x = mine["iteration"].to_numpy()
         initial = mine["initial_chars"].astype("float64").fillna(0).to_numpy()
@@ -585,17 +802,19 @@ def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None
                 label="no improved output",
                 clip_on=False,
             )
-        label = labels.get(agent, agent)
-        lengths.set_title(f"{label}: output length (characters)", fontsize=10)
+        # The agent heads its row once, above both panels: long role names and uuids never run into each other.
+        heading = labels.get(agent, short_id(agent))
+        row.suptitle(_fit(heading, _HEADING_POINTS_PER_INCH * width, _HEADING_SIZE), fontsize=_HEADING_SIZE)
+        lengths.set_title("output length (characters)", fontsize=10)
         (legend["similarity initial → improved"],) = similarity.plot(
             x, mine["similarity"].to_numpy(), marker="o", color="#55a868", label="similarity"
         )
         similarity.set_ylim(0, 1.05)
-        similarity.set_title(f"{label}: similarity initial → improved", fontsize=10)
+        similarity.set_title("similarity initial → improved", fontsize=10)
         for ax in (lengths, similarity):
             _iteration_axis(ax)
             # Both panels span every iteration, even when only one has a similarity.
-            ax.set_xlim(x.min() - 0.6, x.max() + 0.6)
+            _set_iteration_limits(ax, x.min(), x.max())
     figure.legend(
         list(legend.values()), list(legend), loc="outside lower center", ncols=len(legend), frameon=False, fontsize=9
     )

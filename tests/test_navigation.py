@@ -97,9 +97,14 @@ def test_curve_frame_uses_metrics_or_feedback_numbers(
     initial = feedback_curves[feedback_curves["metric"] == "initial_chars"].set_index("iteration")["value"]
     for iteration, record in training_data[agent].items():
         assert initial[iteration] == len(record["initial_output"])
-    similarity = feedback_curves[feedback_curves["metric"] == "similarity"]
-    with_improved = [i for i, r in training_data[agent].items() if "improved_output" in r]
-    assert sorted(similarity["iteration"]) == sorted(with_improved)
+    # Every iteration has a row of each curve; what CrewAI did not record is NaN (a gap in the plot).
+    for metric in FEEDBACK_CURVES:
+        rows = feedback_curves[feedback_curves["metric"] == metric]
+        assert rows["iteration"].tolist() == sorted(training_data[agent])
+    similarity = feedback_curves[feedback_curves["metric"] == "similarity"].set_index("iteration")["value"]
+    without_improved = [i for i, r in training_data[agent].items() if "improved_output" not in r]
+    assert without_improved and similarity[without_improved].isna().all()
+    assert similarity.drop(index=without_improved).notna().all()
     assert feedback_curves["value"].dtype == "float64"
 
 

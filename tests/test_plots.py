@@ -11,6 +11,7 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.testing.compare import compare_images
@@ -18,6 +19,7 @@ from matplotlib.testing.decorators import check_figures_equal
 from matplotlib.ticker import MaxNLocator
 
 from crewtrain_nb import CrewTrainingHandler, metrics_frame
+from crewtrain_nb.demo import make_training_data
 from crewtrain_nb.plots import (
     MarkedFigure,
     agent_colors,
@@ -25,6 +27,7 @@ from crewtrain_nb.plots import (
     decimate_minmax,
     ema,
     mark_iteration,
+    metric_direction,
     move_marker,
     plot_feedback,
     plot_metric,
@@ -116,7 +119,7 @@ def test_small_multiples_one_panel_per_metric_one_line_per_agent(
     frame = metrics_frame(metrics_store)
     metrics = list(dict.fromkeys(frame["metric"]))
     assert [ax.get_title() for ax in figure.axes] == metrics
-    agents = sorted(metrics_data)  # frames sort rows by agent
+    agents = list(metrics_data)  # the store's order: agents as they appear in the file
     legend_labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert legend_labels == agents
     colors = agent_colors(agents)
@@ -221,9 +224,9 @@ def test_dataframe_source_and_bad_input(metrics_store: CrewTrainingHandler) -> N
         plot_metrics(metrics_store, ["nope"])
     # The agents are asked of the store itself (a SQLite store then reads only theirs), so the
     # store's reader names the unknown one; a DataFrame source is checked by the plot.
-    with pytest.raises(ValueError, match="no agent 'ghost' in the store; its agents are 'coder', 'critic', 'planner'"):
+    with pytest.raises(ValueError, match="no agent 'ghost' in the store; its agents are 'planner', 'coder', 'critic'"):
         plot_metrics(metrics_store, agents=["ghost"])
-    with pytest.raises(ValueError, match="unknown agent 'ghost'; the store has: coder, critic, planner"):
+    with pytest.raises(ValueError, match="unknown agent 'ghost'; the store has: planner, coder, critic"):
         plot_metrics(frame, agents=["ghost"])
     with pytest.raises(ValueError, match="needs the columns"):
         plot_metrics(pd.DataFrame({"x": [1]}))
@@ -298,7 +301,7 @@ def test_single_metric_figure_matches_a_hand_built_twin(fig_test: Figure, fig_re
     ax.plot(range(30), [1.0 / (i + 1) for i in range(30)], color=agent_colors(["solo"])["solo"], linewidth=1.4)
     ax.set_title("loss")
     ax.set_xlabel("iteration")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10]))
     ax.grid(True, alpha=0.3)
 
 
@@ -317,7 +320,7 @@ def test_composite_figure_matches_a_hand_built_twin(tmp_path: Path) -> None:
             ax.plot(range(40), [data[agent][i][metric] for i in range(40)], color=colors[agent], linewidth=1.4)
         ax.set_title(metric)
         ax.set_xlabel("iteration")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10]))
         ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=colors[agent], linewidth=2, label=agent) for agent in ("alpha", "beta")]
     twin.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
@@ -353,10 +356,10 @@ def test_quality_is_sorted_labelled_and_on_a_0_to_10_scale(trained_data: dict[st
 def test_feedback_picture_marks_missing_improved_outputs(training_data: dict[str, Any]) -> None:
     figure = plot_feedback(training_data)
     assert len(figure.axes) == 2 * len(training_data)
-    for n, agent in enumerate(sorted(training_data)):
+    for n, agent in enumerate(training_data):
         records = training_data[agent]
         lengths, similarity = figure.axes[2 * n], figure.axes[2 * n + 1]
-        assert agent in lengths.get_title()
+        assert lengths.figure.get_suptitle() == agent[:8]  # the browser's short id heads the agent's row
         missing = sorted(i for i, r in records.items() if "improved_output" not in r)
         crosses = [line for line in lengths.get_lines() if line.get_label() == "no improved output"]
         if missing:
@@ -390,15 +393,14 @@ def test_plots_do_not_mutate_their_inputs(metrics_data: dict[str, Any], trained_
 def test_agent_names_label_legends_and_titles(training_data: dict[str, Any], metrics_data: dict[str, Any]) -> None:
     names = {agent: f"Role {n}" for n, agent in enumerate(metrics_data)}
     figure = plot_metrics(metrics_data, ["loss"], agent_names=names)
-    assert [text.get_text() for text in figure.legends[0].get_texts()] == [names[a] for a in sorted(metrics_data)]
-    assert [line.get_label() for line in visible_lines(figure.axes[0])] == [names[a] for a in sorted(metrics_data)]
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [names[a] for a in metrics_data]
+    assert [line.get_label() for line in visible_lines(figure.axes[0])] == [names[a] for a in metrics_data]
     ax = plot_metric(metrics_data, "loss", agent_names={"planner": "Planner"})
     assert sorted(text.get_text() for text in ax.get_legend().get_texts()) == ["Planner", "coder", "critic"]
     titles = {agent: f"Writer {n}" for n, agent in enumerate(training_data)}
     feedback = plot_feedback(training_data, agent_names=titles)
-    assert [ax.get_title() for ax in feedback.axes[::2]] == [
-        f"{titles[a]}: output length (characters)" for a in sorted(training_data)
-    ]
+    assert [ax.figure.get_suptitle() for ax in feedback.axes[::2]] == [titles[a] for a in training_data]
+    assert {ax.get_title() for ax in feedback.axes[::2]} == {"output length (characters)"}
     with pytest.raises(TypeError, match="agent_names must be a mapping"):
         plot_metrics(metrics_data, agent_names=["Role 0"])  # type: ignore[arg-type]
 
@@ -420,10 +422,11 @@ def test_feedback_picture_has_one_legend_and_every_iteration_on_both_panels(trai
     assert len(figure.legends) == 1 and all(ax.get_legend() is None for ax in figure.axes)
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
     assert {"initial output", "improved output", "similarity initial → improved"} <= set(labels)
-    for n, agent in enumerate(sorted(training_data)):
+    for n, agent in enumerate(training_data):
         lengths, similarity = figure.axes[2 * n], figure.axes[2 * n + 1]
         iterations = sorted(training_data[agent])
-        assert lengths.get_xlim() == similarity.get_xlim() == (iterations[0] - 0.6, iterations[-1] + 0.6)
+        assert lengths.get_xlim() == similarity.get_xlim()
+        assert lengths.get_xlim() == pytest.approx((iterations[0] - 0.6, iterations[-1] + 0.6))
 
 
 def test_panels_share_the_iteration_axis_and_one_iteration_is_widened() -> None:
@@ -435,8 +438,8 @@ def test_panels_share_the_iteration_axis_and_one_iteration_is_widened() -> None:
     assert late.get_xlim() == loss.get_xlim()
     assert late.get_xlim()[0] <= 0 and late.get_xlim()[1] >= 5
     single = plot_metrics({"a": {7: {"loss": 0.3}}})
-    assert single.axes[0].get_xlim() == (6, 8)
-    assert plot_metric({"a": {7: {"loss": 0.3}}}, "loss").get_xlim() == (6, 8)
+    assert single.axes[0].get_xlim() == pytest.approx((6.4, 7.6))
+    assert plot_metric({"a": {7: {"loss": 0.3}}}, "loss").get_xlim() == pytest.approx((6.4, 7.6))
 
 
 def test_curves_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
@@ -451,3 +454,191 @@ def test_curves_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
     assert list(line.get_ydata()) == [metrics_data["coder"][i]["loss"] for i in sorted(metrics_data["coder"])]
     ax = plot_metric(sqlite, "accuracy", agents=["critic"])
     assert read == ["coder", "critic"] and len(visible_lines(ax)) == 1
+
+
+# -- real, small runs: ticks, margins, titles, gaps, best points, order ---------------------
+
+
+def drawn(figure: Figure) -> Any:
+    """Lay the figure out and draw it; return the renderer (text extents are known after this)."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def run_of(length: int) -> pd.DataFrame:
+    iterations = np.arange(length)
+    return pd.DataFrame({"agent": "a", "iteration": iterations, "metric": "loss", "value": 1.0 / (iterations + 1)})
+
+
+def assert_iteration_axis(ax: Any, first: int, last: int) -> None:
+    low, high = ax.get_xlim()
+    assert low < first and last < high  # both ends inside, off the spines
+    ticks = ax.get_xticks()
+    assert len(ticks) >= 1
+    assert all(float(tick).is_integer() for tick in ticks), ticks
+    assert all(low <= tick <= high for tick in ticks), (ticks, low, high)
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 10, 1000, 10**6])
+def test_whole_number_ticks_and_a_margin_at_every_length(length: int) -> None:
+    figure = plot_metrics(run_of(length))
+    drawn(figure)
+    assert_iteration_axis(figure.axes[0], 0, length - 1)
+    ax = plot_metric(run_of(length), "loss")
+    drawn(ax.figure)
+    assert_iteration_axis(ax, 0, length - 1)
+    # The browser's marker at the last iteration is drawn inside the axes, not on the spine.
+    marked = MarkedFigure(plot_metrics(run_of(length)))
+    marked.png(length - 1)
+    (marker,) = marked.markers
+    low, high = marker.axes.get_xlim()
+    assert low < marker.get_xdata()[0] == length - 1 < high
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 10, 1000])
+def test_feedback_panels_tick_whole_iterations_with_a_margin(length: int) -> None:
+    data = make_training_data(agents=1, iterations=length, seed=5)
+    figure = plot_feedback(data)
+    drawn(figure)
+    for ax in figure.axes:
+        assert_iteration_axis(ax, 0, length - 1)
+
+
+def title_boxes(figure: Figure, renderer: Any) -> list[Any]:
+    """Window extents of every panel title and row heading that shows text."""
+    texts = [ax.title for ax in figure.axes]
+    for panel in figure.subfigs:
+        texts.extend(text for text in panel.texts if text.get_text() == panel.get_suptitle())
+    return [text.get_window_extent(renderer) for text in texts if text.get_text()]
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_feedback_titles_use_short_ids_and_never_overlap(named: bool) -> None:
+    data = make_training_data(agents=4, iterations=3, seed=11)  # real 36-character uuid4 ids
+    assert all(len(agent) == 36 for agent in data)
+    roles = [
+        "Senior Research Analyst for Market Intelligence and Competitive Landscape Studies in Europe and Asia " * 2,
+        "Technical Writer",
+        "W" * 120,
+        "Quality Reviewer and Fact Checker",
+    ]
+    names = {agent: f"{role} · {agent[:8]}" for agent, role in zip(data, roles, strict=True)} if named else None
+    figure = plot_feedback(data, agent_names=names)
+    renderer = drawn(figure)
+    headings = [panel.get_suptitle() for panel in figure.subfigs]
+    if named:
+        assert headings[1] == names[list(data)[1]]
+        assert headings[0].startswith("Senior Research Analyst") and "…" in headings[0]
+        assert headings[0].endswith(list(data)[0][:8]) and headings[2].endswith(list(data)[2][:8])
+    else:
+        assert headings == [agent[:8] for agent in data]  # as the browser shortens them
+    boxes = title_boxes(figure, renderer)
+    assert len(boxes) == 3 * len(data)
+    for n, box in enumerate(boxes):
+        assert figure.bbox.x0 <= box.x0 and box.x1 <= figure.bbox.x1  # not cut off at the figure's edge
+        for other in boxes[n + 1 :]:
+            assert not box.overlaps(other), (box, other)
+
+
+def test_missing_improved_outputs_are_gaps_in_the_lines() -> None:
+    data = make_training_data(agents=1, iterations=12, seed=7)
+    (records,) = data.values()
+    missing = [i for i, record in records.items() if "improved_output" not in record]
+    assert missing and missing[0] > 0
+    similarity = plot_feedback(data).axes[1]
+    (line,) = [line for line in similarity.get_lines() if line.get_label() == "similarity"]
+    assert list(line.get_xdata()) == sorted(records)  # the missing iterations stay on the line, as NaN
+    y = np.asarray(line.get_ydata(), dtype=float)
+    assert np.isnan(y[missing]).all() and np.isfinite(np.delete(y, missing)).all()
+    # The same curves as the browser and the report draw them: a gap, not a straight line across.
+    from crewtrain_nb.navigation import curve_frame
+
+    (agent,) = data
+    figure = plot_metrics(curve_frame(data, agent), ["improved_chars"])
+    (improved,) = visible_lines(figure.axes[0])
+    y = np.asarray(improved.get_ydata(), dtype=float)
+    assert list(improved.get_xdata()) == sorted(records) and np.isnan(y[missing]).all()
+
+
+def test_a_point_between_gaps_is_drawn_as_a_dot() -> None:
+    values = np.array([1.0, np.nan, 0.5, np.nan, 0.4, 0.3])
+    frame = pd.DataFrame({"agent": "a", "iteration": np.arange(6), "metric": "loss", "value": values})
+    (line,) = visible_lines(plot_metrics(frame).axes[0])
+    assert line.get_marker() == "o"
+    assert list(line.get_markevery()) == [True, False, True, False, False, False]
+
+
+def test_metric_direction_decides_by_the_last_name_token() -> None:
+    for name in ("loss", "val_loss", "metrics.Loss", "train/error", "perplexity", "eval.mse", "MAE", "rmse"):
+        assert metric_direction(name) == "min", name
+    for name in ("accuracy", "val_acc", "metrics.f1", "F1-score", "precision", "metrics.recall", "roc_auc"):
+        assert metric_direction(name) == "max", name
+    for name in ("lr", "weights.len", "metrics.loss.count", "lossy", "acc_loss", "initial_chars"):
+        assert metric_direction(name) is None, name
+
+
+def best_stars(ax: Any) -> dict[str, tuple[float, float]]:
+    return {
+        line.get_label()[len("_best ") :]: (line.get_xdata()[0], line.get_ydata()[0])
+        for line in ax.get_lines()
+        if line.get_label().startswith("_best ")
+    }
+
+
+def test_best_auto_and_mappings_mark_each_metric_its_own_way(metrics_data: dict[str, Any]) -> None:
+    records = metrics_data["coder"]
+    lowest_loss = min(records, key=lambda i: records[i]["loss"])
+    highest_f1 = max(records, key=lambda i: records[i]["metrics"]["f1"])
+    metrics = ["loss", "metrics.f1", "weights.len"]
+    frame = metrics_frame(metrics_data, arrays="summary")
+    for best in ("auto", {"loss": "min", "f1": "max"}, {"loss": "min", "metrics.f1": "max"}):
+        figure = plot_metrics(frame, metrics, agents="coder", best=best)
+        loss, f1 = (best_stars(ax) for ax in figure.axes[:2])
+        assert loss["coder"][0] == lowest_loss and f1["coder"][0] == highest_f1, best
+        assert best_stars(figure.axes[2]) == {}  # an unknown name, or one the mapping leaves out, is unmarked
+    # Plain "min" / "max" keep meaning what they say, for every metric.
+    lowest_f1 = min(records, key=lambda i: records[i]["metrics"]["f1"])
+    assert best_stars(plot_metrics(metrics_data, "metrics.f1", agents="coder", best="min").axes[0])["coder"][0] == (
+        lowest_f1
+    )
+
+
+@pytest.mark.parametrize("best", ["median", "MIN", 1, ["min"], {"loss": "lowest"}, {"nope": "min"}])
+def test_bad_best_values_name_the_argument(metrics_data: dict[str, Any], best: Any) -> None:
+    with pytest.raises(ValueError, match="best"):
+        plot_metrics(metrics_data, ["loss"], best=best)
+    with pytest.raises(ValueError, match="best"):
+        plot_metric(metrics_data, "loss", best=best)
+
+
+@pytest.mark.parametrize("length", [1, 2, 5, 40])
+@pytest.mark.parametrize("shape", ["falling", "rising"])
+def test_best_point_notes_stay_inside_the_axes(length: int, shape: str) -> None:
+    iterations = np.arange(length)
+    values = 1.0 / (iterations + 1) if shape == "falling" else 1.0 - 1.0 / (iterations + 2)
+    frame = pd.DataFrame({"agent": "a", "iteration": iterations + 100_000, "metric": "loss", "value": values})
+    for best in ("min", "max"):
+        figure = plot_metrics(frame, best=best)
+        ax = figure.axes[0]
+        renderer = drawn(figure)
+        (note,) = ax.texts
+        box, inside = note.get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1, (
+            best,
+            box,
+            inside,
+        )
+
+
+def test_plots_show_agents_in_store_order(
+    unsorted_metrics_store: CrewTrainingHandler, unsorted_training_store: CrewTrainingHandler, store_order: Any
+) -> None:
+    order = list(store_order)
+    figure = plot_metrics(unsorted_metrics_store)
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == order
+    assert all([line.get_label() for line in visible_lines(ax)] == order for ax in figure.axes)
+    chosen = plot_metrics(unsorted_metrics_store, ["loss"], agents=["mid", "zeta"])
+    assert [line.get_label() for line in visible_lines(chosen.axes[0])] == ["zeta", "mid"]
+    feedback = plot_feedback(unsorted_training_store)
+    assert [panel.get_suptitle() for panel in feedback.subfigs] == order
