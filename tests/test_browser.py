@@ -409,3 +409,14 @@ def test_drawing_in_the_click_and_a_failed_drawing(metrics_store: CrewTrainingHa
     background.wait_for_curves(timeout=60)
     assert "Could not draw the curves of" in background.status.value and "no display" in background.status.value
     assert background.curve.value == b"" and "<h4>" in background.record_html
+
+
+def test_agent_picker_lists_agents_in_store_order(
+    unsorted_training_store: CrewTrainingHandler, store_order: tuple[str, ...]
+) -> None:
+    browser = TrainingBrowser(unsorted_training_store, draw_in_background=False)
+    try:
+        assert option_values(browser) == list(store_order)
+        assert browser.agent.value == store_order[0]
+    finally:
+        browser.close()

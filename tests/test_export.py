@@ -326,3 +326,15 @@ def test_export_imports_neither_matplotlib_nor_ipywidgets() -> None:
     absolute, local = imports_of(Path(export_module.__file__))
     assert not {name for name in absolute if name.split(".")[0] in {"matplotlib", "ipywidgets"}}
     assert local == {"frames"}
+
+
+def test_exports_list_agents_in_store_order(
+    tmp_path: Path, unsorted_metrics_store: CrewTrainingHandler, store_order: tuple[str, ...]
+) -> None:
+    order = list(store_order)
+    for layout in ("wide", "long"):
+        csv = pd.read_csv(export_csv(unsorted_metrics_store, tmp_path / f"{layout}.csv", layout=layout))
+        assert list(dict.fromkeys(csv["agent"])) == order, layout
+    assert list(import_json(export_json(unsorted_metrics_store, tmp_path / "m.json"))) == order
+    parquet = pd.read_parquet(export_parquet(unsorted_metrics_store, tmp_path / "m.parquet"))
+    assert list(dict.fromkeys(parquet["agent"])) == order

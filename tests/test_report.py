@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from crewtrain_nb import CrewTrainingHandler, build_report, summarize_report, write_report
-from crewtrain_nb.demo import demo_agent_names
+from crewtrain_nb.demo import demo_agent_names, make_trained_agents_data
+from crewtrain_nb.report import render_report_html
 
 SCRIPT = "<script>alert('x')</script>"
 
@@ -101,3 +102,36 @@ def test_report_shows_in_a_notebook(metrics_store: CrewTrainingHandler) -> None:
 
 def test_report_is_deterministic(metrics_store: CrewTrainingHandler) -> None:
     assert build_report(metrics_store).html() == build_report(metrics_store).html()
+
+
+def test_every_report_section_lists_agents_in_store_order(
+    unsorted_training_store: CrewTrainingHandler, tmp_path: Path, store_order: tuple[str, ...]
+) -> None:
+    order = list(store_order)
+    trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    trained.save(make_trained_agents_data(roles=store_order))
+    summary = summarize_report(unsorted_training_store, trained=trained)
+    assert summary.agents["agent"].tolist() == order
+    assert list(dict.fromkeys(summary.metrics["agent"])) == order  # the curves' legend order
+    assert summary.feedback is not None and list(dict.fromkeys(summary.feedback["agent"])) == order
+    assert list(summary.records) == order
+    assert summary.trained is not None and summary.trained["agent"].tolist() == order
+    text = render_report_html(summary)
+    shown = {"summary": "<td>{}</td>", "feedback": "<summary>{} — ", "trained": "<h4>Trained agent: {}</h4>"}
+    for section, pattern in shown.items():
+        body = text[text.index(f"<section id='{section}'>") :]
+        body = body[: body.index("</section>")]
+        where = [body.index(pattern.format(agent)) for agent in order]
+        assert where == sorted(where), section
+
+
+def test_crewai_curves_leave_a_gap_where_no_improved_output_was_recorded(
+    training_store: CrewTrainingHandler, training_data: dict[str, Any]
+) -> None:
+    summary = summarize_report(training_store)
+    improved = summary.metrics[summary.metrics["metric"] == "improved_chars"]
+    for agent, records in training_data.items():
+        mine = improved[improved["agent"] == agent].set_index("iteration")["value"]
+        assert mine.index.tolist() == sorted(records)  # every iteration is on the curve ...
+        missing = [i for i, record in records.items() if "improved_output" not in record]
+        assert mine[missing].isna().all()  # ... and a missing output is NaN: the line breaks there
