@@ -241,8 +241,11 @@ Line = tuple[np.ndarray, np.ndarray]
 
 def _select(
     frame: pd.DataFrame, metrics: str | Sequence[str] | None, agents: str | Sequence[str] | None
-) -> tuple[dict[tuple[str, str], Line], list[str], list[str]]:
+) -> tuple[dict[tuple[str, str], Line], list[str], list[str], list[str]]:
     """Check the names and split the chosen rows into ``{(metric, agent): (iterations, values)}``.
+
+    Returns the lines, the chosen metrics, the chosen agents (in the frame's
+    order) and every metric the frame has.
 
     One pass over the frame: names are factorized once (``dict.fromkeys`` over a
     2-million-row string column took seconds), rows of each line are found by
@@ -296,7 +299,7 @@ def _select(
             by_iteration = np.argsort(x, kind="stable")
             x, y = x[by_iteration], y[by_iteration]
         lines[name] = (x, y)
-    return lines, wanted_metrics, wanted_agents
+    return lines, wanted_metrics, wanted_agents, available_metrics
 
 
 # -- drawing ----------------------------------------------------------------------------------
@@ -483,9 +486,8 @@ def plot_metric(
     matplotlib.axes.Axes
     """
     ema([], smoothing)  # validates the weight before any drawing
-    frame = _metrics_data(source, agents)
-    lines, _, chosen_agents = _select(frame, [metric], agents)
-    modes = _best_modes(best, [metric], list(pd.unique(frame["metric"])))
+    lines, _, chosen_agents, available = _select(_metrics_data(source, agents), [metric], agents)
+    modes = _best_modes(best, [metric], available)
     if ax is None:
         ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
     span = _span(lines.values())
@@ -580,9 +582,8 @@ def plot_metrics(
     ['loss', 'accuracy']
     """
     ema([], smoothing)
-    frame = _metrics_data(source, agents)
-    lines, chosen_metrics, chosen_agents = _select(frame, metrics, agents)
-    modes = _best_modes(best, chosen_metrics, list(pd.unique(frame["metric"])))
+    lines, chosen_metrics, chosen_agents, available = _select(_metrics_data(source, agents), metrics, agents)
+    modes = _best_modes(best, chosen_metrics, available)
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
     figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
