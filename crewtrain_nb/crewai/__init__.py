@@ -18,16 +18,23 @@ from .files import (
     similarity,
     text_of,
 )
+from .training import TrainingRun, evaluate, load_run, restore_run, runs, train
 
 __all__ = [
     "FEEDBACK_KEYS",
     "FEEDBACK_STATUSES",
     "TRAINED_KEYS",
     "FeedbackStatus",
+    "TrainingRun",
     "diff_words",
+    "evaluate",
     "feedback_status",
     "is_feedback_record",
     "is_trained_entry",
+    "load_run",
+    "restore_run",
+    "runs",
     "similarity",
     "text_of",
+    "train",
 ]

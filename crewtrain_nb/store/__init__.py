@@ -7,10 +7,13 @@ backend (constant-cost appends, lazy reads).
 
 from __future__ import annotations
 
+from ._atomic import write_file
 from ._audit import AuditReport, verify_audit
 from ._backups import StoreVersion
 from ._convert import convert
+from ._journal import FeedbackJournal, JournalContents, read_journal
 from ._lazy import StoreStats
+from ._runs import RUNS_FOLDER, RunArchive, utc_now
 from ._source import LazyEntry, LazyStore, Source, as_handler, open_source, open_view
 from ._sqlite import SQLITE_SUFFIXES, SQLiteHandler
 from ._unpickle import ALLOWED_GLOBALS, safe_loads
@@ -20,12 +23,16 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "AuditReport",
     "DEFAULT_LOCK_TIMEOUT",
+    "RUNS_FOLDER",
     "PICKLE_PROTOCOL",
     "SQLITE_SUFFIXES",
     "CrewTrainingHandler",
+    "FeedbackJournal",
+    "JournalContents",
     "LazyEntry",
     "LazyStore",
     "PickleHandler",
+    "RunArchive",
     "SQLiteHandler",
     "Source",
     "StoreStats",
@@ -34,6 +41,9 @@ __all__ = [
     "convert",
     "open_source",
     "open_view",
+    "read_journal",
     "safe_loads",
+    "utc_now",
     "verify_audit",
+    "write_file",
 ]

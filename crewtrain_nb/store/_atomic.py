@@ -15,7 +15,7 @@ import stat
 import tempfile
 import warnings
 
-__all__ = ["fsync_directory", "sweep_stale_temps", "temp_prefix", "write_atomic"]
+__all__ = ["fsync_directory", "sweep_stale_temps", "temp_prefix", "write_atomic", "write_file"]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -118,3 +118,26 @@ def sweep_stale_temps(path: str) -> int:
                     os.unlink(entry.path)
                     removed += 1
     return removed
+
+
+def write_file(path: str | os.PathLike[str], payload: bytes) -> None:
+    """Replace ``path`` with ``payload`` atomically and durably (as :func:`write_atomic`), closing the file.
+
+    For the files kept beside a store (run entries, sidecars, restored copies).
+
+    Raises
+    ------
+    StoreWriteError
+        The file system refused; the message names the file. The old file is unchanged.
+    """
+    from ..errors import StoreWriteError
+
+    target = os.path.abspath(os.fspath(path))
+    try:
+        fd, _ = write_atomic(target, payload)
+    except OSError as exc:
+        raise StoreWriteError(
+            f"{target}: cannot write it ({exc.strerror or exc}); check the folder is writable and the disk has room.",
+            path=target,
+        ) from exc
+    os.close(fd)
