@@ -252,6 +252,37 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _training_directory(path: str | None) -> Path:
+    directory = Path(path) if path is not None else Path.cwd()
+    if not directory.is_dir():
+        raise CommandError(f"{directory}: no such directory; give the folder where training ran")
+    return directory
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from .crewai.training import runs
+
+    directory = _training_directory(args.directory)
+    frame = runs(directory)
+    if frame.empty:
+        print(f"{directory}: no training runs kept (crewtrain_nb.crewai.train() keeps them in training_runs/)")
+        return 0
+    columns = ["run", "outcome", "started", "ended", "n_iterations", "agents", "records", "error"]
+    print(frame[columns].astype(object).where(frame[columns].notna(), "").to_string(index=False))
+    return 0
+
+
+def _cmd_restore_run(args: argparse.Namespace) -> int:
+    from .crewai.training import load_run, restore_run
+
+    directory = _training_directory(args.directory)
+    restored = load_run(args.run_number, directory)
+    kept = restore_run(args.run_number, directory)
+    names = ", ".join(restored.kept_files)
+    print(f"restored run {args.run_number} ({names}) in {directory}; what was there before is kept as run {kept.run}")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 
 
@@ -310,6 +341,15 @@ def _parser() -> argparse.ArgumentParser:
         "--trusted", action="store_true", help="unpickle anything (only for files you trust: pickles can run code)"
     )
 
+    runs = command("runs", _cmd_runs, "list the training runs crewtrain_nb.crewai.train() kept in a directory")
+    runs.add_argument("directory", nargs="?", help="the folder where training ran (default: the current one)")
+
+    restore = command(
+        "restore-run", _cmd_restore_run, "put a kept run's files back for CrewAI (the current ones are kept)"
+    )
+    restore.add_argument("run_number", metavar="RUN", type=int, help="the run number (see: crewtrain-nb runs)")
+    restore.add_argument("directory", nargs="?", help="the folder where training ran (default: the current one)")
+
     demo = command("demo", _cmd_demo, "write the demo stores (CrewAI-shaped and ML-shaped) into a directory")
     demo.add_argument("directory", help="where to write them")
 
@@ -323,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (CommandError, StoreError, ValueError, ImportError, OSError) as exc:
+    except (CommandError, StoreError, ValueError, ImportError, OSError, RuntimeError) as exc:
         print(f"crewtrain-nb {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

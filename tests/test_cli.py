@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from crewtrain_nb import CrewTrainingHandler, import_json
-from crewtrain_nb.demo import write_demo
+from crewtrain_nb.demo import make_training_data, write_demo
 
 
 class Exploit:
@@ -52,7 +52,7 @@ def assert_clean_error(result: subprocess.CompletedProcess[str], *needles: str) 
 def test_every_command_has_help() -> None:
     top = run("--help")
     assert top.returncode == 0
-    for command in ("info", "show", "export", "plot", "report", "convert", "demo", "quickstart"):
+    for command in ("info", "show", "export", "plot", "report", "convert", "demo", "quickstart", "runs", "restore-run"):
         assert command in top.stdout
         result = run(command, "--help")
         assert result.returncode == 0, result.stderr
@@ -242,3 +242,26 @@ def test_convert_round_trip_and_the_other_commands_read_sqlite(demo: dict[str, P
     show = run("show", str(database), "--agent", "coder", "--iteration", "7")
     assert show.returncode == 0, show.stderr
     assert "agent coder · iteration 7" in show.stdout and "loss:" in show.stdout
+
+
+def test_runs_and_restore_run(tmp_path: Path) -> None:
+    from crewtrain_nb.store import RunArchive
+
+    assert "no training runs kept" in run("runs", str(tmp_path)).stdout
+    live = tmp_path / "training_data.pkl"
+    CrewTrainingHandler(live).save(make_training_data(agents=2, iterations=2, seed=3))
+    archive = RunArchive(tmp_path)
+    first = archive.start({"outcome": "failed", "n_iterations": 2, "error": "ValueError: evaluator"})
+    archive.keep(first, [live])
+    CrewTrainingHandler(live).save({})  # what CrewAI's clear() leaves
+
+    listing = run("runs", str(tmp_path))
+    assert listing.returncode == 0
+    assert "failed" in listing.stdout and "ValueError: evaluator" in listing.stdout
+
+    restored = run("restore-run", "1", str(tmp_path))
+    assert restored.returncode == 0, restored.stderr
+    assert "restored run 1 (training_data.pkl)" in restored.stdout and "kept as run 2" in restored.stdout
+    assert CrewTrainingHandler(live).load() == make_training_data(agents=2, iterations=2, seed=3)
+    assert_clean_error(run("restore-run", "9", str(tmp_path)), "no run 9", "crewtrain-nb runs")
+    assert_clean_error(run("runs", str(tmp_path / "nowhere")), "no such directory")

@@ -226,7 +226,8 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         for entry in RunArchive(_directory(directory)).entries()
     ]
     columns = ["run", "started", "ended", "outcome", "n_iterations", "agents", "records", "error"]
-    return pd.DataFrame(rows, columns=columns)
+    counts = dict.fromkeys(["run", "n_iterations", "agents", "records"], "Int64")  # missing for kept files
+    return pd.DataFrame(rows, columns=columns).astype(counts)
 
 
 def load_run(run: int, directory: str | os.PathLike[str] | None = None) -> TrainingRun:
@@ -284,6 +285,7 @@ def restore_run(run: int, directory: str | os.PathLike[str] | None = None) -> Tr
         }
     )
     archive.keep(before, targets)
+    archive.update(before, **_counts(os.path.join(archive.run_path(before), TRAINING_DATA_FILE)))
     for name, payload in payloads.items():
         write_file(os.path.join(folder, name), payload)
     return load_run(before, folder)

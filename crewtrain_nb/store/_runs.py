@@ -146,7 +146,8 @@ class RunArchive:
         except FileNotFoundError:
             existing = ", ".join(map(str, self.numbers())) or "none"
             raise StoreError(
-                f"{self.path}: no run {run!r}; the runs kept are: {existing} (see runs()).", path=self.path
+                f"{self.path}: no run {run!r}; the runs kept are: {existing} (see runs() or `crewtrain-nb runs`).",
+                path=self.path,
             ) from None
         except ValueError as exc:
             raise StoreFormatError(f"{path}: not a run entry ({exc}).", path=path) from exc
