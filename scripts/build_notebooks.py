@@ -164,11 +164,83 @@ LARGE: list[Cell] = [
      "CrewTrainingHandler(workdir / \"run.pkl\").load() == store.load()"),
 ]
 
+TRAINING: list[Cell] = [
+    ("md", "# Training with CrewAI, nothing lost\n\n`crewtrain_nb.crewai.train(crew, n)` runs CrewAI's own "
+     "`crew.train()` with crewtrain_nb's store in every place CrewAI uses its handler, journals every feedback "
+     "line the moment it is typed, keeps each run's files before CrewAI wipes them, and records which agent is "
+     "which.\n\n**The model here is scripted** (a `BaseLLM` subclass with canned answers, so the notebook runs "
+     "offline and prints the same every time); with your crew, its own LLM answers. The feedback comes from a "
+     "function here; `feedback=None` asks in the terminal as `crewai train` does."),
+    ("code", "import os\nimport tempfile\nfrom pathlib import Path\n\n"
+     "# Keep CrewAI offline and out of the real home folder (set before crewai is imported).\n"
+     "home = tempfile.mkdtemp()\n"
+     "os.environ.update(CREWAI_DISABLE_TELEMETRY=\"true\", OTEL_SDK_DISABLED=\"true\", "
+     "CREWAI_TRACING_ENABLED=\"false\",\n"
+     "                  CREWAI_DISABLE_VERSION_CHECK=\"true\", OPENAI_API_KEY=\"sk-offline\", HOME=home,\n"
+     "                  CREWAI_STORAGE_DIR=os.path.join(home, \"storage\"))\n"
+     "workdir = Path(tempfile.mkdtemp())"),
+    ("md", "## A scripted model and a small crew\n\nThree agents; the Researcher owns two tasks (CrewAI's file "
+     "keeps only one record per agent and iteration; the journal keeps both)."),
+    ("code", "import json\nimport re\n\nfrom crewai import Agent, Crew, Task\nfrom crewai.llms.base_llm import BaseLLM\n\n\n"
+     "class ScriptedLLM(BaseLLM):\n"
+     "    \"\"\"A stand-in for a real LLM: canned ReAct answers, and the evaluator's JSON.\"\"\"\n\n"
+     "    fail_evaluation: bool = False\n\n"
+     "    def call(self, messages, tools=None, callbacks=None, available_functions=None, from_task=None,\n"
+     "             from_agent=None, response_model=None):\n"
+     "        text = messages if isinstance(messages, str) else \"\\n\".join(str(m.get(\"content\", \"\")) "
+     "for m in messages)\n"
+     "        if \"Assess the quality of the training data\" in text:\n"
+     "            if self.fail_evaluation:\n"
+     "                raise TimeoutError(\"the evaluator's LLM timed out\")\n"
+     "            feedback = re.findall(r\"Human Feedback:\\n(.*)\\n\", text)\n"
+     "            return json.dumps({\"suggestions\": feedback, \"quality\": 8.0, \"final_summary\": \"applied\"})\n"
+     "        return f\"Thought: done\\nFinal Answer: {from_agent.role} draft\"\n\n"
+     "    def get_input_tokens_count(self, messages, tools=None, response_model=None):\n"
+     "        return len(str(messages)) // 4\n\n"
+     "    def supports_function_calling(self):\n        return False\n\n"
+     "    def supports_stop_words(self):\n        return True\n\n"
+     "    def get_context_window_size(self):\n        return 8192\n\n\n"
+     "def make_crew(**llm_options):\n"
+     "    llm = ScriptedLLM(model=\"scripted\", **llm_options)\n"
+     "    roles = {role: Agent(role=role, goal=f\"{role} goal\", backstory=\"...\", llm=llm)\n"
+     "             for role in (\"Researcher\", \"Writer\", \"Reviewer\")}\n"
+     "    tasks = [\n"
+     "        Task(description=\"Research {topic}.\", expected_output=\"Notes.\", agent=roles[\"Researcher\"]),\n"
+     "        Task(description=\"Write about {topic}.\", expected_output=\"Text.\", agent=roles[\"Writer\"]),\n"
+     "        Task(description=\"Find sources on {topic}.\", expected_output=\"Links.\", agent=roles[\"Researcher\"]),\n"
+     "        Task(description=\"Review the text on {topic}.\", expected_output=\"Review.\", agent=roles[\"Reviewer\"]),\n"
+     "    ]\n"
+     "    return Crew(agents=list(roles.values()), tasks=tasks, verbose=False)\n\n\n"
+     "def person(role, task, output):\n"
+     "    \"\"\"What a person would type: scripted here.\"\"\"\n"
+     "    return f\"{role}: cite one source for '{task}'\""),
+    ("md", "## Train\n\nThe one line that replaces `crew.train(n_iterations=2, filename=...)`:"),
+    ("code", "from crewtrain_nb.crewai import evaluate, restore_run, runs, train\n\n"
+     "run = train(make_crew(), 2, inputs={\"topic\": \"lock files\"}, directory=workdir, feedback=person)\n"
+     "run.outcome, len(run.feedback())"),
+    ("md", "Eight lines were typed (4 tasks x 2 iterations); CrewAI's own file keeps six. The frame labels each "
+     "training-copy id with the role recorded when the run started:"),
+    ("code", "run.frame()[[\"role\", \"iteration\", \"human_feedback\"]]"),
+    ("md", "## When evaluation fails\n\nCrewAI wipes both files on any exception, here a timeout of the "
+     "evaluator's LLM after all feedback was given. The journal and the kept run still hold everything:"),
+    ("code", "try:\n    train(make_crew(fail_evaluation=True), 2, inputs={\"topic\": \"lock files\"}, directory=workdir, "
+     "feedback=person)\nexcept TimeoutError as error:\n    print(\"train() failed:\", error)\n\n"
+     "from crewtrain_nb import CrewTrainingHandler\n\n"
+     "CrewTrainingHandler(workdir / \"training_data.pkl\").load()  # what CrewAI left"),
+    ("code", "runs(workdir)[[\"run\", \"outcome\", \"n_iterations\", \"agents\", \"records\", \"error\"]]"),
+    ("md", "Put the failed run's files back and run CrewAI's own evaluator again, without training again:"),
+    ("code", "failed = runs(workdir).query(\"outcome == 'failed'\").run.iloc[-1]\n"
+     "restore_run(failed, workdir)\n"
+     "trained = evaluate(make_crew(), directory=workdir)\n"
+     "{role: entry[\"suggestions\"][0] for role, entry in trained.items()}"),
+]
+
 ALL: dict[str, list[Cell]] = {
     "01_quickstart.ipynb": QUICKSTART,
     "02_crewai_feedback.ipynb": CREWAI,
     "03_training_curves.ipynb": CURVES,
     "04_large_stores.ipynb": LARGE,
+    "05_training_with_crewai.ipynb": TRAINING,
 }
 
 

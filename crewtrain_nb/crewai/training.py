@@ -44,6 +44,7 @@ __all__ = [
     "TRAINING_DATA_FILE",
     "FeedbackFunction",
     "TrainingRun",
+    "TrainingStopped",
     "evaluate",
     "journal_path",
     "restore_run",
@@ -412,13 +413,17 @@ def _feedback_asker(feedback: Any, human_input: Any) -> Callable[[Any, Any, str]
     raise TypeError(f"feedback= must be None (CrewAI's terminal prompt) or a function, got {feedback!r}")
 
 
-def _provider(human_input: Any, asker: Callable[[Any, Any, str], str], journal: FeedbackJournal, run: int) -> Any:
+def _provider(
+    human_input: Any, asker: Callable[[Any, Any, str], str], journal: FeedbackJournal, run: int, stop: threading.Event
+) -> Any:
     base = human_input.SyncHumanInputProvider
 
     class JournallingProvider(base):  # type: ignore[misc, valid-type]
         """CrewAI's provider, with every training feedback journalled (fsynced) before CrewAI sees it."""
 
         def _feedback(self, formatted_answer: Any, context: Any) -> str:
+            if stop.is_set():
+                raise TrainingStopped("training was stopped")
             output = base._get_output_string(formatted_answer)
             task = getattr(context, "task", None)
             text = asker(context, task, output)
@@ -512,20 +517,61 @@ def train(
     asker = _feedback_asker(feedback, human_input)
     if not _ACTIVE.acquire(blocking=False):
         raise RuntimeError("a crewtrain_nb.crewai.train() is already running in this process; wait for it to end")
+    stop = threading.Event()
     try:
-        return _train(
-            crew,
-            n_iterations,
-            filename,
-            dict(inputs or {}),
-            _directory(directory),
-            asker,
-            keep_runs,
-            version,
-            human_input,
-        )
+
+        def run() -> TrainingRun:
+            return _train(
+                crew, n_iterations, filename, dict(inputs or {}), _directory(directory), asker, keep_runs, version,
+                human_input, stop,
+            )  # fmt: skip
+
+        if not _in_event_loop():
+            return run()
+        # In Jupyter the kernel's event loop runs in this thread, and CrewAI refuses a synchronous kickoff
+        # there: train in a worker thread and wait for it here.
+        return _run_in_thread(run, stop)
     finally:
         _ACTIVE.release()
+
+
+class TrainingStopped(BaseException):
+    """Raised inside CrewAI's training to stop it after the current step, without CrewAI wiping the files.
+
+    CrewAI clears both files on any ``Exception``; like ``KeyboardInterrupt``, this is not one.
+    """
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _run_in_thread(run: Callable[[], TrainingRun], stop: threading.Event) -> TrainingRun:
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["run"] = run()
+        except BaseException as exc:  # handed to the waiting thread below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=work, name="crewtrain-nb-train", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        # A kernel interrupt reaches this thread only: stop training at its next feedback, then wait for it.
+        stop.set()
+        worker.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["run"]  # type: ignore[no-any-return]
 
 
 def _train(
@@ -538,6 +584,7 @@ def _train(
     keep_runs: int | None,
     version: str,
     human_input: Any,
+    stop: threading.Event,
 ) -> TrainingRun:
     os.makedirs(directory, exist_ok=True)
     training_path = _resolve(directory, TRAINING_DATA_FILE)
@@ -588,7 +635,7 @@ def _train(
             super().clear()
 
     modules = {name: importlib.import_module(name) for name in HANDLER_MODULES}
-    provider = _provider(human_input, asker, journal, run)
+    provider = _provider(human_input, asker, journal, run, stop)
     outcome, error = "ok", None
     token = human_input.set_provider(provider)
     try:
