@@ -149,6 +149,7 @@ def main() -> None:
         result["outcome"] = run.outcome
         result["html"] = run._repr_html_()
         result["frame_rows"] = len(run.frame())
+        result["browser_labels"] = sorted(label for label, _ in run.browser().agent.options)
     elif scenario == "terminal":
         lines = [f"feedback {i}" for i in range(100)]
         sys.stdin = io.StringIO("".join(line + "\n" for line in lines))
@@ -200,6 +201,14 @@ def main() -> None:
             result["second"] = str(exc)
         release.set()
         worker.join(120)
+    elif scenario == "old-version":
+        import importlib.metadata
+
+        importlib.metadata.version = lambda name: "0.86.0"  # what train() reads to know CrewAI's layout
+        try:
+            train(build_crew(scripted_llm()), 1, directory=directory, feedback=feedback_script())
+        except RuntimeError as exc:
+            result["refused"] = str(exc)
     elif scenario == "kill-after-feedback":
         train(
             build_crew(scripted_llm()), 2, inputs=inputs, directory=directory, feedback=feedback_script(announce=True)

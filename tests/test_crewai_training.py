@@ -92,6 +92,7 @@ def test_a_run_is_kept_with_its_entry_and_every_feedback(ok_run: tuple[Path, dic
     assert set(run.kept_files) == {"training_data.pkl", "trained_agents_data.pkl", "training_data.pkl.agents.json"}
     assert load(Path(run.kept_files["training_data.pkl"])) == load(directory / "training_data.pkl")
     assert set(run.frame()["role"]) == {"Researcher", "Writer", "Reviewer"}
+    assert [label.split(" · ")[0] for label in result["browser_labels"]] == ["Researcher", "Reviewer", "Writer"]
 
 
 def test_evaluator_failure_loses_nothing_and_evaluate_rescues_the_run(tmp_path: Path) -> None:
@@ -135,6 +136,12 @@ def test_a_second_train_keeps_the_first_run(tmp_path: Path) -> None:
     first = load_run(1, tmp_path).kept_files
     assert load(Path(first["training_data.pkl"])) != load(tmp_path / "training_data.pkl")  # new ids each run
     assert len(read_journal(journal_path(tmp_path / "training_data.pkl")).entries) == 16
+
+
+def test_a_crewai_of_unknown_layout_is_refused(tmp_path: Path) -> None:
+    refused = scenario("old-version", tmp_path)["refused"]
+    assert "crewai 0.86.0 is installed" in refused and "1.14 to 1.x" in refused
+    assert not (tmp_path / "training_runs").exists()  # refused before anything was written
 
 
 def test_a_second_train_in_the_same_process_is_refused(tmp_path: Path) -> None:
