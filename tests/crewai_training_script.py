@@ -49,7 +49,7 @@ def offline_environment(home: str) -> dict[str, str]:
     }
 
 
-def scripted_llm(*, evaluator_fails: bool = False) -> Any:
+def scripted_llm(*, evaluator_fails: bool = False, html_output: bool = False) -> Any:
     """A BaseLLM answering in ReAct form, the evaluator's JSON for the training evaluation prompt."""
     from crewai.llms.base_llm import BaseLLM
 
@@ -73,6 +73,8 @@ def scripted_llm(*, evaluator_fails: bool = False) -> Any:
             counts[role] = counts.get(role, 0) + 1
             if response_model is not None or '"title"' in text and "Facts" in text:
                 return 'Thought: done\nFinal Answer: {"title": "facts ' + str(counts[role]) + '", "points": ["a"]}'
+            if html_output:  # markup an output to judge may hold: the widget must show it as text
+                return f"Thought: done\nFinal Answer: **{role}** answer {counts[role]} <script>alert(1)</script>"
             return f"Thought: I now know the final answer\nFinal Answer: {role} answer {counts[role]}"
 
         def supports_function_calling(self) -> bool:
@@ -125,6 +127,55 @@ def feedback_script(*, interrupt_at: int | None = None, announce: bool = False) 
 
     feedback.typed = typed  # type: ignore[attr-defined]
     return feedback
+
+
+def small_crew(llm: Any) -> Any:
+    """Two agents, one task each: 2 iterations ask for 4 feedbacks."""
+    from crewai import Agent, Crew, Task
+
+    agents = [Agent(role=role, goal=f"{role} goal", backstory=f"A {role.lower()}.", llm=llm) for role in ROLES[:2]]
+    tasks = [
+        Task(description=f"{agent.role}: handle {{topic}}.", expected_output="One line.", agent=agent)
+        for agent in agents
+    ]
+    return Crew(agents=agents, tasks=tasks, verbose=False)
+
+
+def drive_notebook_session(directory: str, *, stop_at: int | None) -> dict[str, Any]:
+    """``train(feedback="notebook")``, answered the way a person does: set the box's value, press Submit."""
+    from crewtrain_nb.crewai import train
+
+    session = train(small_crew(scripted_llm(html_output=True)), 2, inputs={"topic": "locks"}, directory=directory,
+                    feedback="notebook")  # fmt: skip
+    seen: dict[str, Any] = {"typed": [], "outputs": [], "previous": []}
+    deadline = time.monotonic() + 300
+    step = 0
+    while not session.finished and time.monotonic() < deadline:
+        request = session.exchange.pending
+        if request is None or session.submit.disabled:
+            time.sleep(0.02)
+            continue
+        step += 1
+        seen["outputs"].append(session.output.value)
+        seen["previous"].append(session.previous.value)
+        if stop_at is not None and step == stop_at:
+            session.stop_button.click()
+            break
+        if step == 1:  # an empty answer is refused once, with CrewAI's reason
+            session.feedback.value = ""
+            session.submit.click()
+            seen["empty_refused"] = session.exchange.pending is request and "evaluator rejects" in session.status.value
+        line = f"typed in the widget {step}: {request.role} should cite a source"
+        session.feedback.value = line
+        session.submit.click()
+        seen["typed"].append(line)
+        while session.exchange.pending is request:
+            time.sleep(0.01)
+    run = session.wait(timeout=300)
+    seen["outcome"] = run.outcome
+    seen["progress"] = [session.progress.value, session.progress.max]
+    seen["status"] = session.status.value
+    return seen
 
 
 def main() -> None:
@@ -209,6 +260,8 @@ def main() -> None:
             train(build_crew(scripted_llm()), 1, directory=directory, feedback=feedback_script())
         except RuntimeError as exc:
             result["refused"] = str(exc)
+    elif scenario in ("notebook", "notebook-stop"):
+        result.update(drive_notebook_session(directory, stop_at=3 if scenario == "notebook-stop" else None))
     elif scenario == "kill-after-feedback":
         train(
             build_crew(scripted_llm()), 2, inputs=inputs, directory=directory, feedback=feedback_script(announce=True)

@@ -212,3 +212,27 @@ def test_restore_run_names_the_runs_that_exist(tmp_path: Path) -> None:
 
     with pytest.raises(StoreError, match="no run 7; the runs kept are: none"):
         restore_run(7, tmp_path)
+
+
+def test_feedback_in_the_notebook_widget_reaches_the_files(tmp_path: Path) -> None:
+    result = scenario("notebook", tmp_path)
+    assert result["outcome"] == "ok"
+    assert result["empty_refused"]
+    assert len(result["typed"]) == 4 and result["progress"] == [4, 4]
+    training = load(tmp_path / "training_data.pkl")
+    stored = [record["human_feedback"] for records in training.values() for record in records.values()]
+    assert sorted(stored) == sorted(result["typed"])  # exactly the text typed, nothing else
+    # The output is Markdown with its raw HTML escaped, and the agent's earlier feedback is shown.
+    assert all("<strong>" in output and "&lt;script&gt;" in output for output in result["outputs"])
+    assert not any("<script>" in output for output in result["outputs"])
+    assert result["previous"][0] == "" and result["typed"][0] in result["previous"][2]
+    assert "Training finished" in result["status"]
+
+
+def test_stop_in_the_notebook_widget_ends_the_run_without_a_wipe(tmp_path: Path) -> None:
+    result = scenario("notebook-stop", tmp_path)
+    assert result["outcome"] == "interrupted"
+    training = load(tmp_path / "training_data.pkl")  # CrewAI did not clear it: the two answered steps are there
+    stored = sorted(record["human_feedback"] for records in training.values() for record in records.values())
+    assert stored == sorted(result["typed"]) and len(stored) == 2
+    assert runs(tmp_path).outcome.tolist() == ["interrupted"]

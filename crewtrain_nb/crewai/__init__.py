@@ -6,6 +6,7 @@ files ``crewai train`` writes; code that drives CrewAI imports it only when call
 
 from __future__ import annotations
 
+from .exchange import FeedbackExchange, FeedbackRequest, TrainingStopped
 from .files import (
     FEEDBACK_KEYS,
     FEEDBACK_STATUSES,
@@ -24,8 +25,11 @@ __all__ = [
     "FEEDBACK_KEYS",
     "FEEDBACK_STATUSES",
     "TRAINED_KEYS",
+    "FeedbackExchange",
+    "FeedbackRequest",
     "FeedbackStatus",
     "TrainingRun",
+    "TrainingStopped",
     "diff_words",
     "evaluate",
     "feedback_status",

@@ -23,21 +23,24 @@ import contextlib
 import html
 import importlib
 import importlib.metadata
+import itertools
 import json
 import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..store import CrewTrainingHandler, FeedbackJournal, RunArchive, read_journal, safe_loads, utc_now, write_file
+from .exchange import FeedbackExchange, FeedbackRequest, TrainingStopped
 from .files import FEEDBACK_KEYS
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ..browser import TrainingBrowser
+    from ..training_session import TrainingSession
 
 __all__ = [
     "HANDLER_MODULES",
@@ -398,45 +401,63 @@ def _counts(path: str) -> dict[str, int]:
     return {"agents_with_data": len(entries), "records": sum(len(value) for value in entries)}
 
 
-def _feedback_asker(feedback: Any, human_input: Any) -> Callable[[Any, Any, str], str]:
+Asker = Callable[[FeedbackRequest, Any], str]  # (request, the training crew) -> feedback text
+
+
+def _feedback_asker(feedback: Any, human_input: Any, exchange: FeedbackExchange) -> Asker:
     if feedback is None:
-        return lambda context, task, output: human_input.SyncHumanInputProvider._prompt_input(context.crew)
+        return lambda request, crew: human_input.SyncHumanInputProvider._prompt_input(crew)
+    if feedback == "notebook":
+        return lambda request, crew: exchange.ask(request)
     if callable(feedback):
 
-        def ask(context: Any, task: Any, output: str) -> str:
-            answer = feedback(str(context.agent.role), str(getattr(task, "description", "")), output)
+        def ask(request: FeedbackRequest, crew: Any) -> str:
+            answer = feedback(request.role, request.task, request.output)
             if not isinstance(answer, str):
                 raise TypeError(f"feedback= must return the feedback text (str), got {type(answer).__name__}")
             return answer
 
         return ask
-    raise TypeError(f"feedback= must be None (CrewAI's terminal prompt) or a function, got {feedback!r}")
+    raise TypeError(f"feedback= must be None (CrewAI's terminal prompt), 'notebook' or a function, got {feedback!r}")
 
 
-def _provider(
-    human_input: Any, asker: Callable[[Any, Any, str], str], journal: FeedbackJournal, run: int, stop: threading.Event
-) -> Any:
+def _provider(human_input: Any, asker: Asker, journal: FeedbackJournal, run: int, exchange: FeedbackExchange) -> Any:
     base = human_input.SyncHumanInputProvider
+    steps = itertools.count(1)
 
     class JournallingProvider(base):  # type: ignore[misc, valid-type]
         """CrewAI's provider, with every training feedback journalled (fsynced) before CrewAI sees it."""
 
         def _feedback(self, formatted_answer: Any, context: Any) -> str:
-            if stop.is_set():
+            if exchange.stopped:
                 raise TrainingStopped("training was stopped")
-            output = base._get_output_string(formatted_answer)
             task = getattr(context, "task", None)
-            text = asker(context, task, output)
             crew = getattr(context, "crew", None)
+            agent = str(context.agent.id)
+            earlier = read_journal(journal.path).entries
+            request = FeedbackRequest(
+                step=next(steps),
+                iteration=getattr(crew, "_train_iteration", None),
+                agent=agent,
+                role=str(context.agent.role),
+                task=str(getattr(task, "description", "")),
+                output=base._get_output_string(formatted_answer),
+                previous=tuple(
+                    str(line.get("feedback", ""))
+                    for line in earlier
+                    if line.get("run") == run and line.get("agent") == agent
+                ),
+            )
+            text = asker(request, crew)
             journal.append(
                 {
                     "run": run,
                     "time": utc_now(),
-                    "iteration": getattr(crew, "_train_iteration", None),
-                    "agent": str(context.agent.id),
-                    "role": str(context.agent.role),
-                    "task": str(getattr(task, "description", "")),
-                    "output": output,
+                    "iteration": request.iteration,
+                    "agent": agent,
+                    "role": request.role,
+                    "task": request.task,
+                    "output": request.output,
                     "feedback": text,
                     "pid": os.getpid(),
                 }
@@ -465,9 +486,9 @@ def train(
     filename: str = "trained_agents_data.pkl",
     inputs: Mapping[str, Any] | None = None,
     directory: str | os.PathLike[str] | None = None,
-    feedback: FeedbackFunction | None = None,
+    feedback: FeedbackFunction | Literal["notebook"] | None = None,
     keep_runs: int | None = None,
-) -> TrainingRun:
+) -> TrainingRun | TrainingSession:
     """Run ``crew.train(n_iterations, filename, inputs)`` through crewtrain_nb's store.
 
     Every place CrewAI uses its own ``CrewTrainingHandler`` gets crewtrain_nb's (atomic, locked, safely read),
@@ -490,15 +511,18 @@ def train(
         Where both files, the journal and ``training_runs/`` go (default: the working directory). The working
         directory itself is never changed, so training may run in a thread.
     feedback
-        ``None``: CrewAI's terminal prompt (still journalled). A function ``(role, task, output) -> str``:
-        called for each feedback (scripted or LLM-assisted feedback).
+        ``None``: CrewAI's terminal prompt (still journalled). ``"notebook"``: return at once with a live
+        :class:`~crewtrain_nb.training_session.TrainingSession` widget while training runs in a background
+        thread; the person answers in the widget. A function ``(role, task, output) -> str``: called for
+        each feedback (scripted or LLM-assisted feedback).
     keep_runs
         ``None`` keeps every run; an int keeps the newest that many.
 
     Returns
     -------
-    TrainingRun
-        The finished run (``outcome="ok"``).
+    TrainingRun or TrainingSession
+        The finished run (``outcome="ok"``); with ``feedback="notebook"``, the live session (its ``.run`` is
+        the run once training ended, ``.wait()`` waits for it).
 
     Raises
     ------
@@ -514,32 +538,38 @@ def train(
     if keep_runs is not None and (not isinstance(keep_runs, int) or keep_runs < 1):
         raise ValueError(f"keep_runs must be None (keep every run) or an int >= 1, got {keep_runs!r}")
     version, human_input = _check_layout()
-    asker = _feedback_asker(feedback, human_input)
+    exchange = FeedbackExchange()
+    asker = _feedback_asker(feedback, human_input, exchange)
     if not _ACTIVE.acquire(blocking=False):
         raise RuntimeError("a crewtrain_nb.crewai.train() is already running in this process; wait for it to end")
-    stop = threading.Event()
-    try:
+    folder = _directory(directory)
 
-        def run() -> TrainingRun:
+    def run() -> TrainingRun:
+        try:
             return _train(
-                crew, n_iterations, filename, dict(inputs or {}), _directory(directory), asker, keep_runs, version,
-                human_input, stop,
+                crew, n_iterations, filename, dict(inputs or {}), folder, asker, keep_runs, version, human_input,
+                exchange,
             )  # fmt: skip
+        finally:
+            _ACTIVE.release()
 
-        if not _in_event_loop():
-            return run()
-        # In Jupyter the kernel's event loop runs in this thread, and CrewAI refuses a synchronous kickoff
-        # there: train in a worker thread and wait for it here.
-        return _run_in_thread(run, stop)
-    finally:
-        _ACTIVE.release()
+    if feedback == "notebook":
+        from ..training_session import TrainingSession
 
-
-class TrainingStopped(BaseException):
-    """Raised inside CrewAI's training to stop it after the current step, without CrewAI wiping the files.
-
-    CrewAI clears both files on any ``Exception``; like ``KeyboardInterrupt``, this is not one.
-    """
+        try:
+            session = TrainingSession(
+                exchange, training=_resolve(folder, TRAINING_DATA_FILE), steps=n_iterations * len(crew.tasks)
+            )
+        except BaseException:
+            _ACTIVE.release()
+            raise
+        session.start(run)
+        return session
+    if not _in_event_loop():
+        return run()
+    # In Jupyter the kernel's event loop runs in this thread, and CrewAI refuses a synchronous kickoff
+    # there: train in a worker thread and wait for it here.
+    return _run_in_thread(run, exchange)
 
 
 def _in_event_loop() -> bool:
@@ -550,7 +580,7 @@ def _in_event_loop() -> bool:
     return True
 
 
-def _run_in_thread(run: Callable[[], TrainingRun], stop: threading.Event) -> TrainingRun:
+def _run_in_thread(run: Callable[[], TrainingRun], exchange: FeedbackExchange) -> TrainingRun:
     outcome: dict[str, Any] = {}
 
     def work() -> None:
@@ -566,7 +596,7 @@ def _run_in_thread(run: Callable[[], TrainingRun], stop: threading.Event) -> Tra
             worker.join(0.1)
     except KeyboardInterrupt:
         # A kernel interrupt reaches this thread only: stop training at its next feedback, then wait for it.
-        stop.set()
+        exchange.stop()
         worker.join()
         raise
     if "error" in outcome:
@@ -580,11 +610,11 @@ def _train(
     filename: str,
     inputs: dict[str, Any],
     directory: str,
-    asker: Callable[[Any, Any, str], str],
+    asker: Asker,
     keep_runs: int | None,
     version: str,
     human_input: Any,
-    stop: threading.Event,
+    exchange: FeedbackExchange,
 ) -> TrainingRun:
     os.makedirs(directory, exist_ok=True)
     training_path = _resolve(directory, TRAINING_DATA_FILE)
@@ -635,12 +665,14 @@ def _train(
             super().clear()
 
     modules = {name: importlib.import_module(name) for name in HANDLER_MODULES}
-    provider = _provider(human_input, asker, journal, run, stop)
+    provider = _provider(human_input, asker, journal, run, exchange)
     outcome, error = "ok", None
     token = human_input.set_provider(provider)
     try:
         with _patched(modules, DirectoryHandler), _recording_copy(crew, record_copy):
             crew.train(n_iterations=n_iterations, filename=trained_path, inputs=inputs)
+    except TrainingStopped:  # Stop in the notebook (or a kernel interrupt): an interrupted run, not an error
+        outcome, error = "interrupted", "stopped before the run ended"
     except Exception as exc:
         outcome, error = "failed", f"{type(exc).__name__}: {exc}"
         raise
