@@ -82,22 +82,22 @@ class TrainingSession(widgets.VBox):
         self._insisting = False
         self._browser: TrainingBrowser | None = None
 
-        self.heading = widgets.HTML().add_class("ctn-heading")
-        self.output = widgets.HTML().add_class("ctn-output")
-        self.previous = widgets.HTML().add_class("ctn-previous")
+        self.heading = widgets.HTML().add_class("ctn-session-heading")
+        self.output = widgets.HTML().add_class("ctn-session-output")
+        self.previous = widgets.HTML().add_class("ctn-session-previous")
         self.feedback = widgets.Textarea(
             placeholder="Your feedback on this output", layout=widgets.Layout(width="100%", height="6em")
-        ).add_class("ctn-feedback")
-        self.submit = widgets.Button(description="Submit", button_style="primary").add_class("ctn-submit")
+        ).add_class("ctn-session-feedback")
+        self.submit = widgets.Button(description="Submit", button_style="primary").add_class("ctn-session-submit")
         self.quick = [widgets.Button(description=answer[:28], tooltip=answer) for answer in QUICK_ANSWERS]
         for button, answer in zip(self.quick, QUICK_ANSWERS, strict=True):
-            button.add_class("ctn-quick")
+            button.add_class("ctn-session-quick")
             button.on_click(self._filler(answer))
-        self.stop_button = widgets.Button(description="Stop", button_style="danger").add_class("ctn-stop")
-        self.status = widgets.HTML("Starting CrewAI's training…").add_class("ctn-status")
+        self.stop_button = widgets.Button(description="Stop", button_style="danger").add_class("ctn-session-stop")
+        self.status = widgets.HTML("Starting CrewAI's training…").add_class("ctn-session-status")
         self.progress = widgets.IntProgress(value=0, min=0, max=max(steps, 1), description="0 of " + str(steps))
-        self.progress.add_class("ctn-progress")
-        self.live = widgets.VBox().add_class("ctn-live")
+        self.progress.add_class("ctn-session-progress")
+        self.live = widgets.VBox().add_class("ctn-session-live")
         self._steps = steps
 
         self.submit.on_click(lambda _: self.send(self.feedback.value))
@@ -222,13 +222,14 @@ class TrainingSession(widgets.VBox):
 
     def _refresh_live(self) -> None:
         from .browser import TrainingBrowser
+        from .crewai.training import recorded_roles
         from .store import CrewTrainingHandler
 
         try:
             if self._browser is None:
                 if not CrewTrainingHandler(self.training).peek():
                     return
-                self._browser = TrainingBrowser(self.training)
+                self._browser = TrainingBrowser(self.training, agent_names=recorded_roles(self.training) or None)
                 self.live.children = [self._browser]
             else:
                 self._browser.refresh()

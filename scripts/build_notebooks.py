@@ -181,7 +181,8 @@ TRAINING: list[Cell] = [
      "workdir = Path(tempfile.mkdtemp())"),
     ("md", "## A scripted model and a small crew\n\nThree agents; the Researcher owns two tasks (CrewAI's file "
      "keeps only one record per agent and iteration; the journal keeps both)."),
-    ("code", "import json\nimport re\n\nfrom crewai import Agent, Crew, Task\nfrom crewai.llms.base_llm import BaseLLM\n\n\n"
+    ("code", "import json\nimport re\n\nfrom crewai import Agent, Crew, Task\n"
+     "from crewai.llms.base_llm import BaseLLM\n\n\n"
      "class ScriptedLLM(BaseLLM):\n"
      "    \"\"\"A stand-in for a real LLM: canned ReAct answers, and the evaluator's JSON.\"\"\"\n\n"
      "    fail_evaluation: bool = False\n\n"
@@ -207,8 +208,10 @@ TRAINING: list[Cell] = [
      "    tasks = [\n"
      "        Task(description=\"Research {topic}.\", expected_output=\"Notes.\", agent=roles[\"Researcher\"]),\n"
      "        Task(description=\"Write about {topic}.\", expected_output=\"Text.\", agent=roles[\"Writer\"]),\n"
-     "        Task(description=\"Find sources on {topic}.\", expected_output=\"Links.\", agent=roles[\"Researcher\"]),\n"
-     "        Task(description=\"Review the text on {topic}.\", expected_output=\"Review.\", agent=roles[\"Reviewer\"]),\n"
+     "        Task(description=\"Find sources on {topic}.\", expected_output=\"Links.\",\n"
+     "             agent=roles[\"Researcher\"]),\n"
+     "        Task(description=\"Review the text on {topic}.\", expected_output=\"Review.\",\n"
+     "             agent=roles[\"Reviewer\"]),\n"
      "    ]\n"
      "    return Crew(agents=list(roles.values()), tasks=tasks, verbose=False)\n\n\n"
      "def person(role, task, output):\n"
@@ -223,8 +226,8 @@ TRAINING: list[Cell] = [
     ("code", "run.frame()[[\"role\", \"iteration\", \"human_feedback\"]]"),
     ("md", "## When evaluation fails\n\nCrewAI wipes both files on any exception, here a timeout of the "
      "evaluator's LLM after all feedback was given. The journal and the kept run still hold everything:"),
-    ("code", "try:\n    train(make_crew(fail_evaluation=True), 2, inputs={\"topic\": \"lock files\"}, directory=workdir, "
-     "feedback=person)\nexcept TimeoutError as error:\n    print(\"train() failed:\", error)\n\n"
+    ("code", "try:\n    train(make_crew(fail_evaluation=True), 2, inputs={\"topic\": \"lock files\"},\n"
+     "          directory=workdir, feedback=person)\nexcept TimeoutError as error:\n    print(\"train() failed:\", error)\n\n"
      "from crewtrain_nb import CrewTrainingHandler\n\n"
      "CrewTrainingHandler(workdir / \"training_data.pkl\").load()  # what CrewAI left"),
     ("code", "runs(workdir)[[\"run\", \"outcome\", \"n_iterations\", \"agents\", \"records\", \"error\"]]"),

@@ -820,15 +820,23 @@ def _missing(record: Any) -> list[str]:
     return [key for key in FEEDBACK_KEYS if not record.get(key)]
 
 
-def _roles_of(training_path: str, data: Mapping[str, Any]) -> dict[str, str]:
-    path = sidecar_path(training_path)
+def recorded_roles(training: str | os.PathLike[str]) -> dict[str, str]:
+    """Agent id -> role from the sidecar beside ``training`` (empty when there is none or it is not ours)."""
     try:
-        with open(path, encoding="utf-8") as file:
+        with open(sidecar_path(training), encoding="utf-8") as file:
             document = json.load(file)
-    except FileNotFoundError:
-        document = None
+    except (FileNotFoundError, ValueError):
+        return {}
     if isinstance(document, dict) and document.get("format") == SIDECAR_FORMAT:
         return {agent: str(info.get("role", "")) for agent, info in document.get("agents", {}).items()}
+    return {}
+
+
+def _roles_of(training_path: str, data: Mapping[str, Any]) -> dict[str, str]:
+    path = sidecar_path(training_path)
+    recorded = recorded_roles(training_path)
+    if recorded:
+        return recorded
     roles: dict[str, str] = {}
     for agent_id, records in data.items():  # CrewAI 0.86 records carry the role
         if isinstance(records, Mapping):
