@@ -227,7 +227,8 @@ TRAINING: list[Cell] = [
     ("md", "## When evaluation fails\n\nCrewAI wipes both files on any exception, here a timeout of the "
      "evaluator's LLM after all feedback was given. The journal and the kept run still hold everything:"),
     ("code", "try:\n    train(make_crew(fail_evaluation=True), 2, inputs={\"topic\": \"lock files\"},\n"
-     "          directory=workdir, feedback=person)\nexcept TimeoutError as error:\n    print(\"train() failed:\", error)\n\n"
+     "          directory=workdir, feedback=person)\n"
+     "except TimeoutError as error:\n    print(\"train() failed:\", error)\n\n"
      "from crewtrain_nb import CrewTrainingHandler\n\n"
      "CrewTrainingHandler(workdir / \"training_data.pkl\").load()  # what CrewAI left"),
     ("code", "runs(workdir)[[\"run\", \"outcome\", \"n_iterations\", \"agents\", \"records\", \"error\"]]"),
