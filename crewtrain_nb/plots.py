@@ -1,8 +1,9 @@
 """Matplotlib pictures of training stores: curves per metric and agent, CrewAI feedback and quality.
 
-Figures are built with :class:`matplotlib.figure.Figure`, not pyplot, so
-nothing leaks into global state; every function returns its Figure or Axes and
-never calls ``plt.show()``. The numeric helpers (:func:`ema`,
+Figures are built without pyplot, so nothing leaks into global state; every
+function returns its Figure or Axes and never calls ``plt.show()``. A figure made
+here is a :class:`NotebookFigure`, which shows itself as one PNG in Jupyter with
+or without ``%matplotlib inline``. The numeric helpers (:func:`ema`,
 :func:`decimate_minmax`, :func:`best_point`, :func:`agent_colors`) are pure and
 tested on their own.
 """
@@ -34,6 +35,8 @@ from .navigation import short_id
 
 __all__ = [
     "MarkedFigure",
+    "NotebookAxes",
+    "NotebookFigure",
     "agent_colors",
     "best_point",
     "decimate_minmax",
@@ -219,6 +222,54 @@ def agent_colors(agents: Iterable[str]) -> dict[str, Any]:
     names = list(dict.fromkeys(agents))
     cmap = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
     return {agent: cmap(index % cmap.N) for index, agent in enumerate(names)}
+
+
+# -- figures that show themselves ----------------------------------------------------------
+
+
+def _png(figure: Figure) -> bytes | None:
+    # What IPython's inline formatter draws: the figure's own dpi and face colour, cropped to its artists.
+    if not figure.axes:
+        return None
+    buffer = io.BytesIO()
+    face, edge = figure.get_facecolor(), figure.get_edgecolor()
+    figure.savefig(buffer, format="png", dpi=figure.dpi, bbox_inches="tight", facecolor=face, edgecolor=edge)
+    return buffer.getvalue()
+
+
+class NotebookFigure(Figure):
+    """A :class:`~matplotlib.figure.Figure` that shows itself as one PNG in Jupyter.
+
+    IPython draws a plain Figure only after pyplot's inline backend has
+    registered its formatter (``%matplotlib inline``, or any ``import
+    matplotlib.pyplot`` in a kernel); a figure built without pyplot, in a fresh
+    kernel, shows as ``<Figure size ...>``. This one has ``_repr_png_``, which
+    IPython uses when no formatter is registered for figures; when the inline
+    backend's formatter is, IPython uses that one instead (with its settings,
+    e.g. retina). Either way, one image. The inline backend shows only figures
+    pyplot made, so it never shows this one a second time.
+
+    Everything else is a plain Figure: ``savefig``, the Agg canvas, pickling.
+    """
+
+    def _repr_png_(self) -> bytes | None:
+        return _png(self)
+
+
+class NotebookAxes(Axes):
+    """The Axes of a one-panel :class:`NotebookFigure`, e.g. from ``plot_quality(trained)``.
+
+    Shown in Jupyter as its whole figure, once (the Axes is what the plot
+    function returns). An Axes passed in as ``ax=`` is returned as it is: its
+    figure is yours to show.
+    """
+
+    def _repr_png_(self) -> bytes | None:
+        return _png(self.figure)
+
+
+def _new_axes(figsize: tuple[float, float]) -> NotebookAxes:
+    return NotebookFigure(figsize=figsize, layout="constrained").add_subplot(axes_class=NotebookAxes)
 
 
 # -- input ----------------------------------------------------------------------------------
@@ -470,7 +521,7 @@ def plot_metric(
     max_points: int | None = 2000,
     agent_names: Mapping[str, str] | None = None,
 ) -> Axes:
-    """Draw one metric, one line per agent, on ``ax`` (a new Figure's Axes when ``None``).
+    """Draw one metric, one line per agent, on ``ax`` (a new :class:`NotebookAxes` when ``None``).
 
     Parameters
     ----------
@@ -489,7 +540,7 @@ def plot_metric(
     lines, _, chosen_agents, available = _select(_metrics_data(source, agents), [metric], agents)
     modes = _best_modes(best, [metric], available)
     if ax is None:
-        ax = Figure(figsize=(6, 3.5), layout="constrained").add_subplot()
+        ax = _new_axes((6, 3.5))
     span = _span(lines.values())
     if span is not None and ax.has_data():  # a user's axes with other lines: keep showing them
         span = min(span[0], ax.dataLim.x0), max(span[1], ax.dataLim.x1)
@@ -586,7 +637,7 @@ def plot_metrics(
     modes = _best_modes(best, chosen_metrics, available)
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
-    figure = Figure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
+    figure = NotebookFigure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
     # One x axis for all panels: the same iteration lines up across metrics, and a metric
     # logged once still spans the run.
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True).ravel()
@@ -699,13 +750,13 @@ def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:
     trained_source
         A ``trained_agents_data.pkl`` handler, path or dict.
     ax
-        Where to draw; a new Figure's Axes when ``None``.
+        Where to draw; a new :class:`NotebookAxes` (shown in Jupyter as its figure) when ``None``.
     """
     frame = trained_agents_frame(trained_source).sort_values("quality", kind="stable", na_position="first")
     if frame.empty:
         raise ValueError("the trained-agents store is empty: nothing to plot")
     if ax is None:
-        ax = Figure(figsize=(6, 0.5 * len(frame) + 1.2), layout="constrained").add_subplot()
+        ax = _new_axes((6, 0.5 * len(frame) + 1.2))
     qualities = frame["quality"].fillna(0).to_numpy(dtype=np.float64)
     bars = ax.barh(frame["agent"].astype(str).tolist(), qualities, color="#4c72b0")
     labels = ["n/a" if pd.isna(q) else f"{q:.1f}" for q in frame["quality"]]
@@ -777,7 +828,7 @@ def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None
     labels = _labels(agent_names)
     agents = list(dict.fromkeys(frame["agent"]))
     width = 10.0
-    figure = Figure(figsize=(width, 2.6 * len(agents) + 0.6), layout="constrained")
+    figure = NotebookFigure(figsize=(width, 2.6 * len(agents) + 0.6), layout="constrained")
     rows = figure.subfigures(len(agents), 1, squeeze=False)[:, 0]
     legend: dict[str, Any] = {}
     for row, agent in zip(rows, agents, strict=True):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import matplotlib.image
+import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,6 +36,8 @@ from crewtrain_nb.plots import (
     plot_metrics,
     plot_quality,
 )
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def visible_lines(ax: Any) -> list[Any]:
@@ -642,3 +646,94 @@ def test_plots_show_agents_in_store_order(
     assert [line.get_label() for line in visible_lines(chosen.axes[0])] == ["zeta", "mid"]
     feedback = plot_feedback(unsorted_training_store)
     assert [panel.get_suptitle() for panel in feedback.subfigs] == order
+
+
+# -- in Jupyter ------------------------------------------------------------------------------
+
+
+def test_figures_we_build_have_a_png_form_and_given_axes_do_not(
+    metrics_data: dict[str, Any], training_data: dict[str, Any], trained_data: dict[str, Any]
+) -> None:
+    from IPython.core.formatters import DisplayFormatter
+
+    formats = DisplayFormatter()  # IPython's, with no formatter registered for figures: a fresh kernel
+    built = {
+        "plot_metrics": plot_metrics(metrics_data, ["loss"]),
+        "plot_feedback": plot_feedback(training_data),
+        "plot_quality": plot_quality(trained_data),
+        "plot_metric": plot_metric(metrics_data, "loss"),
+    }
+    for name, shown in built.items():
+        data, _ = formats.format(shown)
+        assert data["image/png"].startswith(PNG_MAGIC), name
+        figure = shown if isinstance(shown, Figure) else shown.figure
+        assert isinstance(figure, Figure) and figure.canvas.manager is None, name  # no pyplot figure
+    given = Figure().add_subplot()
+    data, _ = formats.format(plot_quality(trained_data, ax=given))
+    assert "image/png" not in data  # the caller's Axes and figure: theirs to show
+    # The PNG is the figure as saved, cropped as IPython's inline backend crops it.
+    expected = io.BytesIO()
+    built["plot_metrics"].savefig(expected, format="png", bbox_inches="tight")
+    assert formats.format(built["plot_metrics"])[0]["image/png"] == expected.getvalue()
+
+
+# -- in a real Jupyter kernel --------------------------------------------------------------
+
+#: (cell source, how many image/png outputs it must give). The last cell imports pyplot: from then on
+#: the kernel has the inline backend's hooks whether or not the magic ran.
+DISPLAY_CELLS: list[tuple[str, int]] = [
+    (
+        "from crewtrain_nb import plot_feedback, plot_metric, plot_metrics, plot_quality\n"
+        "from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data\n\n"
+        "metrics = make_metrics_data(iterations=12)\ntraining = make_training_data()\n"
+        "trained = make_trained_agents_data()",
+        0,
+    ),
+    ('plot_metrics(metrics, ["loss", "accuracy"], smoothing=0.5)', 1),
+    ("plot_feedback(training)", 1),
+    ("plot_quality(trained)", 1),  # an Axes on a figure we built shows that figure
+    ("plot_quality(trained).figure", 1),
+    ('plot_metric(metrics, "loss")', 1),
+    ('figure = plot_metrics(metrics, "loss")', 0),  # kept in a variable: not shown, not even by the backend
+    ("figure", 1),
+    ("from IPython.display import display\n\ndisplay(plot_feedback(training))", 1),
+    # A pyplot user's own Axes: the inline backend shows their figure; what we return adds nothing.
+    ("import matplotlib.pyplot as plt\n\nfig, ax = plt.subplots()\nplot_quality(trained, ax=ax)", 1),
+]
+
+
+def run_in_kernel(tmp_path: Path, sources: list[str]) -> list[list[dict[str, Any]]]:
+    """Run the cells in a new python3 kernel (nbclient, as nbconvert does); return each cell's outputs."""
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    resources = {"metadata": {"path": str(tmp_path)}}
+    NotebookClient(notebook, timeout=300, kernel_name="python3", resources=resources).execute()
+    return [cell["outputs"] for cell in notebook.cells]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("magic", [None, "%matplotlib inline"], ids=["fresh-kernel", "matplotlib-inline"])
+def test_returned_figures_show_once_as_png_in_a_kernel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, magic: str | None
+) -> None:
+    # A user's kernel: no MPLBACKEND (ipykernel then picks the inline backend for pyplot), no profile.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    sources = [source for source, _ in DISPLAY_CELLS]
+    if magic:
+        sources[0] = f"{magic}\n{sources[0]}"
+    outputs = run_in_kernel(tmp_path, sources)
+    images = [
+        [output["data"]["image/png"] for output in cell_outputs if "image/png" in output.get("data", {})]
+        for cell_outputs in outputs
+    ]
+    assert {source: len(shown) for (source, _), shown in zip(DISPLAY_CELLS, images, strict=True)} == dict(DISPLAY_CELLS)
+    for cell_images in images:
+        for image in cell_images:
+            png = base64.b64decode(image)
+            width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+            assert png.startswith(PNG_MAGIC) and width > 300 and height > 150, (width, height)
