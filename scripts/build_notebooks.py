@@ -5,6 +5,9 @@ Run: ``.venv/bin/python scripts/build_notebooks.py [NAME ...]``
 The test suite runs them again with nbval and compares the stored text
 outputs, so every cell prints only deterministic things: seeded demo data, no
 temporary paths, no timings without a sanitizer pattern.
+
+No cell runs ``%matplotlib inline``: the figures crewtrain_nb returns show
+themselves, and a notebook that needs no magic is what a new user's is.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ Cell = tuple[str, str]  # ("md" | "code", source)
 QUICKSTART: list[Cell] = [
     ("md", "# crewtrain_nb in five minutes\n\nOpen a store, flatten it to a DataFrame, plot the training "
      "curves, export to CSV, and browse it. The demo store is made here, seeded, so the notebook runs anywhere."),
-    ("code", "%matplotlib inline\nimport tempfile\nfrom pathlib import Path\n\nimport pandas as pd\n\n"
+    ("code", "import tempfile\nfrom pathlib import Path\n\nimport pandas as pd\n\n"
      "from crewtrain_nb import CrewTrainingHandler, TrainingBrowser, export_csv, plot_metrics, to_frame\n"
      "from crewtrain_nb.demo import write_demo\n\n"
      "workdir = Path(tempfile.mkdtemp())\npaths = write_demo(workdir)\nsorted(p.name for p in paths.values())"),
@@ -51,7 +54,7 @@ CREWAI: list[Cell] = [
     ("md", "# CrewAI feedback: what the trainer said, and what changed\n\n`crewai train` writes "
      "`training_data.pkl` (keyed by agent uuid, then iteration) and `trained_agents_data.pkl` (keyed by role). "
      "The uuids belong to a copy of the crew, so roles are linked by hand with `agent_names`."),
-    ("code", "%matplotlib inline\nimport tempfile\nfrom pathlib import Path\n\n"
+    ("code", "import tempfile\nfrom pathlib import Path\n\n"
      "from crewtrain_nb import (\n"
      "    CrewTrainingHandler,\n"
      "    TrainingBrowser,\n"
@@ -78,7 +81,7 @@ CREWAI: list[Cell] = [
     ("code", "plot_feedback(training)"),
     ("md", "## Quality of the trained agents"),
     ("code", "trained_agents_frame(trained)[[\"agent\", \"quality\", \"n_suggestions\"]]"),
-    ("code", "plot_quality(trained).figure"),
+    ("code", "plot_quality(trained)"),
     ("md", "## Browse with role names and word diffs"),
     ("code", "browser = TrainingBrowser(training, trained=trained, agent_names=names)\n"
      "browser.wait_for_curves()  # curves are drawn in the background; wait, so the saved notebook has them\n"
@@ -88,7 +91,7 @@ CREWAI: list[Cell] = [
 CURVES: list[Cell] = [
     ("md", "# Training curves from records logged with `append`\n\nThe way people log per-iteration metrics: "
      "one `append` per step. `batch()` makes it one write."),
-    ("code", "%matplotlib inline\nimport math\nimport random\nimport tempfile\nfrom pathlib import Path\n\n"
+    ("code", "import math\nimport random\nimport tempfile\nfrom pathlib import Path\n\n"
      "from crewtrain_nb import CrewTrainingHandler, metrics_frame, plot_metrics, runs_frame\n\n"
      "workdir = Path(tempfile.mkdtemp())\n\n\n"
      "def train(path, *, rate, seed):\n"
@@ -121,7 +124,7 @@ LARGE: list[Cell] = [
     ("md", "# Large stores: SQLite, lazy access, timings\n\nA pickle store is read and rewritten whole. Name "
      "the store `.db` and the same handler keeps it in SQLite: an append costs the same at any size, and one "
      "agent or one record is read without loading the rest."),
-    ("code", "%matplotlib inline\nimport math\nimport random\nimport tempfile\nimport time\n"
+    ("code", "import math\nimport random\nimport tempfile\nimport time\n"
      "from pathlib import Path\n\n"
      "from crewtrain_nb import CrewTrainingHandler, TrainingBrowser, convert, plot_metrics, to_frame\n\n"
      "workdir = Path(tempfile.mkdtemp())\nstore = CrewTrainingHandler(workdir / \"run.db\")\n"
