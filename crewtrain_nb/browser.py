@@ -138,6 +138,7 @@ class TrainingBrowser(widgets.VBox):
         self.record = widgets.HTML()
         self.trained_pane = widgets.HTML()
         self.curve = widgets.Image(format="png", layout=widgets.Layout(max_width="900px"))
+        self.curve.add_class("ctn-figure")  # a white card in any theme (render's styles): the curves are light
 
         for widget, name in (
             (self.agent, "ctn-agent"),

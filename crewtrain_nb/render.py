@@ -22,17 +22,33 @@ __all__ = [
     "trained_html",
 ]
 
-#: Inline styles, so the HTML looks the same in Jupyter, Voila and a report opened from disk.
+#: Inline styles, so the HTML looks the same in Jupyter, Voila and a report opened from disk. Colours come
+#: from the notebook's theme (JupyterLab's ``--jp-*`` variables: light, dark, any other) and fall back to
+#: a light or dark palette by the reader's ``prefers-color-scheme`` where there is no such theme. Each box
+#: sets its own text colour *and* background from the same source, so its text is readable whatever the
+#: page around it is (VS Code, nbviewer, a report on disk); diff and note colours are translucent tints
+#: over that background. Figures sit on a white card (``.ctn-figure``): they are drawn in light colours.
 _STYLE = """<style>
-.ctn-box{font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;line-height:1.45;max-width:60em}
-.ctn-box h4{margin:.3em 0 .2em 0;font-size:13px;color:#444}
-.ctn-box .ctn-text{white-space:pre-wrap;background:#f7f7f7;border-radius:4px;padding:.4em .6em}
-.ctn-box ins{background:#d7f5dd;text-decoration:none}
-.ctn-box del{background:#fbd9d9;color:#7a1d1d}
-.ctn-box table{border-collapse:collapse}
-.ctn-box td,.ctn-box th{border-bottom:1px solid #e3e3e3;padding:2px 10px 2px 0;text-align:left;vertical-align:top}
-.ctn-box .ctn-note{color:#8a5300;background:#fff4dc;border-radius:4px;padding:.3em .6em}
-.ctn-box .ctn-muted{color:#777}
+.ctn-box{--ctn-fg:var(--jp-content-font-color1,#1f1f1f);--ctn-bg:var(--jp-layout-color1,#fff);
+--ctn-panel:var(--jp-layout-color2,#efefef);--ctn-line:var(--jp-border-color2,#d9d9d9);
+color:var(--ctn-fg);background:var(--ctn-bg);border-radius:4px;padding:.1em .5em .3em .5em;
+font-family:system-ui,-apple-system,Segoe UI,sans-serif;font-size:13px;line-height:1.45;max-width:60em}
+@media (prefers-color-scheme:dark){.ctn-box{--ctn-fg:var(--jp-content-font-color1,#e8e8e8);
+--ctn-bg:var(--jp-layout-color1,#1e1e1e);--ctn-panel:var(--jp-layout-color2,#333);
+--ctn-line:var(--jp-border-color2,#4a4a4a)}}
+.ctn-box h4{margin:.3em 0 .2em 0;font-size:13px;color:inherit}
+.ctn-box .ctn-text{white-space:pre-wrap;background:var(--ctn-panel);color:var(--ctn-fg);border-radius:4px;
+padding:.4em .6em}
+.ctn-box ins{background:rgba(46,160,67,.3);color:inherit;text-decoration:none}
+.ctn-box del{background:rgba(248,81,73,.3);color:inherit;text-decoration-color:rgba(248,81,73,.9)}
+.ctn-box table{border-collapse:collapse;color:inherit}
+.ctn-box .ctn-table tr:nth-child(n){background:none}
+.ctn-box td,.ctn-box th{border-bottom:1px solid var(--ctn-line);padding:2px 10px 2px 0;text-align:left;
+vertical-align:top;color:inherit}
+.ctn-box .ctn-note{color:var(--ctn-fg);background:rgba(255,152,0,.16);border-left:3px solid #f59b00;
+border-radius:4px;padding:.3em .6em}
+.ctn-box .ctn-muted{color:inherit;font-style:italic}
+.ctn-figure{background:#fff;border-radius:4px;padding:6px;box-sizing:border-box}
 </style>"""
 
 
