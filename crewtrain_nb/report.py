@@ -170,15 +170,26 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg") :]
 
 
+#: The report's own styles, all under ``.ctn-report``: shown in a notebook, the report restyles nothing around it.
+#: Text and background come from the notebook's theme (``--jp-*``), else from the reader's light or dark
+#: preference (``Canvas``/``CanvasText`` with ``color-scheme``); figures sit on a white card.
 _PAGE_STYLE = """<style>
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:70em;color:#222;padding:0 1em}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table.ctn-summary{border-collapse:collapse;font-size:13px}
-table.ctn-summary th,table.ctn-summary td{border-bottom:1px solid #e3e3e3;padding:3px 10px;text-align:left}
-.ctn-figure svg{max-width:100%;height:auto}
-details{margin:.4em 0}summary{cursor:pointer;font-weight:600}
-.ctn-meta{color:#666;font-size:13px}
+.ctn-report{color-scheme:light dark;color:var(--jp-content-font-color1,CanvasText);
+background:var(--jp-layout-color0,Canvas);font-family:system-ui,-apple-system,Segoe UI,sans-serif;
+margin:0 auto;max-width:70em;padding:1em 1em 2em 1em}
+.ctn-report h1{font-size:1.6em}
+.ctn-report h2{border-bottom:1px solid var(--jp-border-color2,rgba(128,128,128,.4));padding-bottom:.2em;margin-top:2em}
+.ctn-report table.ctn-summary{border-collapse:collapse;font-size:13px;color:inherit}
+.ctn-report table.ctn-summary th,.ctn-report table.ctn-summary td{border-bottom:1px solid
+var(--jp-border-color2,rgba(128,128,128,.4));padding:3px 10px;text-align:left;color:inherit}
+.ctn-report .ctn-figure{background:#fff;border-radius:4px;padding:6px}
+.ctn-report .ctn-figure svg{max-width:100%;height:auto}
+.ctn-report details{margin:.4em 0}.ctn-report summary{cursor:pointer;font-weight:600}
+.ctn-report .ctn-meta{font-size:13px}
 </style>"""
+
+#: Only in the standalone document: the page around the report takes the reader's light or dark preference.
+_DOCUMENT_STYLE = "<style>:root{color-scheme:light dark}body{margin:0;background:Canvas}</style>"
 
 
 def _table(frame: pd.DataFrame) -> str:
@@ -189,8 +200,8 @@ def render_report_html(summary: ReportSummary) -> str:
     """Render a :class:`ReportSummary` as one self-contained HTML document."""
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{html.escape(summary.title)}</title>{_PAGE_STYLE}</head><body>",
-        f"<h1>{html.escape(summary.title)}</h1>",
+        f"<title>{html.escape(summary.title)}</title>{_DOCUMENT_STYLE}</head><body>",
+        f"<div class='ctn-report'>{_PAGE_STYLE}<h1>{html.escape(summary.title)}</h1>",
         "<p class='ctn-meta'>",
         f"Store: <code>{html.escape(summary.source or 'in-memory data')}</code> · kind: {html.escape(summary.kind)}",
     ]
@@ -237,7 +248,7 @@ def render_report_html(summary: ReportSummary) -> str:
             parts.append(trained_html(str(role), entry))
         parts.append("</section>")
 
-    parts.append("<p class='ctn-meta'>Made with crewtrain_nb.</p></body></html>")
+    parts.append("<p class='ctn-meta'>Made with crewtrain_nb.</p></div></body></html>")
     return "".join(parts)
 
 
@@ -269,7 +280,9 @@ class Report:
         return target
 
     def _repr_html_(self) -> str:
-        return self.html()
+        # The body only: a notebook gets the report and its scoped styles, never page-level rules.
+        document = self.html()
+        return document[document.index("<body>") + len("<body>") : document.rindex("</body>")]
 
 
 def build_report(

@@ -1,7 +1,8 @@
 """The widget page in a real browser: Voila serves a notebook with TrainingBrowser, Playwright drives Chromium.
 
 The page is walked through in Voila's light and dark themes; in both, every visible text must be readable
-(WCAG contrast >= 4.5 against what is behind it, from the page's own computed styles).
+(WCAG contrast >= 4.5 against what is behind it, from the page's own computed styles). The HTML report,
+opened from disk, is held to the same in the reader's light and dark colour schemes.
 Set ``CREWTRAIN_UPDATE_DOCS=1`` to also save the light theme's screenshot to ``docs/browser.png``.
 """
 
@@ -22,7 +23,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from crewtrain_nb.demo import demo_agent_names, make_training_data
+from crewtrain_nb import CrewTrainingHandler, write_report
+from crewtrain_nb.demo import demo_agent_names, make_training_data, write_demo
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -300,3 +302,37 @@ def test_browser_page_changes_record_with_agent_and_iteration(voila_page: tuple[
     assert {"h4", "ins", "del", "th", "td", "li", "ctn-feedback", "ctn-note", "ctn-muted"} <= shown, shown
     assert all("/static/" not in url or url.endswith(".css") for url in external), external
     assert not [url for url in external if url.endswith(".js")], f"external scripts requested: {external}"
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_report_page_is_readable_in_the_readers_color_scheme(tmp_path: Path, scheme: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    paths = write_demo(tmp_path / "stores")
+    names = demo_agent_names(CrewTrainingHandler(paths["training"]).load())
+    report = write_report(paths["training"], tmp_path / "report.html", trained=paths["trained"], agent_names=names)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = chromium.new_page(viewport={"width": 1280, "height": 800}, color_scheme=scheme)
+
+            def local_only(route: Any) -> None:  # the report loads nothing from outside
+                if route.request.url.startswith("file:"):
+                    route.continue_()
+                else:
+                    route.abort()
+
+            page.route("**/*", local_only)
+            page.goto(report.as_uri())
+            texts = measure_contrast(page)
+        finally:
+            with contextlib.suppress(Exception):
+                chromium.close()
+    unreadable = sorted((text for text in texts if text["ratio"] < MIN_CONTRAST), key=lambda text: text["ratio"])
+    assert not unreadable, f"{scheme}: {len(unreadable)} texts below {MIN_CONTRAST}:1, e.g. {unreadable[:8]}"
+    shown = {text["tag"] for text in texts} | {word for text in texts for word in text["cls"].split()}
+    assert {"h1", "h2", "h4", "th", "td", "ins", "ctn-note", "ctn-feedback"} <= shown, shown
+    # The page follows the reader's preference: the heading sits on a light or a dark background.
+    (heading,) = [text for text in texts if text["tag"] == "h1"]
+    channels = [int(value) for value in heading["background"][4:-1].split(",")]
+    assert (min(channels) > 200) if scheme == "light" else (max(channels) < 60), heading

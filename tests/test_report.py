@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html.parser
+import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from crewtrain_nb import CrewTrainingHandler, build_report, summarize_report, write_report
 from crewtrain_nb.demo import demo_agent_names, make_trained_agents_data
@@ -94,10 +97,20 @@ def test_empty_store_report_says_so(tmp_path: Path) -> None:
     assert "No numeric metrics" in text
 
 
-def test_report_shows_in_a_notebook(metrics_store: CrewTrainingHandler) -> None:
-    report = build_report(metrics_store, title="Run 7")
-    assert report._repr_html_() == report.html()
-    assert "<h1>Run 7</h1>" in report.html()
+@pytest.mark.parametrize("store", ["metrics_store", "training_store"])
+def test_report_shows_in_a_notebook(store: str, request: pytest.FixtureRequest) -> None:
+    report = build_report(request.getfixturevalue(store), title="Run 7")
+    shown = report._repr_html_()
+    assert "<h1>Run 7</h1>" in shown and "<h1>Run 7</h1>" in report.html()
+    # In a notebook the report is one element with its styles scoped to it: nothing restyles the page
+    # around it (a body rule there set JupyterLab's own width and text colour).
+    assert shown.startswith("<div class='ctn-report'>") and shown.endswith("</div>")
+    assert "<body" not in shown and "<html" not in shown and "<title" not in shown
+    styles = "".join(re.findall(r"<style>(.*?)</style>", shown, re.S))
+    preludes = [prelude.strip() for prelude in re.findall(r"([^{};]+)\{", styles)]
+    selectors = [part.strip() for prelude in preludes if not prelude.startswith("@") for part in prelude.split(",")]
+    assert selectors and all(selector.startswith((".ctn-report", ".ctn-box", ".ctn-figure")) for selector in selectors)
+    assert report.html().startswith("<!DOCTYPE html>") and shown in report.html()
 
 
 def test_report_is_deterministic(metrics_store: CrewTrainingHandler) -> None:
