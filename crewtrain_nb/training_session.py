@@ -44,7 +44,8 @@ _STYLE = """<style>
   background: var(--jp-layout-color0, #ffffff); color: var(--jp-content-font-color1, #1a1a1a);
   max-height: 22em; overflow: auto; }
 .ctn-session .ctn-muted { color: var(--jp-ui-font-color1, #333333); }
-.ctn-session .ctn-warning { color: var(--jp-warn-color0, #8a4b00); font-weight: 600; }
+.ctn-session .ctn-warning { color: var(--jp-ui-font-color1, #1a1a1a); font-weight: 600;
+  border-left: 3px solid var(--jp-warn-color1, #e65100); padding-left: 6px; }
 .ctn-session code, .ctn-session pre { color: var(--jp-content-font-color1, #1a1a1a);
   background: var(--jp-layout-color2, #eeeeee); }
 </style>"""
