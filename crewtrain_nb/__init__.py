@@ -30,6 +30,16 @@ from .store import (
 
 if TYPE_CHECKING:
     from .browser import TrainingBrowser
+    from .crewai import (
+        Finding,
+        check_training,
+        compare_trained,
+        edit_suggestions,
+        match_roles,
+        prompt_preview,
+        read_sidecar,
+        write_sidecar,
+    )
     from .export import export_csv, export_json, export_parquet, import_json
     from .frames import feedback_frame, metrics_frame, runs_frame, store_kind, to_frame, trained_agents_frame
     from .plots import plot_feedback, plot_metric, plot_metrics, plot_quality
@@ -39,6 +49,19 @@ if TYPE_CHECKING:
 # needs the handler, CrewAI's drop-in, then never loads pandas, matplotlib or ipywidgets.
 _LAZY: dict[str, str] = {
     "TrainingBrowser": ".browser",
+    **dict.fromkeys(
+        (
+            "Finding",
+            "check_training",
+            "compare_trained",
+            "edit_suggestions",
+            "match_roles",
+            "prompt_preview",
+            "read_sidecar",
+            "write_sidecar",
+        ),
+        ".crewai",
+    ),
     **dict.fromkeys(("export_csv", "export_json", "export_parquet", "import_json"), ".export"),
     **dict.fromkeys(
         ("feedback_frame", "metrics_frame", "runs_frame", "store_kind", "to_frame", "trained_agents_frame"), ".frames"
@@ -68,6 +91,7 @@ __all__ = [
     "CorruptStoreError",
     "CrewTrainingHandler",
     "DecryptionError",
+    "Finding",
     "PickleHandler",
     "RemoteStoreWarning",
     "Report",
@@ -84,17 +108,23 @@ __all__ = [
     "UnsafePickleError",
     "__version__",
     "build_report",
+    "check_training",
+    "compare_trained",
     "convert",
+    "edit_suggestions",
     "export_csv",
     "export_json",
     "export_parquet",
     "feedback_frame",
     "import_json",
+    "match_roles",
     "metrics_frame",
     "plot_feedback",
     "plot_metric",
     "plot_metrics",
     "plot_quality",
+    "prompt_preview",
+    "read_sidecar",
     "runs_frame",
     "store_kind",
     "summarize_report",
@@ -102,4 +132,5 @@ __all__ = [
     "trained_agents_frame",
     "verify_audit",
     "write_report",
+    "write_sidecar",
 ]

@@ -17,12 +17,15 @@ from typing import Any
 from .store import CrewTrainingHandler
 
 __all__ = [
+    "CREWAI_SCENARIOS",
     "DEMO_FILES",
     "DEMO_ROLES",
     "demo_agent_names",
+    "make_crewai_run",
     "make_metrics_data",
     "make_trained_agents_data",
     "make_training_data",
+    "write_crewai_run",
     "write_demo",
 ]
 
@@ -231,3 +234,288 @@ def demo_agent_names(training: dict[str, Any], roles: tuple[str, ...] = DEMO_ROL
     knows from their own crew (tasks run in order).
     """
     return dict(zip(training, roles, strict=False))  # extra agents stay unnamed
+
+
+# -- CrewAI-shaped runs: the cases the CrewAI insight (crewtrain_nb.crewai) explains ------------------
+
+#: Every scenario :func:`make_crewai_run` builds.
+CREWAI_SCENARIOS: tuple[str, ...] = (
+    "paraphrased",
+    "repeated_correction",
+    "shared_role",
+    "shared_agent",
+    "interrupted",
+    "empty_feedback",
+    "failed",
+    "crewai_086",
+    "stale_trained",
+)
+
+# Each role: its goal, its task, and what a person told it, each with the suggestion CrewAI's evaluator
+# distils from it. The evaluator paraphrases (it is an LLM asked for "actionable instructions"), so a
+# suggestion keeps the feedback's key terms in other words and never quotes it.
+_CREW: dict[str, dict[str, Any]] = {
+    "Market Researcher": {
+        "goal": "Find reliable, current facts about the market",
+        "task": "Research the European e-bike market: size, growth and main players.",
+        "feedback": (
+            (
+                "Add concrete numbers: market size, growth rate, and the year of each figure.",
+                "Quantify the market with its size and growth, dating every figure.",
+            ),
+            ("Cite a source for every claim, with a link.", "Back each claim with a named, linked source."),
+            (
+                "Cover the main competitors, not only the leader.",
+                "Compare several competitors instead of describing the market leader alone.",
+            ),
+            (
+                "Your data is from 2019; use figures from the last two years.",
+                "Prefer recent statistics: figures at most two years old.",
+            ),
+        ),
+        "answer": (
+            "The European e-bike market is large and growing.",
+            "Germany and the Netherlands buy the most e-bikes.",
+            "Prices fall as battery costs drop.",
+            "Several brands compete for city commuters.",
+        ),
+    },
+    "Report Writer": {
+        "goal": "Turn research into a short, clear report for managers",
+        "task": "Write a one-page report on the e-bike market from the research.",
+        "feedback": (
+            ("Too long. Cut it to five bullet points.", "Keep reports brief: five bullets at most."),
+            (
+                "Start with a one-sentence summary of the conclusion.",
+                "Open with a single sentence that states the conclusion.",
+            ),
+            (
+                "Avoid jargon; write for managers without a technical background.",
+                "Use plain wording that non-technical managers understand, free of jargon.",
+            ),
+            ("Use headings so the reader can skim.", "Organise the text under headings that make skimming easy."),
+        ),
+        "answer": (
+            "This report looks at the e-bike market in Europe.",
+            "Demand is driven by commuting and subsidies.",
+            "The outlook for the next years is positive.",
+            "Risks include supply chains and regulation.",
+        ),
+    },
+    "Fact Checker": {
+        "goal": "Make sure every statement in the report is true",
+        "task": "Check each statement of the report against the research.",
+        "feedback": (
+            ("Mark every claim you could not verify.", "Flag each unverified claim explicitly."),
+            (
+                "Give a confidence level for each check.",
+                "State how confident you are in every verification, as a level.",
+            ),
+            ("Quote the exact sentence you are checking.", "Reproduce each checked sentence exactly, word for word."),
+            (
+                "Point out contradictions between the research and the draft.",
+                "Highlight where the draft contradicts the research.",
+            ),
+        ),
+        "answer": (
+            "Statement 1 matches the research.",
+            "Statement 2 is supported by the sales figures.",
+            "Statement 3 could not be found in the research.",
+            "Statement 4 is plausible.",
+        ),
+    },
+    "Data Analyst": {
+        "goal": "Explain the numbers behind the market",
+        "task": "Analyse quarterly e-bike sales.",
+        "feedback": (
+            ("Show the trend in a table by quarter.", "Present quarterly trends as a table."),
+            ("Explain the outliers in Q3.", "Account for every outlier you find."),
+        ),
+        "answer": ("Sales rose in every quarter.", "Q3 was unusually strong."),
+    },
+}
+_TASK_ORDER: tuple[str, ...] = ("Market Researcher", "Report Writer", "Fact Checker")
+# The crew lists its agents in another order than their tasks run: the trained file follows the crew.
+_CREW_ORDER: tuple[str, ...] = ("Report Writer", "Fact Checker", "Market Researcher")
+# What a person says when training does not take effect (crewAI #2724): the same correction again.
+_REPEATED: tuple[str, ...] = (
+    "Too long. Cut it to five bullet points.",
+    "Still too long; cut it to five bullet points.",
+    "Too long again. Cut it to five bullet points, please.",
+    "Too long! Cut it to five bullet points.",
+)
+
+
+def _crew_answer(rng: random.Random, role: str, applied: list[str]) -> str:
+    return " ".join([*rng.sample(_CREW[role]["answer"], k=3), *applied])
+
+
+def _crew_records(
+    rng: random.Random, role: str, iterations: int, *, picks: list[int] | None = None
+) -> tuple[dict[int, dict[str, str]], list[str]]:
+    """One agent's records (feedback chosen from its role's pool) and the suggestions distilled from them.
+
+    During training CrewAI appends the agent's earlier feedback to its task prompt, so each first answer
+    already applies the earlier corrections, and the improved answer applies this one too.
+    """
+    pool = _CREW[role]["feedback"]
+    chosen = picks if picks is not None else rng.sample(range(len(pool)), k=min(iterations, len(pool)))
+    records: dict[int, dict[str, str]] = {}
+    applied: list[str] = []
+    for iteration in range(iterations):
+        feedback, suggestion = pool[chosen[iteration % len(chosen)]]
+        records[iteration] = {
+            "initial_output": _crew_answer(rng, role, applied),
+            "human_feedback": feedback,
+            "improved_output": _crew_answer(rng, role, [*applied, suggestion]),
+        }
+        applied.append(suggestion)
+    suggestions = list(dict.fromkeys(pool[index][1] for index in chosen[:iterations]))
+    return records, suggestions
+
+
+def _trained_entry(rng: random.Random, suggestions: list[str]) -> dict[str, Any]:
+    steps = " ".join(f"{number}. {text}" for number, text in enumerate(suggestions, start=1))
+    return {"suggestions": suggestions, "quality": float(round(rng.uniform(6.0, 9.0), 1)), "final_summary": steps}
+
+
+def _agent_info(role: str, tasks: list[str] | None = None) -> dict[str, Any]:
+    return {"role": role, "goal": _CREW[role]["goal"], "tasks": tasks if tasks is not None else [_CREW[role]["task"]]}
+
+
+def make_crewai_run(scenario: str = "paraphrased", *, iterations: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Build both files of one ``crew.train()`` run, shaped as CrewAI writes them, for one scenario.
+
+    Parameters
+    ----------
+    scenario
+        One of :data:`CREWAI_SCENARIOS`:
+
+        ``"paraphrased"``
+            A clean CrewAI 1.x run of three agents; each suggestion paraphrases a feedback (never
+            quotes it), and the trained file lists the roles in the crew's order, not in task order.
+        ``"repeated_correction"``
+            The writer gets the same correction in every iteration and the fact checker's first
+            answer never changes: training is not taking effect (crewAI #2724).
+        ``"shared_role"``
+            Two agents with the role ``"Market Researcher"``: the trained file keeps one entry for
+            both (the last one evaluated), so it has fewer roles than the training file has agents.
+        ``"shared_agent"``
+            One agent owns two tasks: ``training_data.pkl`` keeps only the last task's record per iteration.
+        ``"interrupted"``
+            Stopped (Ctrl-C) after the last feedback: that record has no ``improved_output`` and the
+            trained file is still the ``{}`` written at the start.
+        ``"empty_feedback"``
+            A person pressed Enter without typing: ``human_feedback`` is ``""``. The files as they are
+            before CrewAI's evaluator runs (it rejects that record, and ``train()`` then wipes both).
+        ``"failed"``
+            ``train()`` raised: CrewAI 1.x overwrote both files with ``{}``.
+        ``"crewai_086"``
+            CrewAI 0.86 records: ``agent`` and ``agent_role`` keys, ``improved_output`` missing.
+        ``"stale_trained"``
+            A trained file from an earlier, bigger crew: its ``"Data Analyst"`` matches no agent.
+    iterations
+        Training iterations (``n_iterations``), 1 to 4.
+    seed
+        Seed of the generator; the same seed gives the same run.
+
+    Returns
+    -------
+    dict
+        ``{"training": training_data.pkl's dict, "trained": trained_agents_data.pkl's dict,
+        "agents": {agent_id: {"role", "goal", "tasks"}}}``: ``agents`` is the truth a user knows from
+        their crew (what the sidecar records, see :func:`crewtrain_nb.crewai.write_sidecar`); empty
+        for ``"failed"``.
+
+    Examples
+    --------
+    >>> run = make_crewai_run("paraphrased", seed=1)
+    >>> [info["role"] for info in run["agents"].values()]
+    ['Market Researcher', 'Report Writer', 'Fact Checker']
+    >>> list(run["trained"])
+    ['Report Writer', 'Fact Checker', 'Market Researcher']
+    """
+    if scenario not in CREWAI_SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(map(repr, CREWAI_SCENARIOS))}; got {scenario!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 4:
+        raise ValueError(f"iterations must be an int from 1 to 4; got {iterations!r}")
+    rng = random.Random(f"{scenario}/{seed}")
+    if scenario == "failed":
+        return {"training": {}, "trained": {}, "agents": {}}
+
+    training: dict[str, dict[int, dict[str, Any]]] = {}
+    agents: dict[str, dict[str, Any]] = {}
+    suggestions: dict[str, list[str]] = {}  # agent id -> what its evaluation gives
+    roles = _TASK_ORDER
+    if scenario == "shared_role":
+        roles = ("Market Researcher", "Market Researcher", "Report Writer")
+    elif scenario == "shared_agent":
+        roles = ("Market Researcher", "Report Writer")
+    for index, role in enumerate(roles):
+        agent_id = _uuid(rng)
+        picks = None
+        if scenario == "shared_role" and role == "Market Researcher":
+            picks = [1, 0, 3, 2] if index == 0 else [1, 2, 3, 0]  # both asked for sources and recent data
+        records, suggestions[agent_id] = _crew_records(rng, role, iterations, picks=picks)
+        tasks = None
+        if scenario == "shared_role" and role == "Market Researcher":
+            tasks = (
+                ["Estimate the size of the European e-bike market."]
+                if index == 0
+                else ["List the main competitors in the European e-bike market."]
+            )
+        if scenario == "shared_agent" and role == "Market Researcher":
+            tasks = [_CREW[role]["task"], "Summarise the research in five sentences."]
+        training[agent_id] = records
+        agents[agent_id] = _agent_info(role, tasks)
+    ids = list(training)
+
+    if scenario == "repeated_correction":
+        writer, checker = ids[1], ids[2]
+        for iteration, record in training[writer].items():
+            record["human_feedback"] = _REPEATED[iteration]
+        suggestions[writer] = ["Keep every report to five bullet points or fewer."]
+        stuck = training[checker][0]["initial_output"]
+        for record in training[checker].values():
+            record["initial_output"] = stuck
+    elif scenario == "interrupted":
+        del training[ids[-1]][iterations - 1]["improved_output"]
+    elif scenario == "empty_feedback":
+        training[ids[1]][0]["human_feedback"] = ""
+    elif scenario == "crewai_086":
+        for agent_id, records in training.items():
+            for record in records.values():
+                del record["improved_output"]
+                record["agent"] = agent_id
+                record["agent_role"] = agents[agent_id]["role"]
+
+    trained: dict[str, dict[str, Any]] = {}
+    if scenario not in ("interrupted", "empty_feedback"):  # train() stopped or raised before evaluating
+        order = [agent_id for role in _CREW_ORDER for agent_id in ids if agents[agent_id]["role"] == role]
+        for agent_id in order:  # CrewAI evaluates in the crew's agent order; one role keeps the last entry
+            trained[agents[agent_id]["role"]] = _trained_entry(rng, suggestions[agent_id])
+    if scenario == "stale_trained":
+        analyst = _CREW["Data Analyst"]["feedback"]
+        trained["Data Analyst"] = _trained_entry(rng, [suggestion for _, suggestion in analyst])
+    return {"training": training, "trained": trained, "agents": agents}
+
+
+def write_crewai_run(
+    directory: str | os.PathLike[str], scenario: str = "paraphrased", *, iterations: int = 3, seed: int = 0
+) -> dict[str, Path]:
+    """Write :func:`make_crewai_run`'s two files into ``directory`` (created if needed) through the handler.
+
+    Returns
+    -------
+    dict of str to Path
+        ``{"training": .../training_data.pkl, "trained": .../trained_agents_data.pkl}``. No sidecar is
+        written (CrewAI writes none); pass the run's ``agents`` to :func:`crewtrain_nb.crewai.write_sidecar`.
+    """
+    run = make_crewai_run(scenario, iterations=iterations, seed=seed)
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    paths = {kind: target / DEMO_FILES[kind] for kind in ("training", "trained")}
+    for kind, path in paths.items():
+        with CrewTrainingHandler(path) as handler:
+            handler.save(run[kind])
+    return paths
