@@ -283,6 +283,116 @@ def _cmd_restore_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- CrewAI insight: check, prompt, diff ------------------------------------------------
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when nothing is wrong, 1 with findings (2, from main, when a file cannot be read)."""
+    from .crewai import check_training
+
+    training = _handler(args.path, args.trusted)
+    trained = _handler(args.trained, args.trusted) if args.trained else None
+    findings = check_training(training, trained)
+    if not findings:
+        data = training.peek()
+        records = sum(len(entry) for entry in data.values())
+        print(f"{training.file_path}: no findings ({len(data)} agents, {records} records checked)")
+        return 0
+    print(f"{training.file_path}: {len(findings)} finding{'s' if len(findings) != 1 else ''}")
+    for finding in findings:
+        where = [f"agent {finding.agent}" if finding.agent is not None else "", ""]
+        if finding.iteration is not None:
+            where[1] = f"iteration {finding.iteration}"
+        print(f"\n{finding.code}  {'  '.join(part for part in where if part)}".rstrip())
+        print(f"  {finding.message}")
+        print(f"  what to do: {finding.what_to_do}")
+    return 1
+
+
+def _cmd_prompt(args: argparse.Namespace) -> int:
+    from .crewai import explain_trained_file, prompt_preview, trained_file_for
+
+    if args.explain:
+        print(explain_trained_file())
+        print()
+    if args.trained is None:
+        choice = trained_file_for()
+        if not choice.exists:
+            if args.explain:
+                return 0
+            raise CommandError(
+                f"{choice.path}: no trained file where a crew here would look (see crewtrain-nb prompt --explain); "
+                "give the file: crewtrain-nb prompt TRAINED"
+            )
+        path = choice.path
+    else:
+        path = str(_existing(args.trained))
+    texts = prompt_preview(_handler(path, args.trusted), args.role)
+    if args.role is not None:
+        sys.stdout.write(texts[args.role] + "\n")  # exactly what CrewAI appends, then a newline
+        return 0
+    if not texts:
+        print(f"{path}: the trained file is empty ({{}}): CrewAI appends nothing to any agent's prompt")
+        return 0
+    print(f"{path}: what CrewAI 1.x appends to the task prompt of an agent with each role")
+    for role, text in texts.items():
+        print(f"\n--- {role} ---")
+        print(text.lstrip("\n") if text else "(nothing: the entry is empty)")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .crewai import compare_entries
+
+    rows = compare_entries(_handler(args.a, args.trusted), _handler(args.b, args.trusted))
+    if not rows:
+        print("both trained files are empty")
+        return 0
+
+    def number(value: float, *, sign: bool = False) -> str:
+        return "-" if value != value else (f"{value:+.1f}" if sign else f"{value:.1f}")
+
+    width = max(len("role"), *(len(row.role) for row in rows))
+    print(f"{'role':<{width}}  {'in':<6}  {'before':>6}  {'after':>6}  {'delta':>6}  added  removed  kept")
+    for row in rows:
+        print(
+            f"{row.role:<{width}}  {row.presence.replace('only_', ''):<6}  {number(row.quality_before):>6}  "
+            f"{number(row.quality_after):>6}  {number(row.quality_delta, sign=True):>6}  "
+            f"{len(row.added):>5}  {len(row.removed):>7}  {len(row.kept):>4}"
+        )
+    for row in rows:
+        if row.added or row.removed:
+            print(f"\n{row.role}:")
+            for item in row.removed:
+                print(f"  - {item}")
+            for item in row.added:
+                print(f"  + {item}")
+    return 0
+
+
+def _add_insight_commands(command: Callable[[str, Callable[[argparse.Namespace], int], str], Any]) -> None:
+    trusted_help = "unpickle anything (only for files you trust: pickles can run code)"
+    check = command(
+        "check", _cmd_check, "what is wrong with a training run (exit 0: nothing, 1: findings, 2: unreadable)"
+    )
+    check.add_argument("path", help="the training_data.pkl to check")
+    check.add_argument("--trained", help="the trained_agents_data.pkl of the same run")
+    check.add_argument("--trusted", action="store_true", help=trusted_help)
+
+    prompt = command("prompt", _cmd_prompt, "the exact text CrewAI appends to each agent's task prompt")
+    prompt.add_argument(
+        "trained", nargs="?", help="a trained_agents_data.pkl (default: the file a crew here would read)"
+    )
+    prompt.add_argument("--role", help="only this role, printed exactly as CrewAI appends it")
+    prompt.add_argument("--explain", action="store_true", help="say which trained file a crew reads, and why")
+    prompt.add_argument("--trusted", action="store_true", help=trusted_help)
+
+    diff = command("diff", _cmd_diff, "compare two trained files: quality and suggestions per role")
+    diff.add_argument("a", help="the trained file before (e.g. an earlier run)")
+    diff.add_argument("b", help="the trained file after")
+    diff.add_argument("--trusted", action="store_true", help=trusted_help)
+
+
 # -- parser ------------------------------------------------------------------------------
 
 
@@ -352,6 +462,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = command("demo", _cmd_demo, "write the demo stores (CrewAI-shaped and ML-shaped) into a directory")
     demo.add_argument("directory", help="where to write them")
+
+    _add_insight_commands(command)
 
     quickstart = command("quickstart", _cmd_quickstart, "the main job on the built-in demo stores")
     quickstart.add_argument("output", nargs="?", default="demo-output", help="output folder (default: demo-output)")

@@ -83,7 +83,12 @@ def _falsy(value: Any) -> bool:
 
 def _record_findings(agent: str, iteration: int, record: Mapping[str, Any]) -> list[Finding]:
     found: list[Finding] = []
-    redo = "give the feedback again for this iteration (or delete the record) before CrewAI evaluates the run"
+    advice = {
+        "no_initial_output": "the task gave no answer: check the agent's LLM, then train again",
+        "no_feedback": "type feedback at every prompt (an empty answer is stored as ''), then train again",
+        "no_improved_output": "let every iteration finish (Ctrl-C or a crash stops before the improved answer), "
+        "then train again",
+    }
     for key in FEEDBACK_KEYS:
         if not _falsy(record.get(key)):
             continue
@@ -96,11 +101,7 @@ def _record_findings(agent: str, iteration: int, record: Mapping[str, Any]) -> l
                 iteration,
                 f"{key} is {state}: CrewAI's evaluator raises 'Critical training data error' and train() "
                 "then overwrites both files with {}",
-                {
-                    "no_feedback": "type feedback when asked (CrewAI stores an empty answer as ''); " + redo,
-                    "no_improved_output": "let the iteration finish (an interrupted run stops before the "
-                    "improved answer); " + redo,
-                }.get(code, redo),
+                advice[code],
             )
         )
     return found

@@ -84,6 +84,12 @@ def read_trained(source: Any, *, trusted: bool = False, name: str = "trained") -
     if not isinstance(data, Mapping):
         raise StoreFormatError(f"{where}holds a {type(data).__name__}, not a CrewAI trained-agents file", path=path)
     for role, entry in data.items():
+        if isinstance(entry, Mapping) and entry and all(isinstance(key, int) for key in entry):
+            raise StoreFormatError(
+                f"{where}this is training data ({{agent_id: {{iteration: record}}}}, training_data.pkl); pass "
+                "the trained file (trained_agents_data.pkl) here",
+                path=path,
+            )
         if not isinstance(role, str) or not is_trained_entry(entry):
             raise StoreFormatError(
                 f"{where}entry {role!r} is not a trained agent {{'suggestions', 'quality', 'final_summary'}}; "
