@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -265,3 +266,109 @@ def test_runs_and_restore_run(tmp_path: Path) -> None:
     assert CrewTrainingHandler(live).load() == make_training_data(agents=2, iterations=2, seed=3)
     assert_clean_error(run("restore-run", "9", str(tmp_path)), "no run 9", "crewtrain-nb runs")
     assert_clean_error(run("runs", str(tmp_path / "nowhere")), "no such directory")
+
+
+# -- CrewAI insight: check, prompt, diff -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crewai_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Path]]:
+    from crewtrain_nb.demo import write_crewai_run
+
+    root = tmp_path_factory.mktemp("crewai")
+    return {scenario: write_crewai_run(root / scenario, scenario) for scenario in ("paraphrased", "interrupted")}
+
+
+def test_insight_commands_have_help() -> None:
+    for command in ("check", "prompt", "diff"):
+        assert command in run("--help").stdout
+        result = run(command, "--help")
+        assert result.returncode == 0 and "usage: crewtrain-nb " + command in result.stdout
+
+
+def test_check_exit_status_says_clean_findings_or_unreadable(
+    crewai_runs: dict[str, dict[str, Path]], tmp_path: Path
+) -> None:
+    from crewtrain_nb import check_training
+
+    clean = crewai_runs["paraphrased"]
+    result = run("check", str(clean["training"]), "--trained", str(clean["trained"]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{clean['training']}: no findings (3 agents, 9 records checked)"
+
+    broken = crewai_runs["interrupted"]
+    result = run("check", str(broken["training"]), "--trained", str(broken["trained"]))
+    assert result.returncode == 1, result.stderr
+    findings = check_training(broken["training"], broken["trained"])
+    assert f"{broken['training']}: {len(findings)} findings" in result.stdout
+    for finding in findings:
+        head = finding.code + (f"  agent {finding.agent}" if finding.agent else "")
+        head += f"  iteration {finding.iteration}" if finding.iteration is not None else ""
+        assert f"\n{head}\n  {finding.message}\n  what to do: {finding.what_to_do}\n" in result.stdout + "\n"
+
+    garbage = tmp_path / "training_data.pkl"
+    garbage.write_bytes(b"\x80\x04\x95 truncated")
+    assert_clean_error(run("check", str(garbage)), str(garbage))
+    assert_clean_error(run("check", str(tmp_path / "none.pkl")), "no such file")
+    assert_clean_error(run("check", str(clean["trained"])), "this is a trained-agents file")
+
+
+def test_prompt_prints_what_crewai_appends(crewai_runs: dict[str, dict[str, Path]], tmp_path: Path) -> None:
+    from crewtrain_nb import prompt_preview
+
+    trained = crewai_runs["paraphrased"]["trained"]
+    preview = prompt_preview(trained)
+    result = run("prompt", str(trained))
+    assert result.returncode == 0, result.stderr
+    for role, text in preview.items():
+        assert f"\n--- {role} ---\n{text.lstrip()}\n" in result.stdout
+    exact = run("prompt", str(trained), "--role", "Fact Checker")
+    assert exact.returncode == 0 and exact.stdout == preview["Fact Checker"] + "\n"
+    assert_clean_error(run("prompt", str(trained), "--role", "Checker"), "no role 'Checker'", "'Fact Checker'")
+
+    # Without TRAINED: the file a crew here would read, by CrewAI's rule.
+    shutil.copy(trained, tmp_path / "trained_agents_data.pkl")
+    here = run("prompt", "--role", "Report Writer", cwd=tmp_path)
+    assert here.returncode == 0 and here.stdout == preview["Report Writer"] + "\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_clean_error(run("prompt", cwd=empty), str(empty / "trained_agents_data.pkl"), "--explain")
+    explained = run("prompt", "--explain", cwd=empty)
+    assert explained.returncode == 0, explained.stderr
+    assert "$CREWAI_TRAINED_AGENTS_FILE  (CrewAI 1.14.4+): not set" in explained.stdout
+    assert f"Here a crew would read: {empty / 'trained_agents_data.pkl'}  (rule 3, missing" in explained.stdout
+    assert "Before CrewAI 1.14.4 only rule 3 applies" in explained.stdout
+
+
+def test_prompt_follows_the_environment_variable(crewai_runs: dict[str, dict[str, Path]], tmp_path: Path) -> None:
+    shutil.copy(crewai_runs["paraphrased"]["trained"], tmp_path / "best.pkl")
+    result = subprocess.run(
+        [sys.executable, "-m", "crewtrain_nb", "prompt", "--explain"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "CREWAI_TRAINED_AGENTS_FILE": "best"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Here a crew would read: {tmp_path / 'best.pkl'}  (rule 2, exists)" in result.stdout
+    assert "--- Market Researcher ---" in result.stdout
+
+
+def test_diff_two_trained_files(crewai_runs: dict[str, dict[str, Path]], tmp_path: Path) -> None:
+    from crewtrain_nb import edit_suggestions
+
+    before = crewai_runs["paraphrased"]["trained"]
+    after = tmp_path / "after.pkl"
+    shutil.copy(before, after)
+    entry = CrewTrainingHandler(before).load()["Fact Checker"]
+    old, quality = entry["suggestions"], f"{entry['quality']:.1f}"
+    edit_suggestions(after, "Fact Checker", [*old[1:], "Say which source settled each check."])
+    result = run("diff", str(before), str(after))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["role", "in", "before", "after", "delta", "added", "removed", "kept"]
+    checker = next(line for line in lines if line.startswith("Fact Checker "))
+    assert checker.split() == ["Fact", "Checker", "both", quality, quality, "+0.0", "1", "1", "2"]
+    assert f"Fact Checker:\n  - {old[0]}\n  + Say which source settled each check." in result.stdout
+    assert_clean_error(run("diff", str(before), str(crewai_runs["paraphrased"]["training"])), "this is training data")
