@@ -107,3 +107,19 @@ def test_importing_crewtrain_nb_crewai_never_imports_crewai() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_importing_the_insight_loads_neither_crewai_nor_pandas() -> None:
+    # match_roles and compare_trained import pandas when called; a training process importing the sidecar
+    # writer or the checks pays for neither.
+    code = (
+        "import sys\n"
+        "import crewtrain_nb.crewai\n"
+        "from crewtrain_nb.crewai import check_training, write_sidecar, prompt_preview, edit_suggestions\n"
+        "from crewtrain_nb.demo import make_crewai_run\n"
+        "run = make_crewai_run('paraphrased')\n"
+        "check_training(run['training'], run['trained']); prompt_preview(run['trained'])\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('crewai', 'pandas', 'matplotlib')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
