@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .crewai import FEEDBACK_KEYS, TRAINED_KEYS, feedback_status, similarity, text_of
+from .crewai import FEEDBACK_KEYS, TRAINED_KEYS, assign_roles, feedback_status, role_label, similarity, text_of
 from .errors import StoreFormatError
 from .store import open_source
 
@@ -645,6 +645,7 @@ def to_frame(
     sep: str = ".",
     arrays: Arrays = "keep",
     agents: str | Iterable[str] | None = None,
+    trained: Any = None,
 ) -> pd.DataFrame:
     """The records of a store as a DataFrame.
 
@@ -669,6 +670,13 @@ def to_frame(
         ``<key>.mean``, ``.min``, ``.max`` for numeric ones, NaN otherwise).
     agents
         Only these agents (one name or several); all by default.
+    trained
+        The run's ``trained_agents_data.pkl`` (a path, a handler or its dict): adds ``role`` and
+        ``label`` columns after ``iteration``. ``role``: recorded (the sidecar), stored (CrewAI 0.86
+        records) or inferred (:func:`crewtrain_nb.crewai.match_roles`), NaN where the evidence is too
+        weak; ``label``: ``"Role · 0f8fad5b"`` as the browser shows agents, ``" (inferred)"`` after an
+        inferred role, else the id. ``attrs["roles"]`` maps each agent to ``(role, how)``. A record key
+        named ``role`` or ``label`` then becomes ``record.role`` / ``record.label``.
 
     Returns
     -------
@@ -702,7 +710,40 @@ def to_frame(
     _check_choice("arrays", arrays, _ARRAYS)
     _check_sep(sep)
     store = open_store(source, agents=agents)
-    return _frame(store, layout=layout, sep=sep, arrays=arrays, agents=agents, reserved=frozenset())
+    if trained is None:
+        return _frame(store, layout=layout, sep=sep, arrays=arrays, agents=agents, reserved=frozenset())
+    frame = _frame(store, layout=layout, sep=sep, arrays=arrays, agents=agents, reserved=_ROLE_COLUMNS)
+    return _with_roles(frame, store, source, trained)
+
+
+_ROLE_COLUMNS = frozenset({"role", "label"})
+
+
+def _with_roles(frame: pd.DataFrame, store: OpenStore, source: Any, trained: Any) -> pd.DataFrame:
+    """``frame`` with ``role`` and ``label`` columns after ``iteration``, from :func:`crewtrain_nb.crewai.assign_roles`.
+
+    ``role``: the agent's role, recorded (the sidecar), stored (CrewAI 0.86 records) or inferred from its
+    feedback and the trained file's suggestions; NaN where the evidence is too weak. ``label``: as the
+    browser labels agents, ``"Role · 0f8fad5b"``, with ``" (inferred)"`` after an inferred role, else the id.
+    Roles are assigned over the whole training file, also when ``agents=`` selects some.
+    """
+    if store.kind == "trained_agents":
+        raise ValueError(
+            _where(store.path) + "trained= labels the agents of a training_data.pkl-shaped store; this is a "
+            "trained-agents store (its agents are the roles already)"
+        )
+    matches = {str(match.agent): match for match in assign_roles(source, trained)} if len(frame) else {}
+    agents = frame["agent"].astype(object)
+    roles = [matches[agent].role if agent in matches else None for agent in agents]
+    labels = [
+        role_label(agent, matches[agent].role, matches[agent].how) if agent in matches else agent for agent in agents
+    ]
+    position = frame.columns.get_loc("iteration") + 1 if "iteration" in frame.columns else 1
+    result = frame.copy(deep=False)
+    result.insert(position, "role", pd.array(roles, dtype=_string_dtype()))
+    result.insert(position + 1, "label", pd.array(labels, dtype=_string_dtype()))
+    result.attrs = {**frame.attrs, "roles": {agent: (match.role, match.how) for agent, match in matches.items()}}
+    return result
 
 
 def _frame(
@@ -888,7 +929,7 @@ _FEEDBACK_COLUMNS = {
 }
 
 
-def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None) -> pd.DataFrame:
+def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None, trained: Any = None) -> pd.DataFrame:
     """One row per ``training_data.pkl`` record: the texts, a status, their sizes and a similarity.
 
     Parameters
@@ -897,6 +938,9 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None) ->
         A handler, a path of a store file, or the store's dict.
     agents
         Only these agents; all by default.
+    trained
+        The run's ``trained_agents_data.pkl`` (a path, a handler or its dict): adds ``role`` and
+        ``label`` columns after ``iteration``, as :func:`to_frame` does.
 
     Returns
     -------
@@ -926,7 +970,7 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None) ->
     if not rows.n:
         frame = _empty(_FEEDBACK_COLUMNS)
         frame.attrs = _facts(store, rows, statuses={})
-        return frame
+        return frame if trained is None else _with_roles(frame, store, source, trained)
     records = [record if isinstance(record, Mapping) else {} for record in rows.items]
     texts = {key: [text_of(record.get(key)) for record in records] for key in FEEDBACK_KEYS}
     statuses = [feedback_status(record) for record in records]
@@ -945,7 +989,7 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None) ->
     )
     frame = pd.DataFrame(data, copy=False)
     frame.attrs = _facts(store, rows, statuses={status: statuses.count(status) for status in dict.fromkeys(statuses)})
-    return frame
+    return frame if trained is None else _with_roles(frame, store, source, trained)
 
 
 _TRAINED_COLUMNS = {

@@ -715,3 +715,48 @@ def test_frames_keep_the_order_agents_have_in_the_store(
     trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
     trained.save(make_trained_agents_data(roles=store_order))
     assert trained_agents_frame(trained)["agent"].tolist() == order
+
+
+# -- trained=: the role of each agent, and its label ---------------------------------------------------
+
+
+def test_feedback_frame_and_to_frame_label_agents_with_trained(tmp_path: Path) -> None:
+    from crewtrain_nb.crewai import write_sidecar
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+
+    paths = write_crewai_run(tmp_path, "paraphrased")
+    run = make_crewai_run("paraphrased")
+    frame = feedback_frame(paths["training"], trained=paths["trained"])
+    assert frame.columns.tolist()[:4] == ["agent", "iteration", "role", "label"]
+    plain = feedback_frame(paths["training"])
+    pd.testing.assert_frame_equal(frame.drop(columns=["role", "label"]), plain, check_like=False)
+    for row in frame.itertuples():
+        role = run["agents"][row.agent]["role"]
+        assert row.role == role and row.label == f"{role} · {row.agent[:8]} (inferred)"
+    assert frame.attrs["roles"] == {agent: (info["role"], "inferred") for agent, info in run["agents"].items()}
+
+    first = next(iter(run["agents"]))
+    write_sidecar(paths["training"], run["agents"])  # recorded: no "(inferred)"
+    wide = to_frame(paths["training"], trained=paths["trained"], agents=first)
+    assert wide.columns.tolist()[:4] == ["agent", "iteration", "role", "label"]
+    assert set(wide.label) == {f"{run['agents'][first]['role']} · {first[:8]}"}
+    long = to_frame(paths["training"], layout="long", trained=paths["trained"])
+    assert long.columns.tolist() == ["agent", "iteration", "role", "label", "key", "value"]
+
+
+def test_trained_unknown_roles_and_clashing_keys() -> None:
+    from crewtrain_nb.demo import make_crewai_run
+
+    run = make_crewai_run("interrupted")  # its trained file is {}: no role is known
+    frame = feedback_frame(run["training"], trained=run["trained"])
+    assert frame.role.isna().all() and (frame.label == frame.agent).all()
+    assert feedback_frame({}, trained={}).columns.tolist()[:4] == ["agent", "iteration", "role", "label"]
+    record = {"initial_output": "a", "human_feedback": "b", "improved_output": "c", "role": "mine", "label": 1}
+    wide = to_frame({"x": {0: record}}, trained={})
+    assert wide.columns.tolist() == [
+        "agent", "iteration", "role", "label", "initial_output", "human_feedback", "improved_output",
+        "record.role", "record.label",
+    ]  # fmt: skip
+    assert wide.loc[0, "record.role"] == "mine" and pd.isna(wide.loc[0, "role"])
+    with pytest.raises(ValueError, match="trained= labels the agents of a training_data.pkl-shaped store"):
+        to_frame(make_crewai_run("paraphrased")["trained"], trained={})

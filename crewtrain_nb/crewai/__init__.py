@@ -47,7 +47,15 @@ from .prompt import (
     prompt_preview,
     trained_file_for,
 )
-from .roles import MIN_ROLE_SCORE, RoleMatch, assign_roles, match_roles, role_scores, text_similarity
+from .roles import (
+    MIN_ROLE_SCORE,
+    RoleMatch,
+    assign_roles,
+    match_roles,
+    role_label,
+    role_scores,
+    text_similarity,
+)
 from .sidecar import (
     SIDECAR_FORMAT,
     SIDECAR_VERSION,
@@ -105,6 +113,7 @@ __all__ = [
     "read_trained",
     "read_training",
     "restore_run",
+    "role_label",
     "role_scores",
     "runs",
     "sidecar_path",

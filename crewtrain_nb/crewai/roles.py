@@ -47,6 +47,7 @@ __all__ = [
     "RoleMatch",
     "assign_roles",
     "match_roles",
+    "role_label",
     "role_scores",
     "text_similarity",
 ]
@@ -283,6 +284,24 @@ def assign_roles(
                 RoleMatch(agent, role, "inferred", score) if score >= min_score else RoleMatch(agent, None, None, score)
             )
     return [known.get(agent) or inferred[agent] for agent in data]
+
+
+def role_label(agent: Any, role: str | None, how: RoleHow | None = None) -> str:
+    """An agent's label, as the browser shows it: the role and the id's first 8 characters, or the id alone.
+
+    ``" (inferred)"`` follows an inferred role, so a guess from the text is never shown as a fact.
+
+    Examples
+    --------
+    >>> role_label("0f8fad5b-d9cb-469f-a165-70867728950e", "Writer", "inferred")
+    'Writer · 0f8fad5b (inferred)'
+    >>> role_label("0f8fad5b-d9cb-469f-a165-70867728950e", None)
+    '0f8fad5b-d9cb-469f-a165-70867728950e'
+    """
+    agent = str(agent)
+    if role is None or role == agent:
+        return agent
+    return f"{role} · {agent[:8]}" + (" (inferred)" if how == "inferred" else "")
 
 
 def match_roles(
