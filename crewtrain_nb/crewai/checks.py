@@ -210,7 +210,7 @@ def check_training(training: Any, trained: Any = None, *, sidecar: Any = None, t
                 None,
                 None,
                 f"{len(old)} of {len(data)} agents have records written by CrewAI 0.x (agent / agent_role keys); "
-                "0.x lost improved_output and replaced a first feedback round with the second",
+                "0.x often stored no improved_output, and a second feedback round replaced the first in place",
                 "the roles come from the records; to train with CrewAI 1.x's evaluator, train again with 1.x",
             )
         )
@@ -243,7 +243,7 @@ def check_training(training: Any, trained: Any = None, *, sidecar: Any = None, t
                 None,
                 "the trained file is {} while the training file has data: train() stopped before CrewAI "
                 "evaluated the run (interrupted, or the file is another run's), so no agent gets instructions",
-                "fix the findings above and run crewai train again (it starts both files afresh)",
+                "run crewai train again and let it finish (it starts both files afresh); fix any other finding first",
             )
         )
         return found
