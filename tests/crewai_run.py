@@ -59,6 +59,25 @@ print(json.dumps(results))
 """
 
 
+def _crewai_env() -> dict[str, str]:
+    """CrewAI offline and quiet: no telemetry, tracing or version check; its files under a temporary home."""
+    home = tempfile.mkdtemp(prefix="crewai-home-")
+    env = {
+        **os.environ,
+        "CREWAI_DISABLE_TELEMETRY": "true",
+        "OTEL_SDK_DISABLED": "true",
+        "CREWAI_TRACING_ENABLED": "false",
+        "CREWAI_DISABLE_VERSION_CHECK": "true",
+        "OPENAI_API_KEY": "sk-test-not-a-key",
+        "HOME": home,
+        "XDG_CONFIG_HOME": home,
+        "XDG_DATA_HOME": home,
+        "XDG_CACHE_HOME": home,
+    }
+    env.pop("CREWAI_TRAINED_AGENTS_FILE", None)
+    return env
+
+
 def crewai_python() -> str:
     """A Python that imports crewai, or skip the test."""
     for candidate in (sys.executable, os.environ.get("CREWTRAIN_CREWAI_PYTHON")):
@@ -79,23 +98,66 @@ def run_crewai_agents(cases: list[tuple[Path | str | None, str, Path]]) -> list[
     Each result: ``prompts`` (what the scripted LLM was sent), ``direct`` (``Agent._use_trained_data("TASK")``)
     and crewai's ``version``. ``trained_file=None`` sets no ``Crew(trained_agents_file=...)``.
     """
-    home = tempfile.mkdtemp(prefix="crewai-home-")
-    env = {
-        **os.environ,
-        "CREWAI_DISABLE_TELEMETRY": "true",
-        "OTEL_SDK_DISABLED": "true",
-        "CREWAI_TRACING_ENABLED": "false",
-        "CREWAI_DISABLE_VERSION_CHECK": "true",
-        "OPENAI_API_KEY": "sk-test-not-a-key",
-        "HOME": home,
-        "XDG_CONFIG_HOME": home,
-        "XDG_DATA_HOME": home,
-        "XDG_CACHE_HOME": home,
-    }
-    env.pop("CREWAI_TRAINED_AGENTS_FILE", None)
+    env = _crewai_env()
     payload = json.dumps([[None if file is None else str(file), role, str(cwd)] for file, role, cwd in cases])
     result = subprocess.run(
         [crewai_python(), "-c", _SCRIPT, payload], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+_EVALUATOR = r"""
+import json, pickle, sys
+from crewai import Agent
+from crewai.llms.base_llm import BaseLLM
+from crewai.utilities.evaluators.task_evaluator import TaskEvaluator
+
+
+class Scripted(BaseLLM):
+    def call(self, messages, tools=None, callbacks=None, available_functions=None, from_task=None,
+             from_agent=None, response_model=None):
+        return json.dumps({"suggestions": ["Be brief."], "quality": 7.0, "final_summary": "Be brief."})
+
+    def supports_function_calling(self):
+        return False
+
+    def supports_stop_words(self):
+        return True
+
+    def get_context_window_size(self):
+        return 8192
+
+
+results = []
+for path in json.loads(sys.argv[1]):
+    with open(path, "rb") as file:
+        data = pickle.load(file)
+    errors = {}
+    for agent_id in data:
+        agent = Agent(role="r", goal="g", backstory="b", llm=Scripted(model="scripted"))
+        try:
+            TaskEvaluator(agent).evaluate_training_data(data, agent_id)
+            errors[agent_id] = None
+        except ValueError as error:
+            errors[agent_id] = str(error)
+    results.append(errors)
+print(json.dumps(results))
+"""
+
+
+def run_crewai_evaluator(paths: list[Path]) -> list[dict[str, str | None]]:
+    """CrewAI's own ``TaskEvaluator.evaluate_training_data`` on each training file, agent by agent.
+
+    Each result maps an agent id to the ``ValueError`` message CrewAI raised for it, or ``None`` when it
+    evaluated the agent (a scripted LLM answers the evaluation).
+    """
+    result = subprocess.run(
+        [crewai_python(), "-c", _EVALUATOR, json.dumps([str(path) for path in paths])],
+        capture_output=True,
+        text=True,
+        env=_crewai_env(),
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -120,3 +120,32 @@ def test_the_wrong_file_is_said(tmp_path: Path) -> None:
     metrics.append(0, "planner", {"loss": 0.5})
     with pytest.raises(StoreFormatError, match="not a CrewAI feedback record"):
         check_training(metrics)
+
+
+def test_record_findings_are_what_crewais_evaluator_rejects(tmp_path: Path) -> None:
+    from .crewai_run import run_crewai_evaluator
+
+    scenarios = ("paraphrased", "interrupted", "empty_feedback", "crewai_086")
+    paths = [write_crewai_run(tmp_path / scenario, scenario)["training"] for scenario in scenarios]
+    blank = make_crewai_run("paraphrased", seed=3)["training"]
+    first = next(iter(blank))
+    blank[first][1]["initial_output"] = ""
+    blank[first][2]["human_feedback"] = "  "  # not falsy: CrewAI accepts it
+    with CrewTrainingHandler(tmp_path / "blank.pkl") as handler:
+        handler.save(blank)
+    paths.append(tmp_path / "blank.pkl")
+    record_codes = {"no_initial_output": "initial_output", "no_feedback": "human_feedback"}
+    for path, rejected in zip(paths, run_crewai_evaluator(paths), strict=True):
+        findings = [f for f in check_training(path) if f.iteration is not None and f.code.startswith("no_")]
+        for agent, error in rejected.items():
+            ours = [f for f in findings if f.agent == agent]
+            if not ours:
+                assert error is None, (path, agent, error)
+                continue
+            # CrewAI stops at the first bad iteration and names its missing fields.
+            iteration = min(f.iteration for f in ours)
+            fields = {record_codes.get(f.code, "improved_output") for f in ours if f.iteration == iteration}
+            assert error is not None and error.startswith("Critical training data error"), (path, agent)
+            assert f"for agent {agent} in iteration {iteration}." in error
+            named = error.split("Missing fields (", 1)[1].split(")", 1)[0].split(", ")
+            assert set(named) == fields
