@@ -176,3 +176,22 @@ def test_text_similarity_matches_stems_not_just_words() -> None:
         ["Flag each unverified claim.", "Use headings so the reader can skim."],
     )
     assert stems > 3 * unrelated
+
+
+def test_role_label_marks_inferred_roles() -> None:
+    from crewtrain_nb.crewai import role_label
+    from crewtrain_nb.navigation import agent_label
+
+    agent = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert role_label(agent, "Writer", "recorded") == agent_label(agent, "Writer") == "Writer · 0f8fad5b"
+    assert role_label(agent, "Writer", "inferred") == "Writer · 0f8fad5b (inferred)"
+    assert role_label(agent, None, None) == agent and role_label("Writer", "Writer", "record") == "Writer"
+
+
+def test_a_sqlite_training_store(tmp_path: Path) -> None:
+    from crewtrain_nb import convert
+
+    paths = write_crewai_run(tmp_path, "paraphrased", seed=5)
+    convert(paths["training"], tmp_path / "training_data.db")
+    frame = match_roles(tmp_path / "training_data.db", paths["trained"])
+    assert frame.role.tolist() == truth(make_crewai_run("paraphrased", seed=5))
