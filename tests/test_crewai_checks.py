@@ -149,3 +149,28 @@ def test_record_findings_are_what_crewais_evaluator_rejects(tmp_path: Path) -> N
             assert f"for agent {agent} in iteration {iteration}." in error
             named = error.split("Missing fields (", 1)[1].split(")", 1)[0].split(", ")
             assert set(named) == fields
+
+
+@pytest.mark.slow
+def test_the_files_of_a_real_train_run(tmp_path: Path) -> None:
+    # crewtrain_nb.crewai.train() with real CrewAI: its sidecar is read, and the Researcher's two tasks are found.
+    import importlib.util
+
+    if importlib.util.find_spec("crewai") is None:
+        pytest.skip("crewai is not installed in this Python (tests/crewai_training_script.py needs it)")
+    from crewtrain_nb import match_roles, read_sidecar
+
+    from .test_crewai_training import scenario
+
+    scenario("ok", tmp_path)
+    training, trained = tmp_path / "training_data.pkl", tmp_path / "trained_agents_data.pkl"
+    sidecar = read_sidecar(training)
+    frame = match_roles(training, trained)
+    assert set(frame.how) == {"recorded"}
+    assert frame.role.tolist() == [sidecar.agents[agent].role for agent in frame.agent]
+    researcher = next(agent for agent, info in sidecar.agents.items() if info.role == "Researcher")
+    findings = check_training(training, trained)
+    # The scripted person types "feedback N for ROLE on 'TASK'": lines that differ only in N repeat.
+    assert {(f.code, f.agent, f.iteration) for f in findings} == {("shared_agent", researcher, None)} | {
+        ("repeated_feedback", agent, 1) for agent in frame.agent
+    }
