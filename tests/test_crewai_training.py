@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from crewtrain_nb import CrewTrainingHandler
-from crewtrain_nb.crewai import load_run, restore_run, runs
-from crewtrain_nb.crewai.training import journal_path, sidecar_path
+from crewtrain_nb.crewai import load_run, restore_run, runs, sidecar_path
+from crewtrain_nb.crewai.training import journal_path
 from crewtrain_nb.store import read_journal
 
 SCRIPT = Path(__file__).with_name("crewai_training_script.py")

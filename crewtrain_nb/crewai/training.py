@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..store import CrewTrainingHandler, FeedbackJournal, RunArchive, read_journal, safe_loads, utc_now, write_file
 from .exchange import FeedbackExchange, FeedbackRequest, TrainingStopped
 from .files import FEEDBACK_KEYS
+from .sidecar import find_sidecar, sidecar_path, write_sidecar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +53,6 @@ __all__ = [
     "journal_path",
     "restore_run",
     "runs",
-    "sidecar_path",
     "train",
 ]
 
@@ -69,7 +69,6 @@ HANDLER_MODULES: tuple[str, ...] = (
 #: The CrewAI versions whose training layout this module knows.
 SUPPORTED_CREWAI = ((1, 14), (2, 0))
 INSTALL_HINT = "pip install 'crewtrain-nb[crewai]'"
-SIDECAR_FORMAT = "crewtrain_nb.agents"
 
 #: ``feedback=`` as a function: ``(role, task description, output text) -> feedback text``.
 FeedbackFunction = Callable[[str, str, str], str]
@@ -81,11 +80,6 @@ _ACTIVE = threading.Lock()
 def journal_path(training: str | os.PathLike[str]) -> str:
     """The feedback journal kept beside a training file."""
     return os.fspath(training) + ".journal.jsonl"
-
-
-def sidecar_path(training: str | os.PathLike[str]) -> str:
-    """The sidecar that names the agents of a training file (``<training file>.agents.json``)."""
-    return os.fspath(training) + ".agents.json"
 
 
 def _directory(directory: str | os.PathLike[str] | None) -> str:
@@ -379,17 +373,6 @@ def _agents_of(crew: Any) -> dict[str, dict[str, Any]]:
     return agents
 
 
-def _write_sidecar(path: str, agents: Mapping[str, Any], crewai_version: str) -> None:
-    document = {
-        "format": SIDECAR_FORMAT,
-        "version": 1,
-        "agents": dict(agents),
-        "crewai": crewai_version,
-        "written": utc_now(),
-    }
-    write_file(path, (json.dumps(document, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
-
-
 def _counts(path: str) -> dict[str, int]:
     try:
         data = CrewTrainingHandler(path).load()
@@ -651,7 +634,7 @@ def _train(
 
     def record_copy(train_crew: Any) -> None:
         agents = _agents_of(train_crew)
-        _write_sidecar(sidecar_path(training_path), agents, version)
+        write_sidecar(training_path, agents, crewai_version=version)
         archive.update(run, agents=agents)
 
     class DirectoryHandler(CrewTrainingHandler):
@@ -821,15 +804,15 @@ def _missing(record: Any) -> list[str]:
 
 
 def recorded_roles(training: str | os.PathLike[str]) -> dict[str, str]:
-    """Agent id -> role from the sidecar beside ``training`` (empty when there is none or it is not ours)."""
-    try:
-        with open(sidecar_path(training), encoding="utf-8") as file:
-            document = json.load(file)
-    except (FileNotFoundError, ValueError):
-        return {}
-    if isinstance(document, dict) and document.get("format") == SIDECAR_FORMAT:
-        return {agent: str(info.get("role", "")) for agent, info in document.get("agents", {}).items()}
-    return {}
+    """Agent id -> role from the sidecar beside ``training`` (empty when there is none).
+
+    Raises
+    ------
+    StoreFormatError
+        The sidecar exists but is not one crewtrain_nb reads.
+    """
+    found = find_sidecar(None, os.fspath(training))
+    return found.roles() if found is not None else {}
 
 
 def _roles_of(training_path: str, data: Mapping[str, Any]) -> dict[str, str]:
