@@ -20,6 +20,7 @@ from .errors import (
 from .store import (
     AuditReport,
     CrewTrainingHandler,
+    OpaqueObject,
     PickleHandler,
     SQLiteHandler,
     StoreStats,
@@ -92,6 +93,7 @@ __all__ = [
     "CrewTrainingHandler",
     "DecryptionError",
     "Finding",
+    "OpaqueObject",
     "PickleHandler",
     "RemoteStoreWarning",
     "Report",

@@ -22,6 +22,7 @@ import crewtrain_nb
 from crewtrain_nb import (
     CorruptStoreError,
     CrewTrainingHandler,
+    OpaqueObject,
     PickleHandler,
     StoreError,
     StoreFormatError,
@@ -590,12 +591,15 @@ class UserRecord:
         return isinstance(other, UserRecord) and other.text == self.text
 
 
-def test_trusted_loads_user_classes_that_safe_mode_refuses(tmp_path: Path) -> None:
+def test_user_classes_load_as_placeholders_safely_and_as_themselves_when_trusted_or_allowed(tmp_path: Path) -> None:
     path = tmp_path / "structured.pkl"
     crewai_dump(path, {"agent": {0: {"initial_output": UserRecord("hi")}}})
-    with pytest.raises(UnsafePickleError, match=r"tests\.test_store\.UserRecord"):
-        CrewTrainingHandler(path).load()
-    assert CrewTrainingHandler(path, trusted=True).load() == {"agent": {0: {"initial_output": UserRecord("hi")}}}
+    placeholder = CrewTrainingHandler(path).load()["agent"][0]["initial_output"]
+    assert type(placeholder) is OpaqueObject
+    assert placeholder.class_name == "tests.test_store.UserRecord" and placeholder.fields == {"text": "hi"}
+    real = {"agent": {0: {"initial_output": UserRecord("hi")}}}
+    assert CrewTrainingHandler(path, trusted=True).load() == real
+    assert CrewTrainingHandler(path, allowed_classes=[UserRecord]).load() == real
 
 
 # -- cache ----------------------------------------------------------------------------
@@ -605,9 +609,9 @@ def count_unpickles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = handler_module.safe_loads
 
-    def counting(payload: bytes, *, path: str) -> Any:
+    def counting(payload: bytes, *, path: str, **options: Any) -> Any:
         calls.append(len(payload))
-        return real(payload, path=path)
+        return real(payload, path=path, **options)
 
     monkeypatch.setattr(handler_module, "safe_loads", counting)
     return calls
@@ -993,8 +997,10 @@ def test_only_changed_agents_are_repickled_and_the_file_stays_exact(
     handler.load()
     handler.append(100, "planner", {"loss": 0.1})  # first write after a read pickles every agent
     repickled: list[Any] = []
-    real_piece = _pieces._piece
-    monkeypatch.setattr(_pieces, "_piece", lambda key, value: repickled.append(key) or real_piece(key, value))
+    real_piece = _pieces.pickle_piece
+    monkeypatch.setattr(
+        _pieces, "pickle_piece", lambda key, value, **where: repickled.append(key) or real_piece(key, value, **where)
+    )
     handler.append(101, "coder", {"loss": 0.2})
     handler.save_trained_data("critic", {"quality": 7.5})
     with handler.batch():

@@ -13,6 +13,7 @@ from ._backups import StoreVersion
 from ._convert import convert
 from ._journal import FeedbackJournal, JournalContents, read_journal
 from ._lazy import StoreStats
+from ._placeholders import OpaqueObject, dumps
 from ._runs import RUNS_FOLDER, RunArchive, utc_now
 from ._source import LazyEntry, LazyStore, Source, as_handler, open_source, open_view
 from ._sqlite import SQLITE_SUFFIXES, SQLiteHandler
@@ -31,6 +32,7 @@ __all__ = [
     "JournalContents",
     "LazyEntry",
     "LazyStore",
+    "OpaqueObject",
     "PickleHandler",
     "RunArchive",
     "SQLiteHandler",
@@ -39,6 +41,7 @@ __all__ = [
     "StoreVersion",
     "as_handler",
     "convert",
+    "dumps",
     "open_source",
     "open_view",
     "read_journal",

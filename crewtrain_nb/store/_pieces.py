@@ -4,10 +4,17 @@ An append changes one agent's entry, but ``pickle.dumps`` re-serialises every
 agent. This module writes the same dict as ``PROTO 4, EMPTY_DICT, MARK,
 <key, value>..., SETITEMS, STOP`` where each ``<key, value>`` piece is pickled
 on its own (protocol 3 opcodes: no framing, so pieces concatenate) and kept
-until that key changes. The result is an ordinary pickle of an ordinary dict:
-``pickle.load`` and CrewAI read it unchanged. Each piece numbers its memo from
-0; a later piece re-defining a memo slot is allowed by both unpicklers and a
-piece only refers to slots it defined itself.
+until that key changes. The result is an ordinary, strictly valid pickle of an
+ordinary dict: ``pickle.load``, CrewAI, the pure-Python ``pickle._Unpickler``
+and ``pickletools.dis`` read it, and no memo slot is defined twice.
+
+Memo slots: a piece whose value shares no mutable object (the usual record of
+strings and numbers) is pickled without a memo, so it fits anywhere; when its
+value is a dict (an agent's iterations) that dict gets the next memo slot as
+the piece is spliced in (:attr:`Piece.slot`, what a later tail can refer to).
+A value that shares objects or holds a cycle keeps a memo, numbered from the
+first free slot where it sits; it is pickled again only when the pieces before
+it change how many slots they take.
 """
 
 from __future__ import annotations
@@ -15,18 +22,14 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-__all__ = ["dumps_dict"]
+from ._placeholders import Piece, pickle_piece
+
+__all__ = ["Piece", "dumps_dict"]
 
 _HEADER = pickle.PROTO + bytes([4]) + pickle.EMPTY_DICT
-_PIECE_PROTOCOL = 3
 
 
-def _piece(key: Any, value: Any) -> bytes:
-    # dumps(x, 3) is PROTO 3 + body + STOP; keep the body only.
-    return pickle.dumps(key, _PIECE_PROTOCOL)[2:-1] + pickle.dumps(value, _PIECE_PROTOCOL)[2:-1]
-
-
-def dumps_dict(data: dict[Any, Any], pieces: dict[Any, bytes]) -> bytes:
+def dumps_dict(data: dict[Any, Any], pieces: dict[Any, Piece]) -> bytes:
     """Pickle ``data`` reusing ``pieces[key]`` where present; fill in the missing ones.
 
     Parameters
@@ -34,9 +37,9 @@ def dumps_dict(data: dict[Any, Any], pieces: dict[Any, bytes]) -> bytes:
     data
         A plain ``dict`` (not a subclass).
     pieces
-        Cache of pickled ``key, value`` bodies, valid for ``data`` as it is now:
-        the caller drops a key's piece whenever it changes that key's value.
-        Updated in place; keys no longer in ``data`` are removed.
+        Cache of pickled ``key, value`` pieces, valid for ``data`` as it is
+        now: the caller drops a key's piece whenever it changes that key's
+        value. Updated in place; keys no longer in ``data`` are removed.
 
     Returns
     -------
@@ -49,10 +52,12 @@ def dumps_dict(data: dict[Any, Any], pieces: dict[Any, bytes]) -> bytes:
     for stale in pieces.keys() - data.keys():
         del pieces[stale]
     parts = [_HEADER, pickle.MARK]
+    base = 0
     for key, value in data.items():
         piece = pieces.get(key)
-        if piece is None:
-            piece = pieces[key] = _piece(key, value)
-        parts.append(piece)
+        if piece is None or not piece.fits(base):
+            piece = pieces[key] = pickle_piece(key, value, memo_base=base)
+        parts.extend(piece.parts(base))
+        base += piece.memo_count
     parts.append(pickle.SETITEMS + pickle.STOP)
     return b"".join(parts)

@@ -26,8 +26,8 @@ readers never wait for writers.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import pickle
 import sqlite3
 import threading
 import weakref
@@ -48,8 +48,9 @@ from ._lazy import (
     unknown_iteration,
     utc_time,
 )
+from ._placeholders import dumps
 from ._remote import is_url, local_path_of
-from ._unpickle import safe_loads, trusted_loads
+from ._unpickle import allowed_class_map, safe_loads, trusted_loads
 from .handler import (
     DEFAULT_LOCK_TIMEOUT,
     PICKLE_PROTOCOL,
@@ -246,6 +247,7 @@ class SQLiteHandler(CrewTrainingHandler):
         max_decompressed_size: int | None = None,
         backups: int = 0,
         audit: bool = False,
+        allowed_classes: Any = None,
     ) -> None:
         name = _check_file_name(file_name, example="runs.db")
         # The pickle handler's file-level options do not apply to a database: refuse them rather than ignore them.
@@ -280,7 +282,10 @@ class SQLiteHandler(CrewTrainingHandler):
         self._finalizer = weakref.finalize(self, _close_connection, self._connection_box)
         self._batch_depth = 0
         self._cache: _Cache | None = None
-        self._unpickle: Callable[..., Any] = trusted_loads if self.trusted else safe_loads
+        self.allowed_classes: tuple[type, ...] = tuple(allowed_class_map(allowed_classes).values())
+        self._unpickle: Callable[..., Any] = (
+            trusted_loads if self.trusted else functools.partial(safe_loads, allowed_classes=self.allowed_classes)
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.file_path!r}, trusted={self.trusted})"
@@ -569,7 +574,7 @@ class SQLiteHandler(CrewTrainingHandler):
 
     def _dumps(self, value: Any) -> bytes:
         try:
-            return pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+            return dumps(value, protocol=PICKLE_PROTOCOL)
         except Exception as exc:  # pickling can raise nearly anything from user objects
             raise StoreWriteError(
                 f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the store is unchanged.",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import collections
+import collections.abc
 import datetime
 import decimal
 import importlib.util
@@ -38,8 +39,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CorruptStoreError, StoreError, UnsafePickleError
+from ._placeholders import ClassRef, OpaqueHashError, OpaqueLoading, ShapeRefused, may_be_opaque
 
-__all__ = ["ALLOWED_GLOBALS", "safe_loads", "trusted_loads"]
+__all__ = ["ALLOWED_GLOBALS", "allowed_class_map", "safe_loads", "trusted_loads"]
 
 # Python 2 names that protocol 0-2 pickles use; CPython maps them only in the
 # base ``find_class``, which an override does not reach.
@@ -122,6 +124,16 @@ def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
     return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
 
 
+def _refuse_newobj(*args: Any) -> Any:
+    # copyreg.__newobj__(cls, *args) is cls.__new__(cls, *args): any class's constructor. Only a placeholder's
+    # class reference may be its argument, which OpaqueLoading.call turns into a placeholder before this runs.
+    raise _Refused("copyreg.__newobj__", "copyreg.__newobj__ of an allowed type (plain data never needs it)")
+
+
+def _refuse_newobj_ex(*args: Any) -> Any:
+    raise _Refused("copyreg.__newobj_ex__", "copyreg.__newobj_ex__ of an allowed type (plain data never needs it)")
+
+
 _SPECIAL: dict[tuple[str, str], object] = {
     ("copyreg", "_reconstructor"): _safe_reconstructor,
     # Only as the ``base`` argument of ``copyreg._reconstructor``; calling
@@ -172,6 +184,9 @@ def _refuse_global(path: str, module: str, name: str) -> UnsafePickleError:
     )
 
 
+#: What ``__reduce_ex__`` returns for protocols 0-1; only ever a placeholder's class (see ``_placeholders``).
+_COPYREG_NEWOBJ: frozenset[tuple[str, str]] = frozenset({("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__")})
+
 #: Allowed globals whose calls need their arguments checked; a pickle naming
 #: one is loaded by :class:`_CheckedUnpickler`. Real stores rarely do: CrewAI
 #: writes protocol 4, where bytes and bytearray have opcodes of their own.
@@ -182,6 +197,7 @@ _CHECKED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("builtins", "bytearray"),
         ("_codecs", "encode"),
         ("copyreg", "_reconstructor"),
+        *_COPYREG_NEWOBJ,
         *_NUMPY_NAMES,
     }
 )
@@ -202,10 +218,18 @@ class _NeedsChecks(Exception):
 class _RestrictedUnpickler(pickle.Unpickler):
     """The fast (C) unpickler: only :data:`ALLOWED_GLOBALS`, and only those safe to call with any arguments."""
 
-    def __init__(self, file: io.BytesIO, *, path: str, payload_size: int = 0) -> None:
+    def __init__(
+        self,
+        file: io.BytesIO,
+        *,
+        path: str,
+        payload_size: int = 0,
+        allowed_classes: dict[tuple[str, str], type] | None = None,
+    ) -> None:
         super().__init__(file)
         self._path = path
         self._payload_size = payload_size
+        self._allowed_classes = allowed_classes or {}
         #: The numpy stand-ins of this load, made when the pickle first names numpy's dtype or scalar.
         self.numpy: _FastNumpy | None = None
 
@@ -218,8 +242,10 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return self.numpy.stand_in(role)
         if key in _CHECKED_GLOBALS:
             raise _NeedsChecks
-        found = _PLAIN_TYPES.get(key) or _SPECIAL.get(key)
+        found = _PLAIN_TYPES.get(key) or _SPECIAL.get(key) or self._allowed_classes.get(key)
         if found is None:
+            if may_be_opaque(*key):
+                raise _NeedsChecks  # maybe a placeholder's class: the checked unpickler sees how it is used
             raise _refuse_global(self._path, module, name)
         return found
 
@@ -635,10 +661,19 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
-    def __init__(self, file: io.BytesIO, *, path: str, payload_size: int) -> None:
+    def __init__(
+        self,
+        file: io.BytesIO,
+        *,
+        path: str,
+        payload_size: int,
+        allowed_classes: dict[tuple[str, str], type] | None = None,
+    ) -> None:
         super().__init__(file)
         self._path = path
         self._payload_size = payload_size
+        #: Classes outside the allow-list: placeholders where the opcodes only create and fill them.
+        self._opaque = OpaqueLoading(allowed_classes or {}, _OPAQUE_PATTERNS)
         self._numpy: _NumpyChecks | None = None
         #: Memo slots holding each unfilled dtype template, so its BUILD can replace it there too.
         self._template_memo: dict[int, list[int]] = {}
@@ -657,14 +692,28 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             if self._numpy is None:
                 self._numpy = _NumpyChecks(self._payload_size)
                 self._checks.update(self._numpy.checks())
+        if found is None and key in _COPYREG_NEWOBJ:
+            # Only a placeholder's class may be their argument (OpaqueLoading.call).
+            found = _refuse_newobj if name == "__newobj__" else _refuse_newobj_ex
+        if found is None:
+            found = self._opaque.find_class(*key)
         if found is None:
             raise _refuse_global(self._path, module, name)
         return found
+
+    def load(self) -> Any:  # noqa: D102 - pickle API
+        loaded = super().load()
+        self._opaque.finish(self.memo)
+        return loaded
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102 - pickle API
         raise _refuse_persistent_id(self._path, pid)
 
     def _call(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if type(args) is tuple:
+            handled, made = self._opaque.call(func, args)
+            if handled:
+                return made
         check = self._checks.get(id(func))
         if check is not None:
             if kwargs:
@@ -673,6 +722,8 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         return func(*args, **kwargs)
 
     def _new(self, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if type(cls) is ClassRef:
+            return self._opaque.new(cls, args, kwargs)
         if id(cls) in self._checks:
             return self._call(cls, args, kwargs)
         if not isinstance(cls, type):
@@ -699,6 +750,9 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
     def load_build(self) -> None:
         inst = self.stack[-2]
+        if self._opaque.build(inst, self.stack[-1]):
+            self.stack.pop()
+            return
         if isinstance(inst, (type, types.FunctionType, types.BuiltinFunctionType)):
             # A global itself: BUILD would patch it for every later load.
             raise _Refused(getattr(inst, "__name__", "?"), "BUILD on a class or function")
@@ -743,6 +797,13 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.MEMOIZE[0]] = load_memoize
 
 
+#: The copyreg patterns pickle emits for instances, by the identity of what the checked unpickler resolves.
+_OPAQUE_PATTERNS: dict[int, str] = {
+    id(_safe_reconstructor): "_reconstructor",
+    id(_refuse_newobj): "__newobj__",
+    id(_refuse_newobj_ex): "__newobj_ex__",
+}
+
 _DECODE_ERRORS = (
     pickle.UnpicklingError,
     EOFError,
@@ -774,12 +835,19 @@ def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler]
         obj = make(buffer).load()
     except (StoreError, _NeedsChecks):
         raise
-    except _Refused as exc:
+    except (_Refused, ShapeRefused) as exc:
         raise UnsafePickleError(
             f"{path}: refused to load: {exc.reason}. Safe loading builds only plain data; nothing from "
             "the file was run. If you trust this file, open it with trusted=True.",
             path=path,
             global_name=exc.global_name,
+        ) from exc
+    except OpaqueHashError as exc:
+        raise UnsafePickleError(
+            f"{path}: refused to load: {exc}. Safe loading builds only plain data; nothing from "
+            "the file was run. If you trust this file, open it with trusted=True.",
+            path=path,
+            global_name=str(exc).split("(", 1)[-1].split(")", 1)[0],
         ) from exc
     except _DECODE_ERRORS as exc:
         if isinstance(exc, ImportError):
@@ -805,8 +873,27 @@ def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler]
     return obj
 
 
-def safe_loads(data: bytes, *, path: str) -> Any:
+def allowed_class_map(classes: Any) -> dict[tuple[str, str], type]:
+    """``allowed_classes=`` as ``{(module, qualname): class}``; a clear error for anything but classes."""
+    if classes is None:
+        return {}
+    if isinstance(classes, type) or not isinstance(classes, collections.abc.Iterable):
+        raise TypeError(f"allowed_classes must be a list of classes, e.g. [ResearchFacts], got {classes!r}")
+    mapping: dict[tuple[str, str], type] = {}
+    for cls in classes:
+        if not isinstance(cls, type):
+            raise TypeError(f"allowed_classes must hold classes (already imported), got {cls!r}")
+        mapping[(cls.__module__, cls.__qualname__)] = cls
+    return mapping
+
+
+def safe_loads(data: bytes, *, path: str, allowed_classes: Any = None) -> Any:
     """Unpickle ``data`` allowing only plain-data globals.
+
+    An instance of a class outside the allow-list, which the pickle only
+    creates (``NEWOBJ``, or the ``copyreg`` patterns of protocols 0-1) and
+    fills with ``BUILD``, becomes an :class:`~crewtrain_nb.store.OpaqueObject`:
+    the class is never imported and none of its code runs.
 
     Parameters
     ----------
@@ -814,19 +901,24 @@ def safe_loads(data: bytes, *, path: str) -> Any:
         The whole pickle.
     path
         The file it came from, for error messages.
+    allowed_classes
+        Classes (already imported) to load as real instances instead of
+        placeholders, e.g. ``[ResearchFacts]``; their own code then runs.
 
     Raises
     ------
     UnsafePickleError
-        The pickle names a global outside :data:`ALLOWED_GLOBALS`, or calls an
-        allowed one in a way plain data never does.
+        The pickle names a global outside :data:`ALLOWED_GLOBALS` other than
+        as the class of a new object, or calls an allowed one in a way plain
+        data never does.
     CorruptStoreError
         The bytes are not a complete pickle.
     """
     made: list[_RestrictedUnpickler] = []
+    allowed = allowed_class_map(allowed_classes)
 
     def fast(buffer: io.BytesIO) -> _RestrictedUnpickler:
-        made.append(_RestrictedUnpickler(buffer, path=path, payload_size=len(data)))
+        made.append(_RestrictedUnpickler(buffer, path=path, payload_size=len(data), allowed_classes=allowed))
         return made[0]
 
     try:
@@ -849,7 +941,12 @@ def safe_loads(data: bytes, *, path: str) -> Any:
             if not numpy.kept(made[0]):
                 return loaded
         del loaded
-    return _load(data, path, lambda buffer: _CheckedUnpickler(buffer, path=path, payload_size=len(data)), safe=True)
+    return _load(
+        data,
+        path,
+        lambda buffer: _CheckedUnpickler(buffer, path=path, payload_size=len(data), allowed_classes=allowed),
+        safe=True,
+    )
 
 
 def trusted_loads(data: bytes, *, path: str) -> Any:

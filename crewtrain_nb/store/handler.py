@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
-import pickle
 import threading
 import warnings
 import weakref
@@ -30,9 +29,10 @@ from ._backups import StoreVersion, discard_version, find_version, finish_rotati
 from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
 from ._lazy import LazyAccess
-from ._pieces import dumps_dict
+from ._pieces import Piece, dumps_dict
+from ._placeholders import dumps
 from ._remote import RemoteFile, is_url, local_path_of
-from ._unpickle import safe_loads, trusted_loads
+from ._unpickle import allowed_class_map, safe_loads, trusted_loads
 
 __all__ = ["DEFAULT_LOCK_TIMEOUT", "PICKLE_PROTOCOL", "CrewTrainingHandler", "PickleHandler"]
 
@@ -62,7 +62,7 @@ class _Snapshot:
     data: Any
     fd: int
     #: Pickled ``key, value`` pieces of a dict ``data`` (see ``_pieces``); built on first write.
-    pieces: dict[Any, bytes] = field(default_factory=dict)
+    pieces: dict[Any, Piece] = field(default_factory=dict)
 
 
 def _close_snapshot(box: list[_Snapshot | None]) -> None:
@@ -109,6 +109,12 @@ class PickleHandler(LazyAccess):
     audit
         Append one hash-chained JSON line per write to ``<file>.audit.jsonl``
         (check it with :func:`~crewtrain_nb.verify_audit`).
+    allowed_classes
+        Classes (already imported) whose instances safe loading builds as the
+        real objects, e.g. ``[ResearchFacts]``. An instance of any other class
+        outside the allow-list loads as an :class:`~crewtrain_nb.store.OpaqueObject`
+        (its class's name and state; nothing of it runs) and is written back
+        as it came.
 
     Notes
     -----
@@ -158,6 +164,7 @@ class PickleHandler(LazyAccess):
         max_decompressed_size: int | None = None,
         backups: int = 0,
         audit: bool = False,
+        allowed_classes: Any = None,
     ) -> None:
         name = _check_file_name(file_name, example="training_data.pkl")
         # file:// is a local path with every local guarantee; other URLs go through fsspec.
@@ -169,6 +176,7 @@ class PickleHandler(LazyAccess):
         self.file_path: str = name if remote else os.path.abspath(os.path.join(os.getcwd(), name))
         self.lock_path: str = self.file_path + ".lock"
         self.trusted = bool(trusted)
+        self.allowed_classes: tuple[type, ...] = tuple(allowed_class_map(allowed_classes).values())
         self.lock_timeout = float(lock_timeout)
         if max_decompressed_size is None:
             max_decompressed_size = DEFAULT_MAX_DECOMPRESSED_SIZE
@@ -382,8 +390,7 @@ class PickleHandler(LazyAccess):
                         f"{found.path}: cannot read this version ({exc.strerror or exc}).", path=found.path
                     ) from exc
                 if payload:
-                    loads = trusted_loads if self.trusted else safe_loads
-                    loads(self._codec.decode(payload), path=found.path)
+                    self._loads(self._codec.decode(payload), path=found.path)
                 self._drop_snapshot()
                 with self._describing("restore"):
                     fd, _ = self._replace_file(payload, keep_version=True, version=found.id)
@@ -511,7 +518,7 @@ class PickleHandler(LazyAccess):
             stored = self._remote.read()
             if not stored:
                 return {}
-            return (trusted_loads if self.trusted else safe_loads)(self._codec.decode(stored), path=self.file_path)
+            return self._loads(self._codec.decode(stored), path=self.file_path)
         try:
             st = os.stat(self.file_path)
         except FileNotFoundError:
@@ -546,14 +553,18 @@ class PickleHandler(LazyAccess):
             os.close(fd)
             self._drop_snapshot()
             return {}
-        loads = trusted_loads if self.trusted else safe_loads
         try:
-            data = loads(self._codec.decode(payload), path=self.file_path)
+            data = self._loads(self._codec.decode(payload), path=self.file_path)
         except BaseException:
             os.close(fd)
             raise
         self._replace_snapshot(_Snapshot(_stat_key(st), data, fd))
         return data
+
+    def _loads(self, data: bytes, *, path: str) -> Any:
+        if self.trusted:
+            return trusted_loads(data, path=path)
+        return safe_loads(data, path=path, allowed_classes=self.allowed_classes)
 
     def _replace_file(
         self, payload: bytes, *, keep_version: bool = False, version: int | None = None
@@ -612,7 +623,7 @@ class PickleHandler(LazyAccess):
                 # Only changed agents are re-pickled; the bytes are a plain pickled dict.
                 payload = dumps_dict(data, pieces)
             else:
-                payload = pickle.dumps(data, protocol=PICKLE_PROTOCOL)
+                payload = dumps(data, protocol=PICKLE_PROTOCOL)
         except Exception as exc:  # pickling can raise nearly anything from user objects
             raise StoreWriteError(
                 f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the file is unchanged.",
