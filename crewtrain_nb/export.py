@@ -9,14 +9,19 @@ or in a notebook.
 
 The JSON format is an envelope around the store::
 
-    {"format": "crewtrain_nb.store", "version": 1, "kind": "iterations",
+    {"format": "crewtrain_nb.store", "version": 2, "kind": "iterations",
      "data": {"agent": {"0": record, "1": record}, ...}}
 
 Iteration keys are JSON strings, turned back into ints by :func:`import_json`
 because ``kind`` says they are iterations. Inside records, values JSON cannot
 hold (tuples, sets, bytes, non-finite floats, dicts with non-string keys,
 datetimes, Decimals, UUIDs, numpy arrays and scalars) are tagged objects
-``{"$type": ..., ...}``, so plain data comes back identical.
+``{"$type": ..., ...}``, so plain data comes back identical. An instance of a
+user's class that safe loading kept as an :class:`~crewtrain_nb.store.OpaqueObject`
+is ``{"$type": "object", "class": "module.QualName", "module": "module",
+"state": ...}`` (plus ``"args"``/``"kwargs"`` when its pickle had them) and
+comes back as the same placeholder, which the store writes as that class again.
+Version 2 added ``"object"``; files of version 1 still import.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .frames import Layout, open_store, to_frame
+from .store import OpaqueObject
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -57,8 +63,8 @@ __all__ = [
 DEFAULT_CHUNK_ROWS = 50_000
 #: The ``format`` tag of a JSON export.
 JSON_FORMAT = "crewtrain_nb.store"
-#: The newest JSON format version this code writes and reads.
-JSON_VERSION = 1
+#: The newest JSON format version this code writes and reads (2 added ``{"$type": "object"}``).
+JSON_VERSION = 2
 
 _TAG = "$type"
 _PARQUET_HINT = "pip install 'crewtrain-nb[parquet]'"
@@ -274,7 +280,30 @@ _ENCODERS: dict[type, Callable[[Any], Any]] = {
     datetime.timezone: lambda v: {_TAG: "timezone", "value": _encode(v.utcoffset(None))},
     decimal.Decimal: lambda v: {_TAG: "Decimal", "value": str(v)},
     uuid.UUID: lambda v: {_TAG: "UUID", "value": str(v)},
+    OpaqueObject: lambda v: _encode_opaque(v),
 }
+
+
+def _encode_opaque(value: OpaqueObject) -> dict[str, Any]:
+    tagged = {_TAG: "object", "class": value.class_name, "module": value.module, "state": _encode(value.state)}
+    if value.args:
+        tagged["args"] = [_encode(item) for item in value.args]
+    if value.kwargs:
+        tagged["kwargs"] = _encode(value.kwargs)
+    return tagged
+
+
+def _decode_opaque(tagged: dict[str, Any]) -> OpaqueObject:
+    name, module = tagged["class"], tagged["module"]
+    if not (isinstance(name, str) and isinstance(module, str) and name.startswith(module + ".")):
+        raise ValueError(f"an object's class {name!r} is not inside its module {module!r}")
+    return OpaqueObject(
+        module,
+        name[len(module) + 1 :],
+        state=_decode(tagged["state"]),
+        args=tuple(_decode(item) for item in tagged.get("args", [])),
+        kwargs=_decode(tagged.get("kwargs", {})),
+    )
 
 
 def _decode_ndarray(tagged: dict[str, Any]) -> np.ndarray:
@@ -308,6 +337,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "ndarray": _decode_ndarray,
     "numpy": lambda t: np.dtype(t["dtype"]).type(_decode(t["value"])),
     "dtype": lambda t: np.dtype(t["value"]),
+    "object": _decode_opaque,
 }
 
 
@@ -415,7 +445,8 @@ def _encode_at(record: Any, where: str, agent: str, iteration: Any) -> Any:
         raise ValueError(
             f"{where}{at}: a {type(failure.value).__name__} value cannot be written to JSON losslessly. "
             "JSON export takes plain data (dict, list, tuple, set, str, bytes, numbers, bool, None, datetime, "
-            "Decimal, UUID, numpy arrays and scalars); convert it first, or use export_csv/export_parquet."
+            "Decimal, UUID, numpy arrays and scalars, placeholders of user classes); convert it first, "
+            "or use export_csv/export_parquet."
         ) from None
 
 

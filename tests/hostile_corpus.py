@@ -424,6 +424,7 @@ def hostile_payloads(marker: str) -> list[HostilePayload]:
     for core in ("numpy.core", "numpy._core"):
         payloads.extend(_numpy_payloads(core, marker))
     payloads.extend(_ext_payloads())
+    payloads.extend(_placeholder_payloads(marker))
 
     asm = Asm(3)
     add("persistent id", 3, asm.text("anything") + pickle.BINPERSID, "persistent_load resolves ids to objects")
@@ -591,4 +592,101 @@ def _ext_payloads() -> Iterator[HostilePayload]:
         unregistered,
         "corrupt",
         "no global has that number in this process: the bytes name nothing, so not a valid pickle",
+    )
+
+
+#: A class no process has: safe loading may keep an instance of it as a placeholder, but only when the opcodes
+#: just create it (NEWOBJ) and fill it once (BUILD) with plain state.
+_USER_CLASS = ("crew_models", "ResearchFacts")
+
+
+def _placeholder_payloads(marker: str) -> Iterator[HostilePayload]:
+    """Payloads that try to abuse the placeholder path: each uses a user's class other than as NEWOBJ + BUILD."""
+    asm = Asm(4)
+    system = asm.call(asm.glob("os", "system"), asm.text(f"touch {marker}"))
+    user = asm.glob(*_USER_CLASS)
+    other = asm.glob("crew_models", "Other")
+    new = user + asm.tuple() + pickle.NEWOBJ  # what pickle writes for a pydantic model ...
+    fields = asm.dict((asm.text("__dict__"), asm.dict((asm.text("title"), asm.text("t")))))
+    made = asm.build(new, fields)  # ... then BUILD with its state: the one shape a placeholder may have
+
+    def payload(name: str, body: bytes, why: str, protocol: int = 4) -> HostilePayload:
+        return HostilePayload(f"placeholder: {name}", protocol, _checked(Asm(protocol).program(body)), "unsafe", why)
+
+    yield payload(
+        "BUILD state holding os.system",
+        asm.record(asm.build(new, asm.dict((asm.text("__dict__"), system)))),
+        "the state of a placeholder is built by the same checks",
+    )
+    yield payload(
+        "BUILD state holding another class reference",
+        asm.record(asm.build(new, asm.dict((asm.text("x"), other)))),
+        "a class pushed as a value inside the state",
+    )
+    yield payload(
+        "NEWOBJ with a callable among its args",
+        asm.record(asm.build(user + asm.tuple(asm.glob("builtins", "dict")) + pickle.NEWOBJ, fields)),
+        "a class's __new__ handed a callable",
+    )
+    yield payload(
+        "NEWOBJ_EX with a class reference in its kwargs",
+        asm.record(asm.build(user + asm.tuple() + asm.dict((asm.text("k"), other)) + pickle.NEWOBJ_EX, fields)),
+        "a class's __new__ handed another class",
+    )
+    yield payload("the class called with REDUCE", asm.record(asm.call(user, asm.text("x"))), "runs the class's code")
+    yield payload(
+        "a placeholder used as a callable",
+        asm.record(made + asm.tuple(asm.text(f"touch {marker}")) + pickle.REDUCE),
+        "calls the object",
+    )
+    yield payload(
+        "a placeholder used as the class of NEWOBJ",
+        asm.record(asm.build(made + asm.tuple() + pickle.NEWOBJ, fields)),
+        "an object where a class belongs",
+    )
+    yield payload(
+        "BUILD on a placeholder twice",
+        asm.record(asm.build(made, asm.dict((asm.text("__setstate__"), asm.text("x"))))),
+        "a second BUILD changes an object already used",
+    )
+    yield payload("NEWOBJ without BUILD", asm.record(new), "an object no pickle of the class would leave unfilled")
+    yield payload("BUILD on the class itself", asm.record(asm.build(user, fields)), "patches a class")
+    yield payload("the class pushed as a value", asm.record(asm.list(user)), "the class itself in the data")
+    yield payload("the class as a dict key", asm.record(asm.dict((user, asm.text("v")))), "hashes the class")
+    yield payload("a placeholder inside a set", asm.record(asm.set(made)), "hashes the object")
+    yield payload("a placeholder as a dict key", asm.record(asm.dict((made, asm.text("v")))), "hashes the object")
+    yield payload(
+        "the class passed to an allowed call",
+        asm.record(asm.call(asm.glob("builtins", "list"), asm.tuple(user))),
+        "a class handed to a constructor",
+    )
+    asm1 = Asm(1)
+    yield payload(
+        "copyreg._reconstructor with a state",
+        asm1.record(
+            asm1.call(
+                asm1.glob("copy_reg", "_reconstructor"), asm1.glob(*_USER_CLASS), asm1.glob("builtins", "object"),
+                asm1.text("state"),
+            )
+        ),  # fmt: skip
+        "_reconstructor(cls, object, state) calls object.__init__ with the state",
+        protocol=1,
+    )
+    asm2 = Asm(2)
+    yield payload(
+        "copyreg.__newobj__ of an allowed type",
+        asm2.record(asm2.call(asm2.glob("copyreg", "__newobj__"), asm2.glob("builtins", "bytearray"))),
+        "copyreg.__newobj__ is any class's constructor",
+        protocol=2,
+    )
+    yield payload(
+        "INST of a user's class",
+        Asm(0).record(pickle.MARK + Asm(0).text("x") + pickle.INST + b"crew_models\nResearchFacts\n"),
+        "INST calls the class",
+        protocol=0,
+    )
+    yield payload(
+        "a dunder name as the class",
+        asm.record(asm.build(asm.glob("crew_models", "ResearchFacts.__init__") + asm.tuple() + pickle.NEWOBJ, fields)),
+        "a method, not a class",
     )

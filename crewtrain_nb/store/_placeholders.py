@@ -539,8 +539,10 @@ class OpaqueLoading:
         self._refs.append(ref)
         return ref
 
-    def new(self, ref: ClassRef, args: Any, kwargs: Any) -> OpaqueObject:
+    def new(self, ref: Any, args: Any, kwargs: Any) -> OpaqueObject:
         """``NEWOBJ``/``NEWOBJ_EX`` of a class reference: a placeholder waiting for its ``BUILD``."""
+        if type(ref) is OpaqueObject:
+            raise ShapeRefused(ref.class_name, f"an instance of {ref.class_name} used as the class of a new object")
         if type(args) is not tuple or type(kwargs) is not dict:
             raise ShapeRefused(ref.name, f"{ref.name} created with arguments that are not a tuple and a dict")
         found = _escaped_ref((args, kwargs), callables=True)
@@ -558,6 +560,8 @@ class OpaqueLoading:
         """
         if type(func) is ClassRef:
             raise ShapeRefused(func.name, f"{func.name} is called (REDUCE/INST/OBJ), which runs its code")
+        if type(func) is OpaqueObject:
+            raise ShapeRefused(func.class_name, f"an instance of {func.class_name} is called (REDUCE/INST/OBJ)")
         pattern = self._patterns.get(id(func))
         if args and type(args[0]) is ClassRef and pattern is not None:
             ref = args[0]
@@ -569,6 +573,13 @@ class OpaqueLoading:
                 return True, self.new(ref, tuple(args[1:]), {})
             if pattern == "__newobj_ex__" and len(args) == 3:
                 return True, self.new(ref, args[1], args[2])
+            if pattern == "getattr" and len(args) == 2 and type(args[1]) is str:
+                qualname = f"{ref.qualname}.{args[1]}"
+                if not may_be_opaque(ref.module, qualname):
+                    raise ShapeRefused(f"{ref.module}.{qualname}", f"getattr of {args[1]!r}, which is no class name")
+                nested = ClassRef(ref.module, qualname)
+                self._refs.append(nested)
+                return True, nested
         found = _escaped_ref(args)
         if found is not None:
             raise ShapeRefused(found.name, f"{found.name} passed to a call (a class pushed as a value)")

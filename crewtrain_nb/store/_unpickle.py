@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import CorruptStoreError, StoreError, UnsafePickleError
-from ._placeholders import ClassRef, OpaqueHashError, OpaqueLoading, ShapeRefused, may_be_opaque
+from ._placeholders import ClassRef, OpaqueHashError, OpaqueLoading, OpaqueObject, ShapeRefused, may_be_opaque
 
 __all__ = ["ALLOWED_GLOBALS", "allowed_class_map", "safe_loads", "trusted_loads"]
 
@@ -130,6 +130,10 @@ def _refuse_newobj(*args: Any) -> Any:
     raise _Refused("copyreg.__newobj__", "copyreg.__newobj__ of an allowed type (plain data never needs it)")
 
 
+def _refuse_getattr(*args: Any) -> Any:
+    raise _Refused("builtins.getattr", "builtins.getattr other than for a nested class (it fetches any attribute)")
+
+
 def _refuse_newobj_ex(*args: Any) -> Any:
     raise _Refused("copyreg.__newobj_ex__", "copyreg.__newobj_ex__ of an allowed type (plain data never needs it)")
 
@@ -186,6 +190,8 @@ def _refuse_global(path: str, module: str, name: str) -> UnsafePickleError:
 
 #: What ``__reduce_ex__`` returns for protocols 0-1; only ever a placeholder's class (see ``_placeholders``).
 _COPYREG_NEWOBJ: frozenset[tuple[str, str]] = frozenset({("copyreg", "__newobj__"), ("copyreg", "__newobj_ex__")})
+#: Protocols 0-3 name a nested class as ``getattr(Outer, "Inner")``; only ever a placeholder's class.
+_GETATTR = ("builtins", "getattr")
 
 #: Allowed globals whose calls need their arguments checked; a pickle naming
 #: one is loaded by :class:`_CheckedUnpickler`. Real stores rarely do: CrewAI
@@ -198,6 +204,7 @@ _CHECKED_GLOBALS: frozenset[tuple[str, str]] = frozenset(
         ("_codecs", "encode"),
         ("copyreg", "_reconstructor"),
         *_COPYREG_NEWOBJ,
+        _GETATTR,
         *_NUMPY_NAMES,
     }
 )
@@ -695,6 +702,8 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         if found is None and key in _COPYREG_NEWOBJ:
             # Only a placeholder's class may be their argument (OpaqueLoading.call).
             found = _refuse_newobj if name == "__newobj__" else _refuse_newobj_ex
+        if found is None and key == _GETATTR:
+            found = _refuse_getattr
         if found is None:
             found = self._opaque.find_class(*key)
         if found is None:
@@ -722,7 +731,7 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         return func(*args, **kwargs)
 
     def _new(self, cls: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if type(cls) is ClassRef:
+        if type(cls) is ClassRef or type(cls) is OpaqueObject:
             return self._opaque.new(cls, args, kwargs)
         if id(cls) in self._checks:
             return self._call(cls, args, kwargs)
@@ -802,6 +811,7 @@ _OPAQUE_PATTERNS: dict[int, str] = {
     id(_safe_reconstructor): "_reconstructor",
     id(_refuse_newobj): "__newobj__",
     id(_refuse_newobj_ex): "__newobj_ex__",
+    id(_refuse_getattr): "getattr",
 }
 
 _DECODE_ERRORS = (
