@@ -35,7 +35,7 @@ import pandas as pd
 
 from .crewai import FEEDBACK_KEYS, TRAINED_KEYS, assign_roles, feedback_status, role_label, similarity, text_of
 from .errors import StoreFormatError
-from .store import open_source
+from .store import OpaqueObject, open_source
 
 __all__ = [
     "OpenStore",
@@ -333,6 +333,9 @@ class _Flattener:
         if not items:
             return
         kinds = set(map(type, items))
+        if OpaqueObject in kinds:  # an instance of a user's class: one column per field, like a dict
+            items = [item.fields if type(item) is OpaqueObject else item for item in items]
+            kinds = set(map(type, items))
         maps = [_is_mapping_type(kind) for kind in kinds]
         if all(maps):
             self._walk_maps(items, rows, path, exact=kinds == {dict})
@@ -506,6 +509,8 @@ def _flatten(
 
 def _leaf_paths(record: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Leaf paths of one record, depth first, in its own key order."""
+    if type(record) is OpaqueObject:
+        record = record.fields
     if not isinstance(record, Mapping):
         return [prefix or ("value",)]
     return [leaf for key, value in record.items() for leaf in _leaf_paths(value, (*prefix, key))]

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .crewai import FEEDBACK_KEYS, diff_words, is_feedback_record
+from .store import OpaqueObject
 
 __all__ = [
     "diff_html",
@@ -53,7 +54,8 @@ border-radius:4px;padding:.3em .6em}
 
 
 def _text(value: Any) -> str:
-    return html.escape(value if isinstance(value, str) else repr(value))
+    # A placeholder of a user's class shows its class and fields (str), not its repr.
+    return html.escape(value if isinstance(value, str) else str(value) if type(value) is OpaqueObject else repr(value))
 
 
 def diff_html(before: str, after: str) -> str:
@@ -115,6 +117,8 @@ def flatten_record(record: Any, *, sep: str = ".") -> list[tuple[str, Any]]:
     >>> flatten_record({"loss": 0.5, "metrics": {"f1": 0.9}})
     [('loss', 0.5), ('metrics.f1', 0.9)]
     """
+    if type(record) is OpaqueObject:
+        record = record.fields
     if not isinstance(record, Mapping):
         return [("value", record)]
     pairs: list[tuple[str, Any]] = []
@@ -122,6 +126,8 @@ def flatten_record(record: Any, *, sep: str = ".") -> list[tuple[str, Any]]:
     def walk(prefix: str, node: Mapping[Any, Any]) -> None:
         for key, value in node.items():
             name = f"{prefix}{sep}{key}" if prefix else str(key)
+            if type(value) is OpaqueObject:  # a user's class: its fields, one row each
+                value = value.fields
             if isinstance(value, Mapping) and value:
                 walk(name, value)
             else:

@@ -336,3 +336,22 @@ def test_json_export_tags_a_placeholder_as_an_object_and_version_1_files_still_i
         encoding="utf-8",
     )
     assert import_json(old) == {"a": {0: {"s": {1}}}}
+
+
+def test_frames_and_html_show_a_placeholder_as_its_fields(tmp_path: Path, user_code: dict[str, Any]) -> None:
+    from crewtrain_nb import to_frame
+    from crewtrain_nb.render import flatten_record, record_html
+
+    path = tmp_path / "training_data.pkl"
+    crewai_store(user_code, path)
+    frame = to_frame(path, agents="agent-1")
+    assert {"improved_output.title", "improved_output.score", "improved_output.verdict.ok"} <= set(frame.columns)
+    assert list(frame["improved_output.title"]) == ["finding 0", "finding 1", "finding 2"]
+    assert list(frame["improved_output.score"]) == [0.0, 0.5, 1.0]
+    assert "improved_output.__pydantic_fields_set__" not in frame.columns  # the fields, not pydantic's bookkeeping
+    record = CrewTrainingHandler(path).load()["agent-1"][1]
+    assert ("out.title", "finding 1") in flatten_record({"out": record["improved_output"]})
+    page = record_html(record, title="agent-1 · iteration 1")
+    assert "finding 1" in page and "https://x/1" in page
+    assert "OpaqueObject" not in page and "__pydantic" not in page
+    assert str(record["improved_output"]).startswith('ResearchFacts {"title": "finding 1"')

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import pickle
 import re
 import sys
@@ -162,6 +163,10 @@ class OpaqueObject:
     def to_dict(self) -> dict[str, Any]:
         """:attr:`fields` with nested placeholders turned into their dicts too (a JSON-like view)."""
         return {str(name): _plain(value) for name, value in self.fields.items()}
+
+    def __str__(self) -> str:
+        """The JSON-like view: the class's name, then :meth:`to_dict` as JSON (what frames and diffs show)."""
+        return f"{self._qualname} {json.dumps(self.to_dict(), ensure_ascii=False, default=str)}"
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self.fields.items())
