@@ -8,7 +8,13 @@ protocol 4 as CrewAI does, and loaded from the same bytes in memory (no disk):
 * **plain**: Python floats and a list of 8 floats per record;
 * **numpy scalars**: the same metrics as numpy scalars (``np.float64``,
   ``np.int64``), what ``np.mean(...)`` or ``x.sum()`` return and people log;
-* **numpy arrays**: plain metrics and an 8-float numpy array per record.
+* **numpy arrays**: plain metrics and an 8-float numpy array per record;
+* **pydantic-style objects**: CrewAI records of an ``output_pydantic`` task,
+  ``improved_output`` an instance of a user's model class (:class:`Facts`,
+  pickled as pydantic v2 pickles: ``NEWOBJ`` + ``BUILD`` of ``__dict__``,
+  ``__pydantic_fields_set__``, ...). ``pickle.loads`` has the class here and
+  builds the real objects; ``safe_loads`` never imports it and builds
+  :class:`~crewtrain_nb.store.OpaqueObject` placeholders instead.
 
 Columns: a bare ``pickle.loads`` (the C unpickler, no checks: what CrewAI
 does, and unsafe), crewtrain_nb's ``safe_loads`` (allow-listed globals, numpy
@@ -30,6 +36,26 @@ from timing import best_of
 from crewtrain_nb.store._unpickle import _CheckedUnpickler, safe_loads
 
 AGENTS = 10
+KINDS = ("plain", "numpy scalars", "numpy arrays", "pydantic-style objects")
+
+
+class Facts:
+    """A user's output model, pickled as pydantic v2 pickles a ``BaseModel`` (pydantic itself is not needed)."""
+
+    __slots__ = ("__dict__", "__pydantic_extra__", "__pydantic_fields_set__", "__pydantic_private__")
+
+    def __init__(self, **fields: Any) -> None:
+        object.__setattr__(self, "__dict__", fields)
+        object.__setattr__(self, "__pydantic_extra__", None)
+        object.__setattr__(self, "__pydantic_fields_set__", set(fields))
+        object.__setattr__(self, "__pydantic_private__", None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, state[name])
 
 
 def make_store(records: int, kind: str, *, seed: int = 0) -> dict[str, dict[int, dict[str, Any]]]:
@@ -44,8 +70,11 @@ def make_store(records: int, kind: str, *, seed: int = 0) -> dict[str, dict[int,
         elif kind == "numpy scalars":
             record = {"loss": np.float64(loss), "accuracy": np.float64(accuracy), "step": np.int64(index)}
             record["weights"] = weights.tolist()
-        else:
+        elif kind == "numpy arrays":
             record = {"loss": float(loss), "accuracy": float(accuracy), "step": index, "weights": weights}
+        else:
+            facts = Facts(title=f"finding {index}", facts=[f"fact {n}" for n in range(3)], score=float(loss))
+            record = {"initial_output": f"draft {index}", "human_feedback": "cite sources", "improved_output": facts}
         store[f"agent-{index % AGENTS}"][index // AGENTS] = record
     return store
 
@@ -62,7 +91,7 @@ def main() -> None:
     print(f"{args.records:,} records over {AGENTS} agents, protocol 4, best of {args.repeats}\n")
     print("| store holds | pickle MB | pickle.loads ms | safe_loads ms | checked pure-Python ms | safe / bare |")
     print("|---|---:|---:|---:|---:|---:|")
-    for kind in ("plain", "numpy scalars", "numpy arrays"):
+    for kind in KINDS:
         data = pickle.dumps(make_store(args.records, kind), protocol=4)
         assert safe_loads(data, path="<bench>").keys() == pickle.loads(data).keys()
         bare = best_of(args.repeats, lambda data=data: pickle.loads(data))

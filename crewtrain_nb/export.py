@@ -46,8 +46,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .frames import Layout, open_store, to_frame
-from .store import OpaqueObject
+from .frames import Layout, OpaqueObject, open_store, to_frame
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
