@@ -615,9 +615,15 @@ class OpaqueLoading:
             return
         memo.clear()  # the memo's references are the only others a finished load leaves
         if _EXACT_REFCOUNTS:
-            unheld = [object()]
-            baseline = max(sys.getrefcount(ref) for ref in unheld)
-            escaped = [ref for ref in self._refs if sys.getrefcount(ref) > baseline]
+            # CPython counts references exactly. What the loop itself adds (the list's, the loop variable's, the
+            # argument's) is measured on an object nothing else holds, with the very same loop.
+            baseline = 0
+            for probe in [object()]:
+                baseline = sys.getrefcount(probe)
+            escaped = []
+            for ref in self._refs:
+                if sys.getrefcount(ref) > baseline:
+                    escaped.append(ref)
         else:
             escaped = self._refs  # no exact counts: refuse what cannot be shown to be gone
         if escaped:
