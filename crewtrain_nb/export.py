@@ -391,7 +391,8 @@ def export_json(
     ValueError
         The source is not a store, an agent key is not a ``str``, or a record
         holds a value that is not plain data (e.g. an object of your own
-        class); the message names the agent and iteration.
+        class loaded with ``trusted=True``; a placeholder of one is written as
+        ``{"$type": "object"}``); the message names the agent and iteration.
 
     Examples
     --------
