@@ -355,3 +355,17 @@ def test_frames_and_html_show_a_placeholder_as_its_fields(tmp_path: Path, user_c
     assert "finding 1" in page and "https://x/1" in page
     assert "OpaqueObject" not in page and "__pydantic" not in page
     assert str(record["improved_output"]).startswith('ResearchFacts {"title": "finding 1"')
+
+
+def test_the_show_command_prints_a_placeholder_as_its_fields(tmp_path: Path, user_code: dict[str, Any]) -> None:
+    path = tmp_path / "training_data.pkl"
+    crewai_store(user_code, path)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and "user_code" not in p)
+    shown = subprocess.run(
+        [sys.executable, "-m", "crewtrain_nb", "show", str(path), "--agent", "agent-1", "--iteration", "1"],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert '[improved_output]\nResearchFacts {"title": "finding 1", "facts": ["a", "b"]' in shown.stdout
+    assert "OpaqueObject" not in shown.stdout
