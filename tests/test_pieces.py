@@ -188,3 +188,41 @@ def test_trained_agents_file_and_conversion_back_to_pickle_are_strict(
     database = convert(source.file_path, tmp_path / "t.db")
     back = convert(database, tmp_path / "back.pkl")
     assert_sharing_kept(assert_strict(Path(back).read_bytes()))
+
+
+def test_an_append_walks_only_the_new_record_and_still_sees_sharing_inside_it(
+    tmp_path: Path, training_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crewtrain_nb.store import OpaqueObject, _placeholders
+    from crewtrain_nb.store import _pieces as pieces_module
+
+    handler = CrewTrainingHandler(tmp_path / "t.pkl")
+    handler.save(training_data)
+    handler.peek()
+    agent = next(iter(training_data))
+    handler.append(50, agent, {"initial_output": "x"})  # the first write after a read pickles (and walks) all
+    walked: list[Any] = []
+    real = _placeholders.is_tree
+
+    def counting(values: Any, **options: Any) -> bool:
+        walked.append(list(values))
+        return real(values, **options)
+
+    monkeypatch.setattr(_placeholders, "is_tree", counting)
+    monkeypatch.setattr(pieces_module, "is_tree", counting)
+    handler.append(51, agent, {"initial_output": "y"})
+    assert walked == [[{"initial_output": "y"}]]  # the new record only, not the agent's other records
+    shared = ["s"]
+    handler.append(52, agent, {"improved_output": OpaqueObject("app.m", "R", state={"a": shared, "b": shared})})
+    loaded = assert_strict_safe(Path(handler.file_path).read_bytes())
+    state = loaded[agent][52]["improved_output"].state
+    assert state["a"] == ["s"] and state["a"] is state["b"]  # sharing inside the new record kept: it was walked
+    assert loaded[agent][51] == {"initial_output": "y"} and loaded[agent][50] == {"initial_output": "x"}
+
+
+def assert_strict_safe(payload: bytes) -> Any:
+    """``pickletools.dis`` accepts ``payload``; loaded with safe loading (the classes it names do not exist)."""
+    from crewtrain_nb.store import safe_loads
+
+    pickletools.dis(payload, out=io.StringIO())
+    return safe_loads(payload, path="t.pkl")

@@ -22,9 +22,31 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from ._placeholders import Piece, pickle_piece
+from ._placeholders import Piece, is_tree, pickle_piece
 
-__all__ = ["Piece", "dumps_dict"]
+__all__ = ["KNOWN_TREE", "Piece", "dumps_dict", "entry_after_insert"]
+
+
+class _KnownTree:
+    """A cache entry with no bytes yet, for a value known to share no mutable object (no walk needed)."""
+
+    def __repr__(self) -> str:
+        return "KNOWN_TREE"
+
+
+#: In ``pieces``: the key's value changed and must be pickled, but it is known to share nothing.
+KNOWN_TREE: Any = _KnownTree()
+
+
+def entry_after_insert(old: Piece | _KnownTree | None, fresh: Any) -> _KnownTree | None:
+    """The cache entry for a value whose piece was ``old``, after ``fresh`` (a new copy) was put inside it.
+
+    ``KNOWN_TREE`` when the old value shared nothing (its piece was memo-free)
+    and ``fresh`` shares nothing either, so the pickling skips the walk over
+    the whole value; ``None`` (walk it) otherwise.
+    """
+    was_tree = old is KNOWN_TREE or (isinstance(old, Piece) and old.memo_base is None)
+    return KNOWN_TREE if was_tree and is_tree((fresh,), fresh=True) else None
 
 _HEADER = pickle.PROTO + bytes([4]) + pickle.EMPTY_DICT
 
@@ -55,8 +77,9 @@ def dumps_dict(data: dict[Any, Any], pieces: dict[Any, Piece]) -> bytes:
     base = 0
     for key, value in data.items():
         piece = pieces.get(key)
-        if piece is None or not piece.fits(base):
-            piece = pieces[key] = pickle_piece(key, value, memo_base=base)
+        if piece is None or piece is KNOWN_TREE or not piece.fits(base):
+            known = True if piece is KNOWN_TREE else None
+            piece = pieces[key] = pickle_piece(key, value, memo_base=base, tree=known)
         parts.extend(piece.parts(base))
         base += piece.memo_count
     parts.append(pickle.SETITEMS + pickle.STOP)

@@ -307,12 +307,14 @@ def _extra_atoms() -> frozenset[type]:
 _IMMUTABLE = _ATOMS | _extra_atoms()
 
 
-def is_tree(values: Iterable[Any]) -> bool:
+def is_tree(values: Iterable[Any], *, fresh: bool = False) -> bool:
     """Whether no mutable object is reached twice from ``values`` (no sharing, no cycle): then no memo is needed.
 
     Strings, numbers and other immutable values may be shared (a copy loads
     equal). An object this does not know (a user's class, a numpy array of
-    objects) counts as possibly shared, so its piece keeps a memo.
+    objects) counts as possibly shared, so its piece keeps a memo. With
+    ``fresh``, also ``False`` when a frozenset holds anything but immutable
+    values: copies share frozensets, so what they hold may be shared elsewhere.
     """
     seen: set[int] = set()
     stack = list(values)
@@ -324,7 +326,10 @@ def is_tree(values: Iterable[Any]) -> bool:
         if kind in immutable:
             continue
         if kind is tuple or kind is frozenset:
-            stack.extend(item for item in obj if type(item) not in immutable)
+            inner = [item for item in obj if type(item) not in immutable]
+            if fresh and inner and kind is frozenset:
+                return False
+            stack.extend(inner)
             continue
         ident = id(obj)
         if ident in seen:
@@ -416,10 +421,13 @@ class Piece:
         return (self.key, self.value)
 
 
-def pickle_piece(key: Any, value: Any, *, memo_base: int) -> Piece:
-    """Pickle ``key, value`` to sit in a file where memo slots below ``memo_base`` are taken."""
+def pickle_piece(key: Any, value: Any, *, memo_base: int, tree: bool | None = None) -> Piece:
+    """Pickle ``key, value`` to sit in a file where memo slots below ``memo_base`` are taken.
+
+    ``tree=True`` says the caller knows the pair shares no mutable object (see :func:`is_tree`).
+    """
     value_is_dict = type(value) is dict
-    if is_tree((key, value)):
+    if tree or (tree is None and is_tree((key, value))):
         body = _fast_body(value)
         if value_is_dict:
             assert body[:1] == pickle.EMPTY_DICT

@@ -29,7 +29,7 @@ from ._backups import StoreVersion, discard_version, find_version, finish_rotati
 from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
 from ._lazy import LazyAccess
-from ._pieces import Piece, dumps_dict
+from ._pieces import Piece, dumps_dict, entry_after_insert
 from ._placeholders import dumps
 from ._remote import RemoteFile, is_url, local_path_of
 from ._unpickle import allowed_class_map, safe_loads, trusted_loads
@@ -44,6 +44,7 @@ PICKLE_PROTOCOL = 4
 STORE_SUFFIXES: tuple[str, ...] = (".pkl", *COMPRESSED_SUFFIXES)
 
 _StatKey = tuple[int, int, int, int, int]
+_NOTHING: Any = object()
 
 
 def _stat_key(st: os.stat_result) -> _StatKey:
@@ -409,12 +410,15 @@ class PickleHandler(LazyAccess):
 
     # -- internals ------------------------------------------------------------
 
-    def _mutate(self, change: Callable[[Any], None], key: Any) -> None:
-        """Apply ``change`` (which alters only ``data[key]``) to the stored dict under the lock, and save."""
+    def _mutate(self, change: Callable[[Any], None], key: Any, *, inserted: Any = _NOTHING) -> None:
+        """Apply ``change`` (which alters only ``data[key]``) to the stored dict under the lock, and save.
+
+        ``inserted``: the new copy ``change`` puts inside ``data[key]`` (an append's record), if that is all it does.
+        """
         with self._state_lock:
             if self._batch_depth:
                 change(self._expect_dict(self._pending))
-                self._forget_piece(key)
+                self._forget_piece(key, inserted)
                 self._pending_dirty = True
                 self._note_batch_change()
                 return
@@ -422,7 +426,7 @@ class PickleHandler(LazyAccess):
                 data = self._expect_dict(self._read())
                 try:
                     change(data)
-                    self._forget_piece(key)
+                    self._forget_piece(key, inserted)
                     self._write(data, cache=True)
                 except BaseException:
                     # ``data`` is the cached snapshot and may now differ from the file.
@@ -502,10 +506,15 @@ class PickleHandler(LazyAccess):
         finally:
             self._file_lock.release()
 
-    def _forget_piece(self, key: Any) -> None:
+    def _forget_piece(self, key: Any, inserted: Any = _NOTHING) -> None:
         snapshot = self._snapshot_box[0]
         if snapshot is not None:
-            snapshot.pieces.pop(key, None)
+            old = snapshot.pieces.pop(key, None)
+            if inserted is not _NOTHING:
+                # Still sharing nothing? Then the re-pickling need not walk the agent's other records again.
+                entry = entry_after_insert(old, inserted)
+                if entry is not None:
+                    snapshot.pieces[key] = entry
 
     def _drop_snapshot(self) -> None:
         _close_snapshot(self._snapshot_box)
@@ -722,7 +731,7 @@ class CrewTrainingHandler(PickleHandler):
                 )
 
         with self._describing("append", agent, iteration):
-            self._mutate(change, agent)
+            self._mutate(change, agent, inserted=record)
 
     def save_trained_data(self, agent_id: str, trained_data: Any) -> None:
         """Store ``trained_data`` under ``agent_id`` (CrewAI passes the agent's role).
