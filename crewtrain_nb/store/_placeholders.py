@@ -45,7 +45,17 @@ def may_be_opaque(module: str, qualname: str) -> bool:
 
 
 class OpaqueHashError(TypeError):
-    """An :class:`OpaqueObject` was hashed (used as a dict key or set element)."""
+    """An :class:`OpaqueObject` was hashed (used as a dict key or set element).
+
+    Attributes
+    ----------
+    class_name
+        The placeholder's :attr:`OpaqueObject.class_name`.
+    """
+
+    def __init__(self, class_name: str) -> None:
+        super().__init__(f"an OpaqueObject ({class_name}) is unhashable: it cannot be a dict key or set element")
+        self.class_name = class_name
 
 
 class OpaquePicklingError(pickle.PicklingError):
@@ -199,7 +209,7 @@ class OpaqueObject:
 
 
 def _hash_error(self: OpaqueObject) -> int:
-    raise OpaqueHashError(f"an OpaqueObject ({self.class_name}) is unhashable: it cannot be a dict key or set element")
+    raise OpaqueHashError(self.class_name)
 
 
 OpaqueObject.__hash__ = _hash_error  # type: ignore[assignment,method-assign]
@@ -575,6 +585,8 @@ class OpaqueLoading:
             raise ShapeRefused(func.name, f"{func.name} is called (REDUCE/INST/OBJ), which runs its code")
         if type(func) is OpaqueObject:
             raise ShapeRefused(func.class_name, f"an instance of {func.class_name} is called (REDUCE/INST/OBJ)")
+        if not self._refs:
+            return False, None  # no class reference in this load: nothing to look for
         pattern = self._patterns.get(id(func))
         if args and type(args[0]) is ClassRef and pattern is not None:
             ref = args[0]
@@ -610,7 +622,7 @@ class OpaqueLoading:
                 raise ShapeRefused(found.name, f"{found.name} inside the state of {inst.class_name}")
             inst._state = state
             return True
-        found = _escaped_ref(state)
+        found = _escaped_ref(state) if self._refs else None
         if found is not None:
             raise ShapeRefused(found.name, f"{found.name} used in the BUILD of a {type(inst).__name__}")
         return False

@@ -130,12 +130,13 @@ def _refuse_newobj(*args: Any) -> Any:
     raise _Refused("copyreg.__newobj__", "copyreg.__newobj__ of an allowed type (plain data never needs it)")
 
 
-def _refuse_getattr(*args: Any) -> Any:
-    raise _Refused("builtins.getattr", "builtins.getattr other than for a nested class (it fetches any attribute)")
-
-
 def _refuse_newobj_ex(*args: Any) -> Any:
     raise _Refused("copyreg.__newobj_ex__", "copyreg.__newobj_ex__ of an allowed type (plain data never needs it)")
+
+
+def _refuse_getattr(*args: Any) -> Any:
+    # Protocols 0-3 pickle a nested class as getattr(Outer, "Inner"), which OpaqueLoading.call resolves by name.
+    raise _Refused("builtins.getattr", "builtins.getattr other than for a nested class (it fetches any attribute)")
 
 
 _SPECIAL: dict[tuple[str, str], object] = {
@@ -857,7 +858,7 @@ def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler]
             f"{path}: refused to load: {exc}. Safe loading builds only plain data; nothing from "
             "the file was run. If you trust this file, open it with trusted=True.",
             path=path,
-            global_name=str(exc).split("(", 1)[-1].split(")", 1)[0],
+            global_name=exc.class_name,
         ) from exc
     except _DECODE_ERRORS as exc:
         if isinstance(exc, ImportError):
