@@ -501,18 +501,26 @@ def test_mutated_numpy_pickles_load_only_what_the_checks_accept(content: str) ->
     assert compared > 300 and refused > 300  # both outcomes are well represented
 
 
-def fingerprint(value: Any) -> Any:
-    """What a loaded value is, down to the bytes of its arrays and scalars (repr cannot show every array)."""
-    if isinstance(value, dict):
-        return type(value).__name__, {key: fingerprint(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value).__name__, [fingerprint(item) for item in value]
+def fingerprint(value: Any, _path: tuple[int, ...] = ()) -> Any:
+    """What a loaded value is, down to the bytes of its arrays and scalars (repr cannot show every array).
+
+    A crafted pickle can build a dict or list that contains itself (a memo ``GET`` of a container not yet
+    finished): where a container holds one of those it sits inside, the fingerprint says how many levels up.
+    """
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in _path:
+            return "cycle", len(_path) - _path.index(id(value))
+        path = (*_path, id(value))
+        if isinstance(value, dict):
+            return type(value).__name__, {key: fingerprint(item, path) for key, item in value.items()}
+        return type(value).__name__, [fingerprint(item, path) for item in value]
     if isinstance(value, np.dtype):
         return type(value).__name__, value
     if isinstance(value, (np.ndarray, np.generic)):
         array = np.asarray(value)
         # An object array's bytes are pointers: compare its elements instead.
-        content = [fingerprint(item) for item in array.ravel().tolist()] if array.dtype.hasobject else array.tobytes()
+        objects = array.dtype.hasobject
+        content = [fingerprint(item, _path) for item in array.ravel().tolist()] if objects else array.tobytes()
         return type(value).__name__, value.dtype, value.shape, array.strides, array.flags.writeable, content
     return repr(value)
 
