@@ -1,5 +1,6 @@
 # The two commands of the README. Each creates .venv and installs what it needs.
-PYTHON ?= python3
+# The main CPython, 3.11: the whole suite runs on it (scripts/test_pythons.py runs the core tests on 3.10, 3.12, 3.13).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -18,4 +19,5 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-test-tools
 	$(BIN)/ruff check .
+	$(BIN)/python scripts/test_pythons.py
 	$(BIN)/python -m pytest
