@@ -18,12 +18,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.pythons import MAIN, ROOT, SUPPORTED, find_interpreters, venv_python  # noqa: E402
+from tests.pythons import (  # noqa: E402
+    MAIN,
+    OLDEST_NUMPY,
+    ROOT,
+    SUPPORTED,
+    find_interpreters,
+    oldest_numpy_python,
+    venv_python,
+)
 
 CORE_TESTS = ["tests/test_store.py", "tests/test_hostile_pickles.py", "tests/test_fuzz_loader.py",
               "tests/test_frames.py", "tests/test_codec.py"]  # fmt: skip
-#: The oldest numpy ``dependencies`` allows, tested on the oldest Python (numpy 1.24 has no wheels past 3.11).
-OLDEST_NUMPY = "numpy==1.24.*"
 
 
 def ensure_venv(base: str, venv: Path, *extra: str) -> Path:
@@ -65,8 +71,8 @@ def main() -> int:
         runs.append((f"CPython {version}", ensure_venv(found[version], venv_python(version).parent.parent)))
     oldest = next(v for v in SUPPORTED if v in found)
     if oldest in ("3.10", "3.11"):
-        venv = ROOT / f".venv-{oldest}-numpy1.24"
-        runs.append((f"CPython {oldest} with the oldest numpy", ensure_venv(found[oldest], venv, OLDEST_NUMPY)))
+        python = ensure_venv(found[oldest], oldest_numpy_python(oldest).parent.parent, f"numpy=={OLDEST_NUMPY}.*")
+        runs.append((f"CPython {oldest} with numpy {OLDEST_NUMPY}", python))
     failed = [label for label, python in runs if not run_core(python, label)]
     if failed:
         print(f"test_pythons: failed on {', '.join(failed)}", file=sys.stderr)

@@ -14,12 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["MAIN", "ROOT", "SUPPORTED", "find_interpreters", "venv_python"]
+__all__ = ["MAIN", "OLDEST_NUMPY", "ROOT", "SUPPORTED", "find_interpreters", "oldest_numpy_python", "venv_python"]
 
 #: Every CPython the package supports and tests; ``requires-python`` in pyproject.toml says the same.
 SUPPORTED: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13")
 #: The one that runs the whole suite (the ``.venv`` of the Makefile).
 MAIN = "3.11"
+#: The oldest numpy ``dependencies`` allows, also tested on the oldest Python found (it has no wheels past 3.11).
+OLDEST_NUMPY = "1.24"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,6 +59,11 @@ def find_interpreters() -> dict[str, str]:
 def venv_python(version: str) -> Path:
     """The python of the test venv of ``version`` (the main version's is ``.venv``)."""
     return ROOT / (".venv" if version == MAIN else f".venv-{version}") / "bin" / "python"
+
+
+def oldest_numpy_python(version: str) -> Path:
+    """The python of the venv of ``version`` with :data:`OLDEST_NUMPY`."""
+    return ROOT / f".venv-{version}-numpy{OLDEST_NUMPY}" / "bin" / "python"
 
 
 if __name__ == "__main__":
