@@ -44,7 +44,7 @@ from timing import best_of
 from crewtrain_nb.store._unpickle import _CheckedUnpickler, safe_loads
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.pythons import ROOT, SUPPORTED, venv_python  # noqa: E402
+from tests.pythons import ROOT, SUPPORTED, installed, venv_python  # noqa: E402
 
 AGENTS = 10
 KINDS = ("plain", "numpy scalars", "numpy arrays", "pydantic-style objects")
@@ -136,7 +136,7 @@ def main() -> None:
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     for version in SUPPORTED:
         python = venv_python(version)
-        if version == here or not python.exists():
+        if version == here or not installed(python):
             continue
         command = [str(python), __file__, "--json", "--records", str(args.records), "--repeats", str(args.repeats)]
         child = json.loads(subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout)

@@ -5,7 +5,7 @@ Usage: ``.venv/bin/python scripts/test_pythons.py`` (the Makefile runs it before
 It prints which supported versions it found and which are missing, and fails
 if the main one (3.11, the ``.venv``) is missing. Each other version gets a
 venv ``.venv-3.X`` with the light ``test-core`` extra (no crewai, Voila or
-Playwright), rebuilt when pyproject.toml changes; the oldest version also gets
+Playwright), brought up to date when pyproject.toml changes; the oldest version also gets
 ``.venv-3.10-numpy1.24`` with the oldest numpy the package allows. pytest runs
 there without the suite's notebook and doctest options (nbval is not installed).
 """
@@ -37,8 +37,9 @@ def ensure_venv(base: str, venv: Path, *extra: str) -> Path:
     stamp = venv / ".installed"
     if stamp.exists() and stamp.stat().st_mtime >= (ROOT / "pyproject.toml").stat().st_mtime:
         return python
-    print(f"test_pythons: building {venv.name} ({base})", flush=True)
-    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
+    print(f"test_pythons: installing {venv.name} ({base})", flush=True)
+    if not python.exists():
+        subprocess.run([base, "-m", "venv", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "--quiet"]
     subprocess.run([*pip, "-e", f"{ROOT}[test-core]", *extra], check=True)
     stamp.touch()

@@ -41,7 +41,9 @@ def fingerprint(value: Any, _path: tuple[int, ...] = ()) -> Any:
             content: Any = [fingerprint(item, _path) for item in array.ravel().tolist()]
         else:
             content = array.tobytes().hex()
-        return [type(value).__name__, array.dtype.str, str(array.dtype.descr), list(array.shape), content]
+        # "scalar", not the class's name: numpy 2 renamed numpy 1's bool_ class to bool (the dtype says the type).
+        kind = "ndarray" if isinstance(value, np.ndarray) else "scalar"
+        return [kind, array.dtype.str, str(array.dtype.descr), list(array.shape), content]
     return [type(value).__name__, repr(value)]
 
 

@@ -14,7 +14,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["MAIN", "OLDEST_NUMPY", "ROOT", "SUPPORTED", "find_interpreters", "oldest_numpy_python", "venv_python"]
+__all__ = [
+    "MAIN",
+    "OLDEST_NUMPY",
+    "ROOT",
+    "SUPPORTED",
+    "find_interpreters",
+    "installed",
+    "oldest_numpy_python",
+    "venv_python",
+]
 
 #: Every CPython the package supports and tests; ``requires-python`` in pyproject.toml says the same.
 SUPPORTED: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13")
@@ -59,6 +68,11 @@ def find_interpreters() -> dict[str, str]:
 def venv_python(version: str) -> Path:
     """The python of the test venv of ``version`` (the main version's is ``.venv``)."""
     return ROOT / (".venv" if version == MAIN else f".venv-{version}") / "bin" / "python"
+
+
+def installed(python: Path) -> bool:
+    """Whether the venv of ``python`` is complete (its ``.installed`` stamp, written last, as the Makefile's)."""
+    return (python.parent.parent / ".installed").exists()
 
 
 def oldest_numpy_python(version: str) -> Path:

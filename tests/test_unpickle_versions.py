@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.hostile_corpus import hostile_payloads
-from tests.pythons import MAIN, OLDEST_NUMPY, ROOT, find_interpreters, oldest_numpy_python, venv_python
+from tests.pythons import MAIN, OLDEST_NUMPY, ROOT, find_interpreters, installed, oldest_numpy_python, venv_python
 from tests.test_store import numpy_scalar_records, plain_array_layouts
 
 MUTATIONS_PER_BASE = 300
@@ -57,7 +57,7 @@ def test_every_python_loads_the_corpus_and_mutations_alike(tmp_path: Path) -> No
     if not others:
         only = ", ".join(found) or sys.version.split()[0]
         pytest.skip(f"only one CPython on this machine ({only}): no other version's outcomes to compare")
-    missing = [version for version in others if not venv_python(version).exists()]
+    missing = [version for version in others if not installed(venv_python(version))]
     assert not missing, f"CPython {', '.join(missing)} found but no venv for it: run `make test`, which builds them"
     corpus = [payload.data for payload in hostile_payloads("/nonexistent/marker")]
     inputs = corpus + mutation_sample()
@@ -71,7 +71,7 @@ def test_every_python_loads_the_corpus_and_mutations_alike(tmp_path: Path) -> No
     assert kinds == {"loaded", "refused"}  # the mutations reach both outcomes
     venvs = {f"CPython {version}": venv_python(version) for version in others}
     oldest = min(found, key=lambda version: int(version.split(".")[1]))
-    if oldest_numpy_python(oldest).exists():  # make test builds it where numpy 1.24 has wheels (3.10, 3.11)
+    if installed(oldest_numpy_python(oldest)):  # make test builds it where numpy 1.24 has wheels (3.10, 3.11)
         venvs[f"CPython {oldest} with numpy {OLDEST_NUMPY}"] = oldest_numpy_python(oldest)
     for version, python in venvs.items():
         theirs = load_in(python, path)
