@@ -25,6 +25,7 @@ __all__ = [
     "make_metrics_data",
     "make_trained_agents_data",
     "make_training_data",
+    "make_training_data_086",
     "write_crewai_run",
     "write_demo",
 ]
@@ -90,8 +91,9 @@ def make_training_data(
     iterations: int = 4,
     seed: int = 0,
     missing_improved: float = 0.25,
+    empty_feedback: float = 0.0,
 ) -> dict[str, dict[int, dict[str, str]]]:
-    """Build a ``training_data.pkl``-shaped dict, as ``crewai train`` writes it.
+    """Build a ``training_data.pkl``-shaped dict, as ``crewai train`` (CrewAI 1.x) writes it.
 
     Parameters
     ----------
@@ -103,6 +105,9 @@ def make_training_data(
         Seed of the generator.
     missing_improved
         Share of records without ``improved_output`` (interrupted runs do this).
+    empty_feedback
+        Share of records whose ``human_feedback`` is ``""`` (the person pressed
+        Enter; CrewAI stores it so and its evaluator then rejects the record).
 
     Returns
     -------
@@ -118,9 +123,65 @@ def make_training_data(
             topic = rng.choice(_TOPICS)
             initial = _answer(rng, topic, rng.randint(2, 4))
             record = {"initial_output": initial, "human_feedback": rng.choice(_FEEDBACK)}
+            if empty_feedback and rng.random() < empty_feedback:  # no draw at 0: the default data stays the same
+                record["human_feedback"] = ""
             if rng.random() >= missing_improved:
                 record["improved_output"] = f"{initial} {rng.choice(_IMPROVEMENTS)}"
             records[iteration] = record
+        data[agent_id] = records
+    return data
+
+
+#: Feedback a person gives when the answer needs no change (CrewAI 0.86 then asks no second round).
+_APPROVALS = ("looks good", "Great, no changes.")
+
+
+def make_training_data_086(
+    roles: tuple[str, ...] = DEMO_ROLES,
+    *,
+    iterations: int = 4,
+    seed: int = 0,
+    empty_feedback: float = 0.0,
+) -> dict[str, dict[int, dict[str, str]]]:
+    """Build a ``training_data.pkl``-shaped dict as CrewAI 0.86 writes it.
+
+    Each record is ``{"initial_output", "human_feedback", "agent", "agent_role"}``
+    (``agent`` is the agent's id, as the outer key). ``improved_output`` is never
+    there: when the feedback asks for changes, CrewAI 0.86 asks again and the
+    second round replaces ``initial_output`` and ``human_feedback`` in place, so
+    ``initial_output`` holds the revised answer and ``human_feedback`` the last
+    feedback (crewAI #1761).
+
+    Parameters
+    ----------
+    roles
+        One agent per role, in the order their tasks first run.
+    iterations
+        Iterations per agent, numbered from 0.
+    seed
+        Seed of the generator.
+    empty_feedback
+        Share of records whose ``human_feedback`` is ``""``.
+    """
+    rng = random.Random(seed)
+    data: dict[str, dict[int, dict[str, str]]] = {}
+    for role in roles:
+        agent_id = _uuid(rng)
+        records: dict[int, dict[str, str]] = {}
+        for iteration in range(iterations):
+            topic = rng.choice(_TOPICS)
+            answer = _answer(rng, topic, rng.randint(2, 4))
+            if rng.random() < 0.5:  # changes were asked for: the record holds the second round
+                answer = f"{answer} {rng.choice(_IMPROVEMENTS)}"
+            feedback = rng.choice(_APPROVALS)
+            if empty_feedback and rng.random() < empty_feedback:
+                feedback = ""
+            records[iteration] = {
+                "initial_output": answer,
+                "human_feedback": feedback,
+                "agent": agent_id,
+                "agent_role": role,
+            }
         data[agent_id] = records
     return data
 

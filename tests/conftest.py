@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from crewtrain_nb import CrewTrainingHandler
-from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data
+from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data, make_training_data, make_training_data_086
 
 
 @pytest.fixture
@@ -101,3 +101,25 @@ def sqlite_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(SQLiteHandler, "load", whole_store)
     monkeypatch.setattr(SQLiteHandler, "entry", lambda self, agent: read.append(agent) or real_entry(self, agent))
     return read
+
+
+@pytest.fixture
+def training_data_086() -> dict[str, Any]:
+    """CrewAI 0.86 records: ``agent`` and ``agent_role`` in each, no ``improved_output``, some feedback ``""``."""
+    return make_training_data_086(iterations=5, seed=7, empty_feedback=0.2)
+
+
+@pytest.fixture
+def training_store_086(tmp_path: Path, training_data_086: dict[str, Any]) -> CrewTrainingHandler:
+    """The 0.86 file on disk, written the way CrewAI 0.86 does: ``{}`` at start, then one append per answer.
+
+    Each iteration runs the crew once, its tasks in order: iterations outside, agents inside.
+    """
+    folder = tmp_path / "crewai-0.86"
+    folder.mkdir()
+    handler = CrewTrainingHandler(folder / "training_data.pkl")
+    handler.initialize_file()
+    for iteration in range(max(len(records) for records in training_data_086.values())):
+        for agent, records in training_data_086.items():
+            handler.append(iteration, agent, records[iteration])
+    return handler
