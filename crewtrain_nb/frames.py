@@ -950,7 +950,8 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None, tr
     Returns
     -------
     pandas.DataFrame
-        ``agent``, ``iteration``, ``initial_output``, ``human_feedback``,
+        ``agent``, ``iteration``, ``agent_role`` (only when the records carry
+        one, as CrewAI 0.86's do), ``initial_output``, ``human_feedback``,
         ``improved_output`` (text; NaN where missing; non-text values as ``str``),
         ``status`` (``"complete"``, ``"no_improved_output"``, ``"no_feedback"``,
         see :func:`crewtrain_nb.crewai.feedback_status`), ``initial_chars``,
@@ -980,6 +981,9 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None, tr
     texts = {key: [text_of(record.get(key)) for record in records] for key in FEEDBACK_KEYS}
     statuses = [feedback_status(record) for record in records]
     data = _key_columns(rows)
+    roles = [record.get("agent_role") for record in records]
+    if any(role is not None for role in roles):  # CrewAI 0.86 names the role in every record
+        data["agent_role"] = pd.array(list(map(text_of, roles)), dtype=_string_dtype())
     for key in FEEDBACK_KEYS:
         data[key] = pd.array(texts[key], dtype=_string_dtype())
     data["status"] = pd.array(statuses, dtype=_string_dtype())

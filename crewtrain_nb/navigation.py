@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .crewai import is_feedback_record
+from .crewai import agent_roles, is_feedback_record
 from .frames import feedback_frame, metrics_frame
 
 __all__ = [
@@ -51,12 +51,9 @@ def agent_role(
     """
     if names and agent in names:
         return str(names[agent])
-    if isinstance(records, Mapping):
-        for key in records:  # the first record only (a lazy store fetches just that one)
-            record = records[key]
-            if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
-                return record["agent_role"]
-            break
+    recorded = agent_roles({agent: records})  # the first record only (a lazy store fetches just that one)
+    if agent in recorded:
+        return recorded[agent]
     if trained and agent in trained:
         return agent
     return None

@@ -205,6 +205,18 @@ def test_crewai_086_records_keep_agent_column_and_rename_the_record_key(training
     assert {"agent", "agent_role"} <= set(long["key"])  # the long layout keeps the key as stored
 
 
+def test_feedback_frame_keeps_the_086_agent_role_column(
+    training_store_086: CrewTrainingHandler, training_data_086: dict[str, Any], training_data: dict[str, Any]
+) -> None:
+    frame = feedback_frame(training_store_086)
+    assert list(frame.columns[:3]) == ["agent", "iteration", "agent_role"]
+    roles = {agent: records[0]["agent_role"] for agent, records in training_data_086.items()}
+    assert frame["agent_role"].tolist() == frame["agent"].map(roles).tolist()
+    assert frame["agent_role"].tolist() == to_frame(training_store_086)["agent_role"].tolist()
+    assert set(frame["status"]) == {"no_improved_output", "no_feedback"}
+    assert "agent_role" not in feedback_frame(training_data).columns  # 1.x records carry no role
+
+
 def test_records_that_are_not_dicts_land_in_value() -> None:
     frame = to_frame({"a": {0: 1.5, 1: {"value": 2.0, "x": "y"}, 2: None}, "b": {0: "text"}})
     assert frame.columns.tolist() == ["agent", "iteration", "value", "x"]
