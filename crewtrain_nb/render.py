@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from .crewai import FEEDBACK_KEYS, diff_words, is_feedback_record
+from .crewai import FEEDBACK_KEYS, diff_words, field_notes, is_feedback_record
 from .store import OpaqueObject
 
 __all__ = [
@@ -149,18 +149,18 @@ def _feedback_html(record: Mapping[str, Any]) -> str:
     initial = record.get("initial_output")
     feedback = record.get("human_feedback")
     improved = record.get("improved_output")
+    notes = field_notes(record)  # what a missing or empty field means, in the words every view uses
     parts = ["<h4>Human feedback</h4>"]
-    if feedback in (None, ""):
-        parts.append("<div class='ctn-note'>No feedback was given for this iteration.</div>")
+    if "human_feedback" in notes:
+        note = notes["human_feedback"]
+        parts.append(f"<div class='ctn-note ctn-no-feedback'>Feedback {note.state}: {html.escape(note.meaning)}.</div>")
     else:
         parts.append(f"<div class='ctn-text ctn-feedback'>{_text(feedback)}</div>")
-    if improved is None:
+    if "improved_output" in notes:
         parts.append("<h4>Initial output</h4>")
         parts.append(f"<div class='ctn-text'>{_text(initial if initial is not None else '')}</div>")
-        parts.append(
-            "<div class='ctn-note ctn-missing'>No improved output: feedback was given but the agent did not "
-            "answer again (normal for interrupted runs).</div>"
-        )
+        meaning = html.escape(notes["improved_output"].meaning)
+        parts.append(f"<div class='ctn-note ctn-missing'>No improved output: {meaning}.</div>")
     else:
         parts.append("<h4>Initial output → improved output</h4>")
         parts.append(f"<div class='ctn-text ctn-diff'>{diff_html(str(initial or ''), str(improved))}</div>")

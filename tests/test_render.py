@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -68,9 +69,24 @@ def test_missing_improved_output_is_noted(training_data: dict[str, Any]) -> None
     assert "<ins>" not in markup
 
 
-def test_empty_feedback_is_noted() -> None:
-    markup = record_html({"initial_output": "x", "human_feedback": ""})
-    assert "No feedback was given" in markup
+def test_empty_feedback_says_the_evaluator_rejects_the_record() -> None:
+    text = html.unescape(text_of(record_html({"initial_output": "x", "human_feedback": "", "improved_output": "y"})))
+    assert "Feedback empty: CrewAI's evaluator rejects this record." in text
+    missing = html.unescape(text_of(record_html({"initial_output": "x", "improved_output": "y"})))
+    assert "Feedback missing: CrewAI's evaluator rejects this record." in missing
+
+
+def test_missing_improved_output_gives_the_reason_of_its_crewai_version(
+    training_data_086: dict[str, Any], training_data: dict[str, Any]
+) -> None:
+    legacy = next(iter(next(iter(training_data_086.values())).values()))
+    text = html.unescape(text_of(record_html(legacy)))
+    assert "No improved output: CrewAI 0.86 does not record the improved output" in text
+    assert "second feedback round replaces initial_output and human_feedback" in text
+    assert "interrupted" not in text
+    assert legacy["initial_output"] in text and legacy["agent_role"] in text
+    current = next(r for records in training_data.values() for r in records.values() if "improved_output" not in r)
+    assert "the run was interrupted" in html.unescape(text_of(record_html(current)))
 
 
 @pytest.mark.parametrize("field", ["initial_output", "human_feedback", "improved_output", "extra"])
