@@ -30,7 +30,7 @@ from matplotlib.text import Annotation
 from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 
-from .frames import feedback_frame, metrics_frame, trained_agents_frame
+from .frames import feedback_frame, metrics_frame, open_store, trained_agents_frame
 from .navigation import short_id
 
 __all__ = [
@@ -752,7 +752,13 @@ def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:
     ax
         Where to draw; a new :class:`NotebookAxes` (shown in Jupyter as its figure) when ``None``.
     """
-    frame = trained_agents_frame(trained_source).sort_values("quality", kind="stable", na_position="first")
+    store = open_store(trained_source)
+    if store.kind == "iterations":
+        raise ValueError(
+            f"{store.path or 'the source'}: plot_quality needs a trained_agents_data.pkl-shaped store; this one holds "
+            "agent -> iteration records: use plot_feedback() for training_data.pkl, plot_metrics() for a metric log"
+        )
+    frame = trained_agents_frame(store.data).sort_values("quality", kind="stable", na_position="first")
     if frame.empty:
         raise ValueError("the trained-agents store is empty: nothing to plot")
     if ax is None:
@@ -822,7 +828,13 @@ def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None
         One row per agent, in store order (a subfigure headed with the agent):
         two panels (lengths, similarity), and one legend for all.
     """
-    frame = feedback_frame(training_source)
+    store = open_store(training_source)  # opened once: the kind check and the frame read the same data
+    if store.kind == "trained_agents":
+        raise ValueError(
+            f"{store.path or 'the source'}: plot_feedback needs a training_data.pkl-shaped store; "
+            "this is a trained-agents store (role -> suggestions, quality): use plot_quality()"
+        )
+    frame = feedback_frame(store.data)
     if frame.empty:
         raise ValueError("the training store is empty: no feedback to plot")
     labels = _labels(agent_names)

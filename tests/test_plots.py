@@ -383,6 +383,23 @@ def test_empty_inputs_say_so() -> None:
         plot_feedback({})
 
 
+def test_a_crewai_file_given_to_the_wrong_plot_names_the_right_one(
+    tmp_path: Path, trained_data: dict[str, Any], training_store: CrewTrainingHandler
+) -> None:
+    trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    for role, entry in trained_data.items():
+        trained.save_trained_data(role, entry)
+    for source in (trained, trained.file_path):
+        with pytest.raises(
+            ValueError, match=r"trained_agents_data\.pkl: plot_feedback .* use plot_quality\(\)"
+        ) as info:
+            plot_feedback(source)
+        assert "_frame" not in str(info.value)  # names the plot to call, not an internal frame function
+    with pytest.raises(ValueError, match=r"training_data\.pkl: plot_quality .* use plot_feedback\(\)") as info:
+        plot_quality(training_store)
+    assert "_frame" not in str(info.value)
+
+
 def test_plots_do_not_mutate_their_inputs(metrics_data: dict[str, Any], trained_data: dict[str, Any]) -> None:
     before = (repr(metrics_data), repr(trained_data))
     frame = metrics_frame(metrics_data)
