@@ -21,7 +21,14 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .crewai import FEEDBACK_STATUSES, is_feedback_record
+from .crewai import (
+    FEEDBACK_STATUSES,
+    STATUS_LABELS,
+    explain_empty_file,
+    explain_statuses,
+    is_feedback_record,
+    misplaced_files,
+)
 from .frames import feedback_frame, metrics_frame, store_kind, trained_agents_frame
 from .navigation import agent_label, agent_role, curve_frame
 from .plots import plot_feedback, plot_metrics, plot_quality
@@ -59,6 +66,12 @@ class ReportSummary:
         ``{agent: {iteration: record}}`` of the records shown in the feedback section.
     labels
         ``{agent: dropdown-style label}``.
+    notes
+        What the store's outcomes mean: why it is empty, or one ``"status:
+        meaning"`` line per feedback status it holds (see
+        :func:`crewtrain_nb.crewai.explain_statuses`).
+    trained_note
+        Why the trained-agents file is empty, when it is.
     """
 
     title: str
@@ -72,6 +85,8 @@ class ReportSummary:
     records: dict[str, dict[int, Any]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     trained_entries: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    trained_note: str | None = None
 
 
 def _agent_rows(
@@ -91,7 +106,7 @@ def _agent_rows(
         if feedback is not None:
             mine = feedback[feedback["agent"] == agent]
             for status in FEEDBACK_STATUSES:
-                row[status] = int((mine["status"] == status).sum())
+                row[STATUS_LABELS[status]] = int((mine["status"] == status).sum())
             row["mean similarity"] = (
                 round(float(mine["similarity"].mean()), 3) if mine["similarity"].notna().any() else None
             )
@@ -122,18 +137,25 @@ def summarize_report(
         Optional ``{agent_id: role}``.
     title
         Heading; defaults to the store's file name.
+
+    Raises
+    ------
+    ValueError
+        ``source`` is a trained-agents file, or ``trained`` holds agent ->
+        iteration records (the two files swapped); the message says which is which.
     """
     data, path = open_source(source)
     trained_data: Mapping[str, Any] = {}
     trained_path = None
-    if trained is not None:
-        loaded, trained_path = open_source(trained)
-        trained_data = loaded if isinstance(loaded, Mapping) else {}
     kind = store_kind(data)
+    trained_kind = None
+    if trained is not None:
+        trained_data, trained_path = open_source(trained)
+        trained_kind = store_kind(trained_data)
+    problem = misplaced_files(kind, trained_kind, source=path, trained=trained_path)
+    if problem:
+        raise ValueError(problem)
     names = dict(agent_names or {})
-    if kind == "trained_agents":
-        # The trained-agents file given as the main source: report it as such.
-        trained_data, trained_path, data, kind = data, path, {}, "empty"
     labels = {
         agent: agent_label(agent, agent_role(agent, records, names=names, trained=trained_data))
         for agent, records in data.items()
@@ -144,6 +166,15 @@ def summarize_report(
         is_feedback_record(record) for agent_records in records.values() for record in agent_records.values()
     )
     feedback = feedback_frame(data) if has_feedback else None
+    notes: tuple[str, ...] = ()
+    if not data:
+        notes = (f"The store is empty ({explain_empty_file(_stored_bytes(source, path))}).",)
+    elif has_feedback:
+        notes = tuple(explain_statuses(record for shown in records.values() for record in shown.values()))
+    trained_note = None
+    if trained is not None and not trained_data:
+        why = explain_empty_file(_stored_bytes(trained, trained_path))
+        trained_note = f"The trained-agents file is empty ({why})."
     if has_feedback and metrics.empty:
         # CrewAI records hold text: their curves are output lengths and similarity per iteration.
         metrics = pd.concat([curve_frame(data, agent) for agent in records], ignore_index=True)
@@ -154,12 +185,26 @@ def summarize_report(
         agents=_agent_rows(data, metrics, feedback, labels),
         metrics=metrics,
         feedback=feedback,
-        trained=trained_agents_frame(trained_data) if trained_data else None,
+        trained=trained_agents_frame(trained_data) if trained is not None else None,
         trained_source=trained_path,
         records=records if has_feedback else {},
         labels=labels,
         trained_entries=dict(trained_data),
+        notes=notes,
+        trained_note=trained_note,
     )
+
+
+def _stored_bytes(source: Any, path: str | None) -> int | None:
+    """Bytes on disk of the store behind ``source`` (``None`` for in-memory data or a remote store)."""
+    stats = getattr(source, "stats", None)
+    if callable(stats):
+        facts = stats()
+        return int(facts.bytes) if facts.changed is not None else None  # None: the file does not exist
+    try:
+        return os.stat(path).st_size if path else None
+    except OSError:
+        return None
 
 
 def _svg(figure: Figure) -> str:
@@ -215,6 +260,9 @@ def render_report_html(summary: ReportSummary) -> str:
     else:
         n_records = int(summary.agents["records"].sum())
         parts.append(f"<p>{len(summary.agents)} agents, {n_records} records.</p>{_table(summary.agents)}")
+    if summary.notes:
+        items = "".join(f"<li>{html.escape(note)}</li>" for note in summary.notes)
+        parts.append(f"<ul class='ctn-notes'>{items}</ul>")
     parts.append("</section>")
 
     parts.append("<section id='curves'><h2>Training curves</h2>")
@@ -232,7 +280,8 @@ def render_report_html(summary: ReportSummary) -> str:
         for agent, records in summary.records.items():
             label = summary.labels.get(agent, agent)
             shown = sorted(records)[:MAX_RECORDS_PER_AGENT]
-            parts.append(f"<details open><summary>{html.escape(label)} — {len(records)} iterations</summary>")
+            count = f"{len(records)} iteration" + ("" if len(records) == 1 else "s")
+            parts.append(f"<details open><summary>{html.escape(label)} — {count}</summary>")
             for iteration in shown:
                 parts.append(record_html(records[iteration], title=f"iteration {iteration}"))
             if len(records) > len(shown):
@@ -242,6 +291,8 @@ def render_report_html(summary: ReportSummary) -> str:
 
     if summary.trained is not None:
         parts.append("<section id='trained'><h2>Trained agents</h2>")
+        if summary.trained_note:
+            parts.append(message_html(summary.trained_note))
         if not summary.trained.empty:
             parts.append(f"<div class='ctn-figure'>{_svg(plot_quality(summary.trained_entries).figure)}</div>")
         for role, entry in summary.trained_entries.items():
