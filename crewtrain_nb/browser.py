@@ -18,6 +18,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from .crewai import explain_empty_file, misplaced_files
 from .export import export_csv
 from .frames import store_kind
 from .navigation import agent_options, agent_role, curve_frame, iteration_options, step_iteration
@@ -282,6 +283,7 @@ class TrainingBrowser(widgets.VBox):
             return False
         try:
             kind = store_kind(data) if isinstance(data, Mapping) else None
+            trained_kind = store_kind(trained) if isinstance(trained, Mapping) else None
         except ValueError as exc:  # StoreFormatError: e.g. a half-written conversion; keep the last good view
             self.status.value = message_html(f"Cannot browse this store: {exc}")
             if not self.agent.options:
@@ -294,9 +296,18 @@ class TrainingBrowser(widgets.VBox):
         self._drawing.clear()
         self._iteration_keys.clear()
         previous_agent, previous_iteration = self.agent.value, self.selected_iteration
+        problem = misplaced_files(
+            kind or "",
+            trained_kind,
+            source=getattr(self._source, "file_path", None),
+            trained=getattr(self._trained_source, "file_path", None),
+        )
+        if problem:  # a trained-agents file given as the store, or the two files swapped
+            self._show_nothing(problem)
+            return True
         if kind != "iterations":
             self._show_nothing(
-                "The store is empty: nothing to browse yet."
+                f"The store is empty ({explain_empty_file(self._stored_bytes())}): nothing to browse yet."
                 if kind == "empty" or (isinstance(data, Mapping) and not data)
                 else "This store has no agent → iteration records (is it trained_agents_data.pkl? pass it as trained=)."
             )
@@ -312,6 +323,12 @@ class TrainingBrowser(widgets.VBox):
         self.status.value = ""
         self._show_agent(keep_iteration=previous_iteration)
         return True
+
+    def _stored_bytes(self) -> int | None:
+        """The store file's size (0 while CrewAI rewrites it), ``None`` for in-memory data."""
+        stats = getattr(self._source, "stats", None)
+        facts = stats() if callable(stats) else None
+        return facts.bytes if facts is not None and facts.changed is not None else None
 
     def _show_nothing(self, text: str) -> None:
         self._busy = True

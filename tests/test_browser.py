@@ -420,3 +420,43 @@ def test_agent_picker_lists_agents_in_store_order(
         assert browser.agent.value == store_order[0]
     finally:
         browser.close()
+
+
+# -- CrewAI files explained ---------------------------------------------------------------------
+
+
+def test_an_empty_or_truncated_crewai_file_is_explained(tmp_path: Path) -> None:
+    failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    failed.clear()  # what CrewAI writes to both files when train() fails
+    text = html.unescape(TrainingBrowser(failed).record_html)
+    assert "The store is empty ({}: CrewAI writes {} to both files when train() fails" in text
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(b"")  # CrewAI opens the file with "wb", then writes: a reader can see 0 bytes
+    text = html.unescape(TrainingBrowser(str(truncated)).record_html)
+    assert "The store is empty (0 bytes: CrewAI truncates the file while it writes" in text
+
+
+def test_swapped_crewai_files_say_which_is_which(
+    training_store: CrewTrainingHandler, trained_store: CrewTrainingHandler
+) -> None:
+    browser = TrainingBrowser(trained_store, trained=training_store)
+    text = html.unescape(browser.record_html)
+    assert "the two files are swapped" in text
+    assert f"give {training_store.file_path} as the source and {trained_store.file_path} as trained=" in text
+    assert browser.agent.options == ()
+    wrong_trained = html.unescape(TrainingBrowser(training_store, trained=training_store).record_html)
+    assert "given as trained=, holds agent -> iteration records" in wrong_trained
+
+
+def test_crewai_086_records_are_labelled_and_explained(
+    training_store_086: CrewTrainingHandler, training_data_086: dict[str, Any]
+) -> None:
+    browser = TrainingBrowser(training_store_086)
+    first = next(iter(training_data_086))
+    assert browser.agent.options[0] == (f"Senior Researcher · {first[:8]}", first)
+    text = html.unescape(browser.record_html)
+    assert "No improved output: CrewAI 0.86 does not record the improved output" in text
+    assert "interrupted" not in text
+    empty = next(i for i, r in training_data_086[first].items() if r["human_feedback"] == "")
+    browser.iteration.value = empty
+    assert "Feedback empty: CrewAI's evaluator rejects this record." in html.unescape(browser.record_html)
