@@ -75,8 +75,34 @@ def _sqlite_outline(handler: Any) -> dict[Any, list[int]] | None:
     return outline if outline and all(outline.values()) else None
 
 
+def _feedback_records(handler: Any, data: Any, outline: dict[Any, list[int]]) -> dict[Any, Any] | None:
+    """Each agent's records when they are CrewAI feedback (to count statuses), else ``None``.
+
+    A SQLite store is asked for one record first: a metric log is never read whole.
+    """
+    from .crewai import holds_feedback, is_feedback_record
+
+    if data is not outline:  # a loaded pickle store
+        return data if holds_feedback(data) else None
+    first = next(iter(outline))
+    if not is_feedback_record(handler.get(first, outline[first][0])):
+        return None
+    return {agent: handler.entry(agent) for agent in outline}
+
+
+def _status_counts(records: Any) -> str:
+    from .crewai import FEEDBACK_STATUSES, STATUS_LABELS, feedback_status
+
+    statuses = [feedback_status(record) for record in records.values()]
+    return " · ".join(
+        f"{statuses.count(status)} {STATUS_LABELS[status]}" for status in FEEDBACK_STATUSES if status in statuses
+    )
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .crewai import agent_roles, explain_empty_file, explain_statuses
     from .frames import store_kind
+    from .store import SQLITE_SUFFIXES
 
     handler = _handler(args.path, args.trusted)
     # A SQLite store of iterations is described from its keys alone: a large one is never loaded.
@@ -90,18 +116,31 @@ def _cmd_info(args: argparse.Namespace) -> int:
         kind, data = "iterations", outline
     stats = handler.stats()  # bytes on disk include a SQLite store's write-ahead log
     changed = stats.changed.isoformat(timespec="seconds") if stats.changed else "-"
+    described = kind
+    if not data and Path(handler.file_path).suffix.lower() not in SQLITE_SUFFIXES:  # CrewAI writes pickles only
+        described = f"{kind} ({explain_empty_file(stats.bytes)})"
     print(f"file:         {handler.file_path}")
-    print(f"kind:         {kind}")
+    print(f"kind:         {described}")
     print(f"size:         {stats.bytes:,} bytes")
     print(f"last change:  {changed}")
     print(f"agents:       {len(data)}")
     if outline is not None:
+        feedback = _feedback_records(handler, data, outline) if any(outline.values()) else None
+        roles = agent_roles(feedback) if feedback else {}
+        labels = {agent: f"{agent} ({roles[agent]})" if agent in roles else str(agent) for agent in outline}
         print(f"records:      {sum(len(iterations) for iterations in outline.values())}")
-        width = max(len(str(agent)) for agent in outline)
+        width = max(map(len, labels.values()), default=0)
         for agent, iterations in outline.items():
             keys = sorted(iterations)
             span = f"{keys[0]}..{keys[-1]}" if keys else "-"
-            print(f"  {str(agent):<{width}}  {len(iterations):>6} iterations  ({span})")
+            noun = "iteration" if len(iterations) == 1 else "iterations"
+            line = f"  {labels[agent]:<{width}}  {len(iterations):>6} {noun}  ({span})"
+            if feedback:
+                line += f"  {_status_counts(feedback[agent])}"
+            print(line)
+        if feedback:
+            for meaning in explain_statuses(record for records in feedback.values() for record in records.values()):
+                print(f"  * {meaning}")
     elif kind == "trained_agents":
         for role, entry in data.items():
             quality = entry.get("quality") if isinstance(entry, dict) else None
@@ -117,8 +156,31 @@ def _format_leaf(value: Any) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+def _print_trained(role: Any, entry: Any) -> None:
+    """A trained agent: quality, each suggestion on its own line, the summary."""
+    from .crewai import TRAINED_KEYS, is_trained_entry
+    from .render import flatten_record
+
+    print(f"{role}:")
+    if not is_trained_entry(entry):
+        for key, value in flatten_record(entry):
+            print(f"  {key}: {_format_leaf(value)}")
+        return
+    suggestions = entry.get("suggestions")
+    if isinstance(suggestions, (str, bytes)) or not isinstance(suggestions, (list, tuple)):
+        suggestions = [] if suggestions is None else [suggestions]
+    print(f"  quality: {entry.get('quality', '(missing)')}")
+    print(f"  suggestions ({len(suggestions)}):")
+    for suggestion in suggestions:
+        print(f"    - {suggestion}")
+    print(f"  final_summary: {entry.get('final_summary', '(missing)')}")
+    extra = {key: value for key, value in entry.items() if key not in TRAINED_KEYS}
+    for key, value in flatten_record(extra) if extra else []:
+        print(f"  {key}: {_format_leaf(value)}")
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .crewai import FEEDBACK_KEYS, is_feedback_record
+    from .crewai import FEEDBACK_KEYS, field_notes, is_feedback_record, text_of
     from .navigation import resolve_agent
     from .render import flatten_record
 
@@ -126,16 +188,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     handler = _handler(args.path, args.trusted)
     agents = handler.agents()
     if not agents:
-        raise CommandError(f"{args.path}: the store is empty")
+        raise CommandError(_empty_store(args.path, handler))
     agent = resolve_agent(agents, args.agent) if args.agent is not None else agents[0]
     try:
         iterations = sorted(handler.iterations(agent))
     except StoreFormatError:  # a trained agent (or another value): print it whole
         iterations = []
     if not iterations:
-        print(f"{agent}:")
-        for key, value in flatten_record(handler.entry(agent)):
-            print(f"  {key}: {_format_leaf(value)}")
+        _print_trained(agent, handler.entry(agent))
         return 0
     iteration = args.iteration if args.iteration is not None else iterations[0]
     if iteration not in iterations:
@@ -143,10 +203,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
     record = handler.get(agent, iteration)
     print(f"agent {agent} · iteration {iteration}")
     if is_feedback_record(record):
+        notes = field_notes(record)  # what a missing or empty field means
         for key in FEEDBACK_KEYS:
-            value = record.get(key)
             print(f"\n[{key}]")
-            print(value if value is not None else "(missing: no improved output was recorded)")
+            if key in notes:
+                print(f"({notes[key].state}) {notes[key].meaning}")
+            else:
+                text = text_of(record.get(key))
+                print("(missing)" if text is None else text)
         extra = {key: value for key, value in record.items() if key not in FEEDBACK_KEYS}
         for key, value in flatten_record(extra) if extra else []:
             print(f"{key}: {_format_leaf(value)}")
@@ -174,27 +238,68 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _empty_store(path: str, handler: Any) -> str:
+    from .crewai import explain_empty_file
+
+    return f"{path}: the store is empty ({explain_empty_file(handler.stats().bytes)})"
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot_metrics
+    from .crewai import holds_feedback
+    from .frames import store_kind
+    from .navigation import agent_options
+    from .plots import plot_feedback, plot_metrics, plot_quality
 
     out = Path(args.output)
     if out.suffix.lower() not in PLOT_SUFFIXES:
         raise CommandError(f"{out}: unknown image type {out.suffix or '(none)'}; use one of {', '.join(PLOT_SUFFIXES)}")
-    figure = plot_metrics(
-        _handler(args.path, args.trusted), args.metric or None, smoothing=args.smoothing, logy=args.logy
-    )
+    handler = _handler(args.path, args.trusted)
+    kind = store_kind(handler)
+    data = handler.peek()
+    crewai = "trained agents" if kind == "trained_agents" else "CrewAI feedback" if holds_feedback(data) else None
+    if crewai is not None:
+        given = [
+            flag
+            for flag, value in (("--metric", args.metric), ("--smoothing", args.smoothing), ("--logy", args.logy))
+            if value
+        ]
+        if given:
+            raise CommandError(
+                f"{' and '.join(given)}: for metric logs only; {args.path} holds {crewai}, drawn as "
+                + ("quality per role" if kind == "trained_agents" else "output lengths and similarity per iteration")
+            )
+    if kind == "empty" and not data:
+        raise CommandError(_empty_store(args.path, handler) + ": nothing to plot")
+    if kind == "trained_agents":
+        figure = plot_quality(handler).figure
+    elif crewai is not None:
+        # Titles name the role where the records do (CrewAI 0.86); plot_feedback shortens the other ids.
+        roles = {agent: label for label, agent in agent_options(data) if label != agent}
+        figure = plot_feedback(handler, agent_names=roles)
+    else:
+        figure = plot_metrics(handler, args.metric or None, smoothing=args.smoothing, logy=args.logy)
     figure.savefig(out, dpi=120, bbox_inches="tight")
     print(f"wrote {out}")
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from .crewai import misplaced_files
+    from .frames import store_kind
     from .report import write_report
 
+    source = _handler(args.path, args.trusted)
     trained = _handler(args.trained, args.trusted) if args.trained else None
-    path = write_report(
-        _handler(args.path, args.trusted), args.output, trained=trained, agent_names=_names(args.agent_names)
+    problem = misplaced_files(
+        store_kind(source),
+        store_kind(trained) if trained is not None else None,
+        source=args.path,
+        trained=args.trained,
+        option="--trained",
     )
+    if problem:
+        raise CommandError(problem)
+    path = write_report(source, args.output, trained=trained, agent_names=_names(args.agent_names))
     print(f"wrote {path}")
     return 0
 
@@ -428,12 +533,19 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="output file: .csv, .json or .parquet")
     export.add_argument("--layout", choices=("wide", "long"), default="wide", help="table layout (CSV/Parquet)")
 
-    plot = command("plot", _cmd_plot, "draw training curves to PNG, SVG or PDF")
+    plot = command(
+        "plot",
+        _cmd_plot,
+        "draw a store to PNG, SVG or PDF: training curves of a metric log, output lengths and similarity of "
+        "CrewAI feedback (training_data.pkl), quality per role of trained agents (trained_agents_data.pkl)",
+    )
     store_arguments(plot)
     plot.add_argument("-o", "--output", required=True, help="output image: .png, .svg or .pdf")
-    plot.add_argument("--metric", action="append", help="a metric to draw (repeatable; default: all)")
-    plot.add_argument("--smoothing", type=float, default=0.0, help="EMA weight in [0, 1), as in TensorBoard")
-    plot.add_argument("--logy", action="store_true", help="log-scale y axis")
+    plot.add_argument("--metric", action="append", help="a metric to draw (repeatable; default: all; metric logs)")
+    plot.add_argument(
+        "--smoothing", type=float, default=0.0, help="EMA weight in [0, 1), as in TensorBoard (metric logs)"
+    )
+    plot.add_argument("--logy", action="store_true", help="log-scale y axis (metric logs)")
 
     report = command("report", _cmd_report, "write a self-contained HTML report")
     store_arguments(report)

@@ -372,3 +372,114 @@ def test_diff_two_trained_files(crewai_runs: dict[str, dict[str, Path]], tmp_pat
     assert checker.split() == ["Fact", "Checker", "both", quality, quality, "+0.0", "1", "1", "2"]
     assert f"Fact Checker:\n  - {old[0]}\n  + Say which source settled each check." in result.stdout
     assert_clean_error(run("diff", str(before), str(crewai_runs["paraphrased"]["training"])), "this is training data")
+
+
+# -- CrewAI files explained ---------------------------------------------------------------------
+
+
+def kind_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("kind:")).split(None, 1)[1]
+
+
+def test_info_explains_empty_and_truncated_files(tmp_path: Path) -> None:
+    failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    failed.clear()  # CrewAI writes {} to both files when train() fails
+    truncated = tmp_path / "trained_agents_data.pkl"
+    with open(truncated, "wb"):  # CrewAI's save() opens with "wb", then writes: a reader can see 0 bytes
+        pass
+    assert kind_line(run("info", str(failed.file_path))) == (
+        "empty ({}: CrewAI writes {} to both files when train() fails, and when it starts before the first feedback)"
+    )
+    assert kind_line(run("info", str(truncated))) == (
+        "empty (0 bytes: CrewAI truncates the file while it writes; if no training is running, the file is damaged)"
+    )
+
+
+def test_info_counts_statuses_per_agent_and_explains_them(tmp_path: Path) -> None:
+    from crewtrain_nb.crewai import explain_statuses, feedback_status
+
+    data = make_training_data(agents=3, iterations=6, seed=1, empty_feedback=0.3)
+    handler = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    handler.save(data)
+    result = run("info", str(handler.file_path))
+    assert result.returncode == 0, result.stderr
+    labels = {"complete": "complete", "no_improved_output": "no improved output", "no_feedback": "empty feedback"}
+    seen = set()
+    for agent, records in data.items():
+        statuses = [feedback_status(record) for record in records.values()]
+        seen.update(statuses)
+        counts = " · ".join(f"{statuses.count(s)} {label}" for s, label in labels.items() if s in statuses)
+        assert f"{agent}       6 iterations  (0..5)  {counts}" in result.stdout
+    assert seen == set(labels)  # the store has every outcome
+    lines = explain_statuses(record for records in data.values() for record in records.values())
+    assert [line for line in result.stdout.splitlines() if line.startswith("  * ")] == [f"  * {x}" for x in lines]
+    assert "the run was interrupted" in result.stdout and "CrewAI's evaluator rejects this record" in result.stdout
+    one = CrewTrainingHandler(tmp_path / "one.pkl")
+    one.save(make_training_data(agents=2, iterations=1, seed=4))
+    single = run("info", str(one.file_path))
+    assert single.stdout.count("     1 iteration  (0..0)") == 2 and "1 iterations" not in single.stdout
+
+
+def test_info_and_show_on_a_crewai_086_file(training_store_086: CrewTrainingHandler) -> None:
+    data = training_store_086.load()
+    info = run("info", training_store_086.file_path)
+    assert info.returncode == 0, info.stderr
+    for agent, records in data.items():
+        assert f"{agent} ({records[0]['agent_role']})" in info.stdout
+    assert "  * no improved output: CrewAI 0.86 does not record the improved output" in info.stdout
+    assert "interrupted" not in info.stdout
+    agent = next(iter(data))
+    empty = next(i for i, record in data[agent].items() if record["human_feedback"] == "")
+    show = run("show", training_store_086.file_path, "--agent", agent, "--iteration", str(empty))
+    assert show.returncode == 0, show.stderr
+    blocks = show.stdout.split("\n[")
+    assert blocks[2] == "human_feedback]\n(empty) CrewAI's evaluator rejects this record\n"
+    assert blocks[3].startswith("improved_output]\n(missing) CrewAI 0.86 does not record the improved output")
+    assert f"agent_role: {data[agent][empty]['agent_role']}" in show.stdout
+
+
+def test_show_prints_every_suggestion_of_a_trained_agent(demo: dict[str, Path]) -> None:
+    trained = CrewTrainingHandler(demo["trained"]).load()
+    role = list(trained)[1]
+    result = run("show", str(demo["trained"]), "--agent", role)
+    assert result.returncode == 0, result.stderr
+    assert "not numeric" not in result.stdout
+    suggestions = trained[role]["suggestions"]
+    assert f"  suggestions ({len(suggestions)}):\n" + "".join(f"    - {s}\n" for s in suggestions) in result.stdout
+    assert f"  quality: {trained[role]['quality']}" in result.stdout
+    assert f"  final_summary: {trained[role]['final_summary']}" in result.stdout
+
+
+@pytest.mark.parametrize(("store", "needle"), [("training", "<!-- initial output -->"), ("trained", "<!-- quality")])
+def test_plot_draws_crewai_files(demo: dict[str, Path], tmp_path: Path, store: str, needle: str) -> None:
+    out = tmp_path / f"{store}.svg"
+    result = run("plot", str(demo[store]), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote {out}"
+    assert needle in out.read_text(encoding="utf-8")  # the feedback plot's legend, the quality plot's axis
+
+
+def test_plot_metric_options_on_a_crewai_file_and_an_empty_file(demo: dict[str, Path], tmp_path: Path) -> None:
+    result = run("plot", str(demo["training"]), "-o", str(tmp_path / "x.png"), "--metric", "loss", "--logy")
+    assert_clean_error(result, "--metric and --logy: for metric logs only", "holds CrewAI feedback")
+    failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    failed.clear()
+    result = run("plot", failed.file_path, "-o", str(tmp_path / "x.png"))
+    assert_clean_error(result, "the store is empty ({}: CrewAI writes {}", "nothing to plot")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_report_refuses_swapped_files_saying_which_is_which(demo: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "report.html"
+    swapped = run("report", str(demo["trained"]), "--trained", str(demo["training"]), "-o", str(out))
+    assert_clean_error(
+        swapped,
+        "the two files are swapped",
+        f"give {demo['training']} as the source and {demo['trained']} as --trained",
+    )
+    alone = run("report", str(demo["trained"]), "-o", str(out))
+    assert_clean_error(alone, f"{demo['trained']} holds trained agents", "this file as --trained")
+    wrong = run("report", str(demo["training"]), "--trained", str(demo["metrics"]), "-o", str(out))
+    assert_clean_error(wrong, f"{demo['metrics']}, given as --trained, holds agent -> iteration records")
+    assert not out.exists()
