@@ -66,8 +66,9 @@ CREWAI: list[Cell] = [
      "from crewtrain_nb.demo import demo_agent_names, write_demo\n\n"
      "paths = write_demo(Path(tempfile.mkdtemp()))\ntraining = CrewTrainingHandler(paths[\"training\"])\n"
      "trained = CrewTrainingHandler(paths[\"trained\"])\nnames = demo_agent_names(training.load())\nnames"),
-    ("md", "## Feedback per iteration\n\nRecords without `improved_output` are normal: feedback was given "
-     "but the agent did not answer again."),
+    ("md", "## Feedback per iteration\n\nA CrewAI 1.x record without `improved_output` comes from an interrupted "
+     "run: feedback was given, the agent's second answer was never recorded (CrewAI 0.86 never records it). "
+     "`crewtrain_nb.crewai.explain_status` says what each status means."),
     ("code", "feedback = feedback_frame(training)\n"
      "feedback[[\"agent\", \"iteration\", \"status\", \"initial_chars\", \"improved_chars\", \"similarity\"]].head(8)"),
     ("code", "feedback[\"status\"].value_counts()"),
