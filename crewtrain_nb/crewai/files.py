@@ -216,7 +216,8 @@ def agent_roles(data: Mapping[Any, Any]) -> dict[Any, str]:
 _NOT_IMPROVED: dict[CrewAIVersion, str] = {
     "1.x": (
         "the agent has not answered again after the feedback: the run was interrupted (Ctrl-C or a killed "
-        "process) before CrewAI recorded the improved output, or it is still running"
+        "process) before CrewAI recorded the improved output, or it is still running; CrewAI's evaluator "
+        "rejects such a record"
     ),
     "0.86": (
         "CrewAI 0.86 does not record the improved output: when the feedback asks for changes, a second "
