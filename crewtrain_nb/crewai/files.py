@@ -286,8 +286,10 @@ def field_notes(record: Any) -> dict[str, FieldNote]:
     -------
     dict of str to FieldNote
         ``{"human_feedback" | "improved_output": note}`` for those fields that
-        are missing, ``None`` or blank; ``{}`` for a complete record. What a
-        missing ``improved_output`` means depends on :func:`record_version`.
+        are missing, ``None`` or ``""`` (what CrewAI's evaluator rejects: it
+        tests ``not value``, so whitespace passes); ``{}`` for a complete
+        record. What a missing ``improved_output`` means depends on
+        :func:`record_version`.
 
     Examples
     --------
@@ -304,7 +306,7 @@ def field_notes(record: Any) -> dict[str, FieldNote]:
         ("improved_output", _NOT_IMPROVED[record_version(record)]),
     ):
         value = record.get(key)
-        if not _given(value):
+        if value is None or text_of(value) == "":
             notes[key] = FieldNote("missing" if value is None else "empty", meaning)
     return notes
 
