@@ -11,31 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from crewtrain_nb import CrewTrainingHandler, write_report
 from crewtrain_nb.demo import demo_agent_names, make_training_data, write_demo
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
+from .voila_page import CHROMIUM, CHROMIUM_ARGS, MIN_CONTRAST, measure_contrast, serve_notebook
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 NOTEBOOK_CODE = """\
@@ -67,144 +53,13 @@ HTML(
 
 pytestmark = pytest.mark.slow
 
-#: WCAG 2 AA for normal text.
-MIN_CONTRAST = 4.5
-
-#: Run in the page: every visible element with text of its own (and every select/input showing a value),
-#: its text colour and the colour behind it (its own background or the first ancestor's that is not
-#: transparent, semi-transparent ones composited over the ones below), and their WCAG contrast ratio.
-CONTRAST_JS = r"""
-() => {
-  // WCAG 2 contrast of every visible text against the colour behind it, from the page's computed styles.
-  const canvas = document.createElement("canvas").getContext("2d");
-  function rgba(css) {
-    // Any CSS colour -> [r, g, b, a] (0-255, alpha 0-1), via a canvas when it is not rgb()/rgba().
-    let m = css.match(/^rgba?\(([^)]*)\)$/);
-    if (!m) {
-      canvas.clearRect(0, 0, 1, 1);
-      canvas.fillStyle = "#000"; canvas.fillStyle = css; canvas.fillRect(0, 0, 1, 1);
-      const d = canvas.getImageData(0, 0, 1, 1).data;
-      return [d[0], d[1], d[2], d[3] / 255];
-    }
-    const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
-    return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
-  }
-  function over(top, bottom) {  // top composited over an opaque bottom
-    const a = top[3];
-    return [0, 1, 2].map(i => top[i] * a + bottom[i] * (1 - a)).concat([1]);
-  }
-  function background(element) {
-    const layers = [];
-    for (let e = element; e; e = e.parentElement) {
-      const c = rgba(getComputedStyle(e).backgroundColor);
-      if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
-    }
-    let color = [255, 255, 255, 1];  // the canvas behind everything
-    for (const layer of layers.reverse()) color = over(layer, color);
-    return color;
-  }
-  function luminance(c) {
-    const [r, g, b] = c.slice(0, 3).map(v => {
-      v /= 255;
-      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
-    });
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-  }
-  function visible(e) {
-    const style = getComputedStyle(e);
-    if (style.visibility !== "visible" || style.display === "none") return false;
-    for (let a = e; a; a = a.parentElement) if (Number(getComputedStyle(a).opacity) === 0) return false;
-    const rect = e.getBoundingClientRect();
-    return rect.width > 0 && rect.height > 0;
-  }
-  const results = [];
-  for (const e of document.body.querySelectorAll("*")) {
-    if (["SCRIPT", "STYLE", "NOSCRIPT", "TEMPLATE", "OPTION"].includes(e.tagName)) continue;
-    let text = [...e.childNodes].filter(n => n.nodeType === Node.TEXT_NODE).map(n => n.textContent).join("").trim();
-    if (["SELECT", "INPUT", "TEXTAREA"].includes(e.tagName)) {
-      text = (e.tagName === "SELECT" ? e.selectedOptions[0]?.text : e.value) || "";
-    }
-    if (!text || !visible(e)) continue;
-    const back = background(e);
-    const fore = over(rgba(getComputedStyle(e).color), back);
-    const [l1, l2] = [luminance(fore), luminance(back)].sort((x, y) => y - x);
-    results.push({
-      ratio: Math.round(((l1 + 0.05) / (l2 + 0.05)) * 100) / 100,
-      text: text.slice(0, 60), tag: e.tagName.toLowerCase(), cls: String(e.className).slice(0, 60),
-      color: getComputedStyle(e).color, background: "rgb(" + back.slice(0, 3).map(Math.round).join(", ") + ")",
-    });
-  }
-  return results;
-}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
 
 @pytest.fixture(params=["light", "dark"])
 def voila_page(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Serve a notebook showing the browser with Voila on 127.0.0.1 in one of its themes; yield URL and theme."""
     theme = str(request.param)
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-test-tools (make test does)")
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells.append(nbformat.v4.new_code_cell(NOTEBOOK_CODE))
-    notebook.cells.append(nbformat.v4.new_code_cell(RENDER_CODE))
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(notebook, tmp_path / "browser.ipynb")
-    port = free_port()
-    home = tmp_path / "jupyter"
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "IPYTHONDIR": str(home / "ipython"),
-        "MPLCONFIGDIR": str(home / "mpl"),
-        "MPLBACKEND": "Agg",
-    }
-    voila = shutil.which("voila", path=os.path.dirname(sys.executable)) or "voila"
-    log = open(tmp_path / "voila.log", "w")  # noqa: SIM115 - closed in the finally below
-    server = subprocess.Popen(
-        [
-            voila,
-            "browser.ipynb",
-            "--no-browser",
-            f"--port={port}",
-            "--Voila.ip=127.0.0.1",
-            "--show_tracebacks=True",
-            f"--theme={theme}",
-            "--VoilaConfiguration.file_allowlist=['.*']",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "voila/static/voila.js", timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("voila did not start:\n" + (tmp_path / "voila.log").read_text()[-3000:])
-                time.sleep(0.3)
+    with serve_notebook(tmp_path, [NOTEBOOK_CODE, RENDER_CODE], theme=theme) as url:
         yield url, theme
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 #: The least alpha of an <img>'s pixels (255: opaque everywhere).
@@ -220,11 +75,6 @@ img => {
   return least;
 }
 """
-
-
-def measure_contrast(page: Any) -> list[dict[str, Any]]:
-    """Every visible text on the page with its contrast ratio (see CONTRAST_JS)."""
-    return list(page.evaluate(CONTRAST_JS))
 
 
 def test_browser_page_changes_record_with_agent_and_iteration(voila_page: tuple[str, str], tmp_path: Path) -> None:

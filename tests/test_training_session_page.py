@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .voila_page import sealed_page, serve_notebook
+from .voila_page import MIN_CONTRAST, measure_contrast, sealed_page, serve_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -33,11 +33,13 @@ session
 pytestmark = pytest.mark.slow
 
 
-def test_feedback_typed_in_the_browser_lands_in_crewais_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_feedback_typed_in_the_browser_lands_in_crewais_file(tmp_path: Path, theme: str) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     typed: list[str] = []
-    with serve_notebook(tmp_path, NOTEBOOK_CODE, extra_env={"PYTHONPATH": str(ROOT)}) as url:
+    unreadable: list[dict[str, object]] = []
+    with serve_notebook(tmp_path, [NOTEBOOK_CODE], theme=theme, extra_env={"PYTHONPATH": str(ROOT)}) as url:
         with sync_playwright() as playwright, sealed_page(playwright, height=900) as (page, external):
             page.goto(url, timeout=240_000)  # Voila runs the cell first: importing crewai takes a while
             heading = page.locator(".ctn-session-heading .widget-html-content")
@@ -55,6 +57,8 @@ def test_feedback_typed_in_the_browser_lands_in_crewais_file(tmp_path: Path) -> 
                 if step == 4:
                     shot = tmp_path / "training_session.png"
                     page.screenshot(path=str(shot), full_page=True)
+                    # Every text of the widget (and the live browser under it) is readable in this theme.
+                    unreadable = [item for item in measure_contrast(page) if item["ratio"] < MIN_CONTRAST]
                 submit.click()
                 typed.append(line)
             expect(page.locator(".ctn-session-status .widget-html-content")).to_contain_text(
@@ -66,5 +70,6 @@ def test_feedback_typed_in_the_browser_lands_in_crewais_file(tmp_path: Path) -> 
     stored = sorted(record["human_feedback"] for records in training.values() for record in records.values())
     assert stored == sorted(typed)
     assert shot.stat().st_size > 10_000
-    if os.environ.get("CREWTRAIN_UPDATE_DOCS"):
+    assert not unreadable, f"{theme} theme: texts below {MIN_CONTRAST}:1, e.g. {unreadable[:8]}"
+    if os.environ.get("CREWTRAIN_UPDATE_DOCS") and theme == "light":
         shutil.copyfile(shot, DOCS / "training_session.png")
