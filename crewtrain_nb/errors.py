@@ -7,6 +7,8 @@ user can do about it.
 
 from __future__ import annotations
 
+import pickle
+
 __all__ = [
     "CorruptStoreError",
     "DecryptionError",
@@ -37,8 +39,13 @@ class StoreError(Exception):
         self.path = path
 
 
-class CorruptStoreError(StoreError):
-    """The file exists but is not a readable pickle (truncated, garbled, trailing bytes)."""
+class CorruptStoreError(StoreError, pickle.UnpicklingError):
+    """The file exists but is not a readable pickle (truncated, garbled, trailing bytes).
+
+    Also a :class:`pickle.UnpicklingError`, as CrewAI's ``load()`` raises, and the
+    message keeps the unpickler's own words (e.g. ``pickle data was truncated``),
+    so code written against CrewAI's handler keeps working.
+    """
 
 
 class UnsafePickleError(StoreError):

@@ -6,6 +6,7 @@ import contextlib
 import numbers
 import os
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
@@ -28,16 +29,25 @@ from ._audit import PendingAudit
 from ._backups import StoreVersion, discard_version, find_version, finish_rotation, link_current, list_versions
 from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
+from ._crewai_lock import CrewAILock, CrewAILockTimeout
 from ._lazy import LazyAccess
 from ._pieces import Piece, dumps_dict, entry_after_insert
 from ._placeholders import dumps
 from ._remote import RemoteFile, is_url, local_path_of
 from ._unpickle import allowed_class_map, safe_loads, trusted_loads
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "PICKLE_PROTOCOL", "CrewTrainingHandler", "PickleHandler"]
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "DEFAULT_READ_RETRY_TIMEOUT",
+    "PICKLE_PROTOCOL",
+    "CrewTrainingHandler",
+    "PickleHandler",
+]
 
 #: Seconds to wait for another process's lock before :class:`StoreLockTimeout`.
 DEFAULT_LOCK_TIMEOUT = 60.0
+#: Seconds a read keeps retrying a zero-byte or truncated file that a writer without a lock may be writing.
+DEFAULT_READ_RETRY_TIMEOUT = 1.0
 #: What CrewAI writes (Python's default on 3.8-3.13); every Python >= 3.4 reads it.
 PICKLE_PROTOCOL = 4
 #: Names ending with one of these are used as given; any other name gets ``.pkl`` appended.
@@ -92,8 +102,8 @@ class PickleHandler(LazyAccess):
         with :class:`~crewtrain_nb.UnsafePickleError`. ``True`` uses the full
         unpickler: only for files you trust, since a pickle can run code.
     lock_timeout
-        Seconds to wait for the cross-process lock before raising
-        :class:`~crewtrain_nb.StoreLockTimeout`.
+        Seconds to wait for the cross-process locks (this package's and
+        CrewAI's together) before raising :class:`~crewtrain_nb.StoreLockTimeout`.
     add_suffix
         ``False`` uses ``file_name`` exactly as given, even without ``.pkl``.
     key
@@ -116,6 +126,17 @@ class PickleHandler(LazyAccess):
         outside the allow-list loads as an :class:`~crewtrain_nb.store.OpaqueObject`
         (its class's name and state; nothing of it runs) and is written back
         as it came.
+    crewai_lock
+        ``True`` (default) also holds CrewAI's own lock on the file around each
+        read of a changed file and each write, so a read never sees CrewAI
+        1.x's in-place write half done and a write never drops a record CrewAI
+        saved meanwhile. ``False`` takes only ``<file>.lock``.
+    read_retry_timeout
+        Seconds a read retries (with backoff) a file that is empty or does not
+        unpickle, for writers that take no lock (CrewAI 0.x, scripts) and
+        truncate the file before writing it. A file still empty then is ``{}``
+        (as in CrewAI); one that still does not unpickle raises
+        :class:`~crewtrain_nb.CorruptStoreError`. ``0`` reads once.
 
     Notes
     -----
@@ -124,6 +145,17 @@ class PickleHandler(LazyAccess):
       new one, never a torn one.
     * Writers hold a lock file (``<file>.lock``) for the whole
       read-modify-write, so processes appending at once lose nothing.
+    * Reads of a changed file and every write also hold CrewAI's lock for the
+      file (see ``crewai_lock``): ``crewai_core.lock_store.lock`` when crewai is
+      installed in this environment (so a Redis or custom backend is used),
+      else ``flock`` on the same file in ``tempfile.gettempdir()`` that CrewAI's
+      default backend locks. A notebook and a training process exclude each
+      other only when they share ``TMPDIR`` and run as the same user. Our lock
+      is always taken first; CrewAI's is held only for the short read or
+      re-read-merge-write, never across a ``batch()`` body.
+    * A store path that is a symlink stays a link: writes replace the file it
+      points to, and ``<file>.lock``, ``<file>.versions/`` and the audit log
+      sit beside that target (as resolved when the handler is created).
     * ``load`` keeps the last snapshot and returns a copy of it while the file
       is unchanged (same device, inode, size and times).
 
@@ -166,6 +198,8 @@ class PickleHandler(LazyAccess):
         backups: int = 0,
         audit: bool = False,
         allowed_classes: Any = None,
+        crewai_lock: bool = True,
+        read_retry_timeout: float = DEFAULT_READ_RETRY_TIMEOUT,
     ) -> None:
         name = _check_file_name(file_name, example="training_data.pkl")
         # file:// is a local path with every local guarantee; other URLs go through fsspec.
@@ -174,8 +208,20 @@ class PickleHandler(LazyAccess):
         if add_suffix and not name.endswith(STORE_SUFFIXES):
             name += ".pkl"
         _check_lock_timeout(lock_timeout)
+        if not isinstance(read_retry_timeout, numbers.Real) or not 0 <= read_retry_timeout < float("inf"):
+            raise ValueError(f"read_retry_timeout must be a number of seconds >= 0, got {read_retry_timeout!r}")
         self.file_path: str = name if remote else os.path.abspath(os.path.join(os.getcwd(), name))
-        self.lock_path: str = self.file_path + ".lock"
+        #: Where writes go: the file itself, or the target of a symlinked store (which stays a link).
+        self._target: str = self.file_path if remote else os.path.realpath(self.file_path)
+        self.lock_path: str = self._target + ".lock"
+        self.read_retry_timeout = float(read_retry_timeout)
+        self._crewai_lock: CrewAILock | None = CrewAILock(self.file_path) if crewai_lock and not remote else None
+        #: The deadline of the lock being taken now (``lock_timeout`` covers our lock and CrewAI's together).
+        self._lock_deadline: float | None = None
+        #: Stat key of a file that stayed unreadable through a whole retry: read once, not retried, until it changes.
+        self._settled_corrupt: _StatKey | None = None
+        #: What a batch() did, in order, to replay on the file as it is at the end of the block.
+        self._batch_ops: list[Callable[[Any], Any]] = []
         self.trusted = bool(trusted)
         self.allowed_classes: tuple[type, ...] = tuple(allowed_class_map(allowed_classes).values())
         self.lock_timeout = float(lock_timeout)
@@ -245,11 +291,12 @@ class PickleHandler(LazyAccess):
         """
         with self._state_lock, self._describing("save"):
             if self._batch_depth:
-                self._pending = copy_plain(data)
+                saved = self._pending = copy_plain(data)
                 self._pending_dirty = True
+                self._batch_ops.append(lambda _current: saved)
                 self._note_batch_change()
                 return
-            with self._locked():
+            with self._locked(), self._crewai_held():
                 # The caller keeps ``data`` and may mutate it, so it is not cached.
                 self._write(data, cache=False)
 
@@ -297,6 +344,12 @@ class PickleHandler(LazyAccess):
         ``clear`` change an in-memory copy and ``load`` returns it. If the
         block raises, nothing is written. A nested ``batch`` joins the outer one.
 
+        The block holds ``<file>.lock`` (other crewtrain_nb handlers wait) but
+        not CrewAI's lock, so CrewAI can keep saving meanwhile; at the end,
+        under CrewAI's lock, the file is read again and the block's operations
+        are applied to what is there, so a record CrewAI saved during the block
+        is kept.
+
         Yields
         ------
         PickleHandler
@@ -327,11 +380,19 @@ class PickleHandler(LazyAccess):
                 self._pending = self._read()
                 self._pending_dirty = False
                 self._batch_changes = []
+                self._batch_ops = []
                 self._batch_depth = 1
                 try:
                     yield self
                     if self._pending_dirty:
-                        self._write(self._pending, cache=True)
+                        with self._crewai_held():
+                            data = self._read()
+                            if data is not self._pending:
+                                # The file changed during the block (CrewAI saved), or the block saved
+                                # a new object: replay what the block did on the file as it is now.
+                                for operation in self._batch_ops:
+                                    data = operation(data)
+                            self._write(data, cache=True)
                 except BaseException:
                     self._drop_snapshot()
                     raise
@@ -340,6 +401,7 @@ class PickleHandler(LazyAccess):
                     self._pending = None
                     self._pending_dirty = False
                     self._batch_changes = []
+                    self._batch_ops = []
 
     def versions(self) -> list[StoreVersion]:
         """The kept previous versions of the store, newest first.
@@ -350,7 +412,7 @@ class PickleHandler(LazyAccess):
             Each with ``id`` (pass it to :meth:`restore`), ``time`` (UTC, when
             that version was written), ``size`` (bytes) and ``path``.
         """
-        return list_versions(self.file_path)
+        return list_versions(self._target)
 
     def restore(self, version: int | str | StoreVersion) -> None:
         """Make a previous version the current store again, atomically.
@@ -376,7 +438,7 @@ class PickleHandler(LazyAccess):
             if self._batch_depth:
                 raise RuntimeError("restore() cannot run inside batch(); call it after the block")
             with self._locked():
-                found = find_version(self.file_path, version)
+                found = find_version(self._target, version)
                 if found is None:
                     ids = ", ".join(str(item.id) for item in self.versions()) or "none"
                     raise StoreVersionError(
@@ -393,7 +455,7 @@ class PickleHandler(LazyAccess):
                 if payload:
                     self._loads(self._codec.decode(payload), path=found.path)
                 self._drop_snapshot()
-                with self._describing("restore"):
+                with self._describing("restore"), self._crewai_held():
                     fd, _ = self._replace_file(payload, keep_version=True, version=found.id)
                 os.close(fd)
 
@@ -420,9 +482,16 @@ class PickleHandler(LazyAccess):
                 change(self._expect_dict(self._pending))
                 self._forget_piece(key, inserted)
                 self._pending_dirty = True
+
+                def replay(current: Any) -> Any:
+                    change(self._expect_dict(current))
+                    self._forget_piece(key)
+                    return current
+
+                self._batch_ops.append(replay)
                 self._note_batch_change()
                 return
-            with self._locked():
+            with self._locked(), self._crewai_held():
                 data = self._expect_dict(self._read())
                 try:
                     change(data)
@@ -486,25 +555,61 @@ class PickleHandler(LazyAccess):
                 f"{self.file_path}: the directory {directory} does not exist; create it first.",
                 path=self.file_path,
             )
+        outer_deadline = self._lock_deadline
+        if outer_deadline is None:
+            self._lock_deadline = time.monotonic() + self.lock_timeout
         try:
-            self._file_lock.acquire()
+            self._file_lock.acquire(timeout=max(self._lock_deadline - time.monotonic(), 0.0))
         except filelock.Timeout as exc:
+            self._lock_deadline = outer_deadline
             raise StoreLockTimeout(
                 f"{self.file_path}: another process held the lock {self.lock_path} for more than "
                 f"{self.lock_timeout:g} s. Wait for it to finish, or raise lock_timeout.",
                 path=self.file_path,
             ) from exc
         except OSError as exc:
+            self._lock_deadline = outer_deadline
             raise StoreWriteError(
                 f"{self.file_path}: cannot create the lock file {self.lock_path} ({exc.strerror or exc}); "
                 "the directory must be writable.",
                 path=self.file_path,
             ) from exc
         try:
-            sweep_stale_temps(self.file_path)
+            sweep_stale_temps(self._target)
             yield
         finally:
             self._file_lock.release()
+            self._lock_deadline = outer_deadline
+
+    @contextlib.contextmanager
+    def _crewai_held(self) -> Iterator[None]:
+        """Hold CrewAI's lock for this file (after ours, within the same ``lock_timeout``), if interop is on."""
+        lock = self._crewai_lock
+        if lock is None:
+            yield
+            return
+        deadline = self._lock_deadline
+        if deadline is None:
+            deadline = time.monotonic() + self.lock_timeout
+        held = lock.held(deadline)
+        try:
+            held.__enter__()
+        except CrewAILockTimeout as exc:
+            raise StoreLockTimeout(
+                f"{self.file_path}: CrewAI held its lock on this file ({lock.lock_file} or its configured "
+                f"backend) for more than {self.lock_timeout:g} s. Wait for it to finish, or raise lock_timeout.",
+                path=self.file_path,
+            ) from exc
+        except OSError as exc:
+            raise StoreError(
+                f"{self.file_path}: cannot open CrewAI's lock file {lock.lock_file} ({exc.strerror or exc}); "
+                "the temporary directory (TMPDIR) must be writable, or pass crewai_lock=False.",
+                path=self.file_path,
+            ) from exc
+        try:
+            yield
+        finally:
+            held.__exit__(None, None, None)
 
     def _forget_piece(self, key: Any, inserted: Any = _NOTHING) -> None:
         snapshot = self._snapshot_box[0]
@@ -537,12 +642,45 @@ class PickleHandler(LazyAccess):
             raise StoreError(f"{self.file_path}: cannot read ({exc.strerror or exc}).", path=self.file_path) from exc
         snapshot = self._snapshot_box[0]
         if snapshot is not None and snapshot.key == _stat_key(st):
-            return snapshot.data
+            return snapshot.data  # unchanged: a stat, no lock
+        give_up = time.monotonic() + self.read_retry_timeout
+        pause = 0.002
+        while True:
+            with self._crewai_held():
+                opened = self._read_bytes()
+            if opened is None:
+                self._drop_snapshot()
+                return {}
+            fd, key, payload = opened
+            try:
+                data = self._loads(self._codec.decode(payload), path=self.file_path) if payload else {}
+            except CorruptStoreError:
+                os.close(fd)
+                # A writer without a lock may be between truncating and writing: retry for a bounded time.
+                if key == self._settled_corrupt or time.monotonic() + pause > give_up:
+                    self._settled_corrupt = key
+                    self._drop_snapshot()
+                    raise
+            except BaseException:
+                os.close(fd)
+                raise
+            else:
+                if payload or time.monotonic() + pause > give_up:
+                    # A file still empty after the retries (and read under CrewAI's lock) is {}, as in CrewAI;
+                    # it is cached like any other, so the next load of it is a stat.
+                    self._settled_corrupt = None
+                    self._replace_snapshot(_Snapshot(key, data, fd))
+                    return data
+                os.close(fd)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def _read_bytes(self) -> tuple[int, _StatKey, bytes] | None:
+        """Open and read the whole file: its descriptor (kept for the cache), stat key and bytes; ``None``: missing."""
         try:
             fd = os.open(self.file_path, os.O_RDONLY)
         except FileNotFoundError:
-            self._drop_snapshot()
-            return {}
+            return None
         except OSError as exc:
             raise StoreError(
                 f"{self.file_path}: cannot open ({exc.strerror or exc}); check that it is a readable file.",
@@ -558,17 +696,7 @@ class PickleHandler(LazyAccess):
                 f"{self.file_path}: cannot read ({exc.strerror or exc}); check that it is a readable file.",
                 path=self.file_path,
             ) from exc
-        if not payload:
-            os.close(fd)
-            self._drop_snapshot()
-            return {}
-        try:
-            data = self._loads(self._codec.decode(payload), path=self.file_path)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._replace_snapshot(_Snapshot(_stat_key(st), data, fd))
-        return data
+        return fd, _stat_key(st), payload
 
     def _loads(self, data: bytes, *, path: str) -> Any:
         if self.trusted:
@@ -586,12 +714,15 @@ class PickleHandler(LazyAccess):
         appended after the replace (a crash between leaves a log whose last
         line does not match the store, which ``verify_audit`` reports).
         """
-        pending = PendingAudit.open(self.file_path) if self.audit else None
+        target = self._target
+        pending = PendingAudit.open(target) if self.audit else None
         new_version = None
         try:
             if self.backups or keep_version:
-                new_version = link_current(self.file_path)
-            fd, st = write_atomic(self.file_path, payload)
+                new_version = link_current(target)
+            # A symlinked store: replace the file the link points to, so the link (and whoever reads
+            # through it, like CrewAI) sees the new data.
+            fd, st = write_atomic(target, payload)
         except OSError as exc:
             self._drop_snapshot()
             if pending is not None:
@@ -604,7 +735,7 @@ class PickleHandler(LazyAccess):
                 path=self.file_path,
             ) from exc
         if new_version is not None:
-            finish_rotation(self.file_path, new_version, keep=self.backups or None)
+            finish_rotation(target, new_version, keep=self.backups or None)
         if pending is not None:
             try:
                 pending.commit(**self._audit_fields(), version=version, payload=payload)
@@ -676,7 +807,11 @@ def _check_lock_timeout(lock_timeout: object) -> None:
 
 def _check_agent_id(agent_id: object) -> str:
     if not isinstance(agent_id, str):
-        raise TypeError(f"agent_id must be a str (e.g. str(agent.id)), got {type(agent_id).__name__}: {agent_id!r}")
+        raise TypeError(
+            f"agent_id must be a str (e.g. str(agent.id)), got {type(agent_id).__name__}: {agent_id!r}. "
+            "CrewAI's own handler would store it as given (CrewAI itself always passes str(agent.id)), but "
+            "such a key makes the file unreadable to safe loading and the frames; pass str(agent_id)."
+        )
     if not agent_id:
         raise ValueError("agent_id must be a non-empty str, got ''")
     return agent_id
@@ -686,7 +821,11 @@ def _check_iteration(train_iteration: object) -> int:
     if type(train_iteration) is int and train_iteration >= 0:
         return train_iteration  # the common case, checked first: append is a hot path
     if isinstance(train_iteration, bool) or not isinstance(train_iteration, numbers.Integral):
-        raise TypeError(f"train_iteration must be an int, got {type(train_iteration).__name__}: {train_iteration!r}")
+        raise TypeError(
+            f"train_iteration must be an int, got {type(train_iteration).__name__}: {train_iteration!r}. "
+            "CrewAI's own handler would store it as given (CrewAI itself always passes an int), but iterations "
+            "are sorted, plotted and diffed as ints; pass int(train_iteration)."
+        )
     if train_iteration < 0:
         raise ValueError(f"train_iteration must be >= 0, got {train_iteration}")
     return int(train_iteration)
@@ -749,6 +888,13 @@ class CrewTrainingHandler(PickleHandler):
             self._mutate(lambda data: data.__setitem__(agent, value), agent)
 
     def clear(self) -> None:
-        """Empty the store (write ``{}``)."""
-        with self._describing("clear"):
+        """Empty the store (write ``{}``); a missing file stays missing, as in CrewAI."""
+        with self._state_lock, self._describing("clear"):
+            if not self._batch_depth and self._remote is None:
+                with self._locked():
+                    if not os.path.exists(self.file_path):
+                        return
+                    with self._crewai_held():
+                        self._write({}, cache=False)
+                return
             self.save({})
