@@ -19,6 +19,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from .crewai import explain_empty_file, misplaced_files
+from .errors import CorruptStoreError
 from .export import export_csv
 from .frames import store_kind
 from .navigation import agent_options, agent_role, curve_frame, iteration_options, step_iteration
@@ -275,6 +276,14 @@ class TrainingBrowser(widgets.VBox):
     def _load_locked(self) -> bool:
         try:
             data, trained = self._read()
+        except CorruptStoreError as exc:
+            # Reads already retried for read_retry_timeout: a writer without a lock (CrewAI 0.x) is taking
+            # long, or the file is damaged. The last good view and the selection stay.
+            self.status.value = message_html(
+                f"CrewAI is writing… (or the file is damaged). Could not read the store: {exc}"
+                + (" Showing the last good view." if self._data else "")
+            )
+            return False
         except Exception as exc:  # noqa: BLE001 - a notebook widget shows the problem instead of raising
             self.status.value = message_html(f"Could not read the store: {exc}")
             return False

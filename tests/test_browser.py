@@ -208,6 +208,20 @@ def test_unreadable_store_on_refresh_is_a_message(metrics_store: CrewTrainingHan
     assert option_values(browser) == ["planner", "coder", "critic"]  # the last good view stays
 
 
+def test_a_file_being_written_keeps_the_view_and_selection_and_says_so(metrics_store: CrewTrainingHandler) -> None:
+    whole = Path(metrics_store.file_path).read_bytes()
+    browser = TrainingBrowser(CrewTrainingHandler(metrics_store.file_path, read_retry_timeout=0.05))
+    browser.select("coder", 5)
+    Path(metrics_store.file_path).write_bytes(whole[: len(whole) // 2])  # a writer without a lock, half done
+    assert browser.refresh() is False
+    assert "CrewAI is writing…" in browser.status.value and "pickle data was truncated" in browser.status.value
+    assert browser.agent.value == "coder" and browser.iteration.value == 5
+    assert option_values(browser) == ["planner", "coder", "critic"]
+    Path(metrics_store.file_path).write_bytes(whole)
+    assert browser.refresh() is True
+    assert browser.agent.value == "coder" and browser.iteration.value == 5 and browser.status.value == ""
+
+
 def test_auto_refresh_watches_a_growing_store(metrics_store: CrewTrainingHandler) -> None:
     browser = TrainingBrowser(metrics_store, auto_refresh=0.05)
     try:
