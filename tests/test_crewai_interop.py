@@ -336,3 +336,22 @@ def test_a_file_that_shrank_is_read_as_it_is(tmp_path: Path) -> None:
     assert handler.load() == {"agent": {0: {"n": 0}}}
     path.write_bytes(pickle.dumps({}))  # what CrewAI writes at the start of train() and after a failure
     assert handler.load() == {}
+
+
+def test_a_symlinked_store_stays_a_link_and_its_target_is_replaced(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    target = shared / "training_data.pkl"
+    CrewTrainingHandler(str(target)).append(0, "agent", {"n": 0})
+    link = tmp_path / "training_data.pkl"
+    link.symlink_to(target)
+    handler = CrewTrainingHandler(str(link), backups=2, audit=True)
+    handler.append(1, "agent", {"n": 1})
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert load_plain(target) == {"agent": {0: {"n": 0}, 1: {"n": 1}}}  # CrewAI, reading through the link, sees it
+    assert handler.lock_path == str(target) + ".lock"
+    assert [version.path.startswith(str(shared)) for version in handler.versions()] == [True]
+    assert (shared / "training_data.pkl.audit.jsonl").exists()
+    assert sorted(os.listdir(tmp_path)) == ["shared", "training_data.pkl"]
+    handler.clear()
+    assert link.is_symlink() and load_plain(target) == {}
