@@ -1,7 +1,10 @@
 """Run the reliability checks and write RELIABILITY.md (the figures of this run).
 
     .venv/bin/python scripts/reliability_report.py [--output RELIABILITY.md] [--kills 200] [--fuzz 25000]
-        [--sqlite-fuzz 10000] [--model-examples 600] [--sqlite-model-examples 300]
+        [--sqlite-fuzz 10000] [--model-examples 600] [--sqlite-model-examples 300] [--crewai-python PYTHON]
+
+The CrewAI checks (a real ``crew.train()`` beside readers, ``tests/crewai_script.py``) run with
+``--crewai-python`` (default: this interpreter) when crewai is installed there, else their rows say so.
 
 The checks are the same code the tests run (``tests/reliability_lib.py``,
 ``tests/hostile_corpus.py``, ``tests/test_store_model.py``), for each store
@@ -24,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests import crewai_script  # noqa: E402
 from tests import reliability_lib as lib  # noqa: E402
 
 EXPECTED_ERROR = {"unsafe": "UnsafePickleError", "corrupt": "CorruptStoreError"}
@@ -55,6 +59,12 @@ MEANING: list[tuple[str, str]] = [
         "`lock_timeout`, data untouched. SQLite: the same; in a read-only directory, where SQLite cannot create "
         "its `-shm` file, a store is still read (the file alone when it has no `-wal` log, else through the "
         "writer's `-shm`, read-only), and a write is a `StoreWriteError` saying the directory must be writable.",
+    ),
+    (
+        "beside CrewAI",
+        "A notebook loading (or a browser refreshing) while `crew.train()` writes with CrewAI's own handler never "
+        "sees `{}`, a half-written file or a vanished record: each read of a changed file holds CrewAI's own lock "
+        "(same `TMPDIR` and user needed).",
     ),
     (
         "hostile pickles",
@@ -252,7 +262,44 @@ def run_checks(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str
                 f"{concurrency.records} of {concurrency.writers * concurrency.appends} records in the final store",
             )
         )
+    with tempfile.TemporaryDirectory(prefix="crewtrain-crewai-") as scratch, timed("beside CrewAI"):
+        rows += crewai_checks(Path(scratch), python=args.crewai_python, problems=problems)
     return rows, problems, seconds
+
+
+def crewai_checks(scratch: Path, *, python: str, problems: list[str]) -> list[Row]:
+    """Readers of both files while a real ``crew.train()`` writes them with CrewAI's own handler."""
+    import subprocess
+
+    found = subprocess.run(
+        [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('crewai') is None)"],
+        check=False,
+    )
+    if found.returncode != 0:
+        return [("reads beside crew.train()", "pickle", "skipped", f"crewai is not installed for {python}")]
+    iterations = 4
+    result = crewai_script.reader_check(scratch, iterations=iterations, python=python)
+    problems += [f"beside CrewAI: {problem}" for problem in result["problems"]]
+    if result["records_seen"] != [3 * iterations * 3] * 2:
+        problems.append(f"beside CrewAI: readers saw {result['records_seen']} record fields, not {3 * iterations * 3}")
+    return [
+        (
+            "reads beside crew.train()",
+            "pickle",
+            f"{result['reads']:,}",
+            f"two reader processes (one without crewai: flock on CrewAI's lock file; one through crewai_core's "
+            f"lock) loading both files in a loop while a real crew.train() (3 agents x {iterations} iterations, "
+            f"scripted LLM and feedback, CrewAI's own handler) wrote them {result['writes']} times",
+        ),
+        ("wrong reads", "pickle", f"{result['wrong']}", "`{}` or a record field missing after it had been seen"),
+        ("read errors", "pickle", f"{result['errors']}", "any exception from load()"),
+        (
+            "browser refreshes beside crew.train()",
+            "pickle",
+            f"{result['refreshes']}",
+            f"{result['wrong_refreshes']} lost the view or the selected agent",
+        ),
+    ]
 
 
 def sqlite_process_checks(
@@ -367,6 +414,8 @@ def render(rows: list[Row], problems: list[str], seconds: dict[str, float]) -> s
         "- fuzzing and huge lengths: `tests/test_fuzz_loader.py` (pickle files and SQLite databases); optional "
         "coverage-guided fuzzing: `scripts/fuzz_atheris.py`",
         "- permissions of backups and audit logs: `tests/test_backups.py`, `tests/test_audit.py`",
+        "- beside a real CrewAI (readers during `crew.train()`, CrewAI appending beside `append`/`batch()`, "
+        "CrewAI's own handler tests): `tests/test_crewai_interop.py`, `tests/crewai_script.py`",
         "",
         "What is not injected for SQLite: an EIO or ENOSPC from the kernel is real as SQLite sees it (strace "
         "returns it from the system call), but no real disk is filled and no real device fails; a power cut "
@@ -384,6 +433,7 @@ def main() -> int:
     parser.add_argument("--sqlite-fuzz", type=int, default=10_000)
     parser.add_argument("--model-examples", type=int, default=600)
     parser.add_argument("--sqlite-model-examples", type=int, default=300)
+    parser.add_argument("--crewai-python", default=sys.executable, help="a Python with crewai installed")
     args = parser.parse_args()
     rows, problems, seconds = run_checks(args)
     args.output.write_text(render(rows, problems, seconds))

@@ -32,8 +32,10 @@ import io
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any, ClassVar
 
 #: CrewAI modules that look ``CrewTrainingHandler`` up by name (see CrewAI's own tests, which patch these).
@@ -273,6 +275,87 @@ def watch(directory: str, stop_file: str, *, browse_every: int) -> dict[str, Any
     if browser is not None:
         browser.close()
     return {**counts, "problems": problems[:20]}
+
+
+# -- driving the commands from a test or scripts/reliability_report.py ------------------------------------
+
+SCRIPT = str(Path(__file__).resolve())
+ROOT = str(Path(__file__).resolve().parents[1])
+
+
+def script_env(home: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return {**os.environ, "CREWTRAIN_TEST_HOME": str(home), "PYTHONPATH": ROOT}
+
+
+def start_script(*arguments: str, home: Path, python: str = sys.executable) -> subprocess.Popen[str]:
+    """Start this script with ``arguments`` in a child process (``python`` must have crewai for most commands)."""
+    return subprocess.Popen(
+        [python, SCRIPT, *arguments], env=script_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 900) -> dict[str, Any]:
+    """Wait for a child of :func:`start_script` and return its ``RESULT`` JSON; fail with its output otherwise."""
+    stdout, stderr = process.communicate(timeout=timeout)
+    if process.returncode != 0:
+        raise RuntimeError(f"exit {process.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    if not lines:
+        raise RuntimeError(f"no RESULT line\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])  # type: ignore[no-any-return]
+
+
+def run_script(*arguments: str, home: Path, python: str = sys.executable) -> dict[str, Any]:
+    return finish(start_script(*arguments, home=home, python=python))
+
+
+def reader_check(scratch: Path, *, iterations: int = 4, python: str = sys.executable) -> dict[str, Any]:
+    """Two readers (one as a notebook without crewai: flock; one with crewai_core's lock) while CrewAI trains.
+
+    Returns the readers' results, summed: ``reads``, ``wrong``, ``errors``, ``refreshes``, ``wrong_refreshes``,
+    with ``records_seen`` per reader and the first ``problems``.
+    """
+    directory = scratch / "run"
+    directory.mkdir()
+    stop = scratch / "stop"
+    readers = [
+        start_script(
+            "watch",
+            str(directory),
+            str(stop),
+            *flags,
+            "--browse-every",
+            "200",
+            home=scratch / f"home-r{index}",
+            python=python,
+        )
+        for index, flags in enumerate((["--without-crewai"], []))
+    ]
+    try:
+        trained = run_script(
+            "train",
+            str(directory),
+            "--handler",
+            "crewai",
+            "--iterations",
+            str(iterations),
+            home=scratch / "home-train",
+            python=python,
+        )
+    finally:
+        stop.touch()
+    results = [finish(reader) for reader in readers]
+    total = {
+        key: sum(result[key] for result in results)
+        for key in ("reads", "wrong", "errors", "refreshes", "wrong_refreshes")
+    }
+    return {
+        **total,
+        "records_seen": [result["records_seen"] for result in results],
+        "problems": [problem for result in results for problem in result["problems"]],
+        "writes": trained["own_handler_calls"].get("save", 0) + trained["own_handler_calls"].get("initialize_file", 0),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,6 @@ scripted feedback) in child processes, and need crewai installed (the ``dev`` ex
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import pickle
 import subprocess
@@ -20,9 +19,7 @@ from typing import Any
 import pytest
 
 from crewtrain_nb import CorruptStoreError, CrewTrainingHandler, PickleHandler
-
-SCRIPT = str(Path(__file__).resolve().parent / "crewai_script.py")
-ROOT = str(Path(__file__).resolve().parents[1])
+from tests.crewai_script import SCRIPT, finish, reader_check, run_script, script_env, start_script
 
 needs_crewai = pytest.mark.skipif(
     importlib.util.find_spec("crewai") is None,
@@ -99,46 +96,6 @@ def test_keys_crewai_would_store_are_refused_saying_so(tmp_path: Path) -> None:
 # -- real CrewAI processes --------------------------------------------------------------------------------
 
 
-def run_script(*arguments: str, home: Path, timeout: float = 600) -> dict[str, Any]:
-    """Run ``tests/crewai_script.py`` and return its ``RESULT`` JSON."""
-    done = subprocess.run(
-        [sys.executable, SCRIPT, *arguments],
-        env=script_env(home),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return parse_result(done.returncode, done.stdout, done.stderr)
-
-
-def start_script(*arguments: str, home: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, SCRIPT, *arguments],
-        env=script_env(home),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def finish(process: subprocess.Popen[str], timeout: float = 600) -> dict[str, Any]:
-    stdout, stderr = process.communicate(timeout=timeout)
-    return parse_result(process.returncode, stdout, stderr)
-
-
-def script_env(home: Path) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    return {**os.environ, "CREWTRAIN_TEST_HOME": str(home), "PYTHONPATH": ROOT}
-
-
-def parse_result(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
-    assert returncode == 0, f"exit {returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
-    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-    assert lines, stdout[-3000:]
-    return json.loads(lines[-1][len("RESULT ") :])  # type: ignore[no-any-return]
-
-
 def by_order(training: dict[str, Any]) -> list[tuple[int, Any]]:
     """The training file with the run's random agent ids replaced by their order: what two runs share."""
     return [(index, iterations) for index, iterations in enumerate(training.values())]
@@ -181,26 +138,12 @@ def test_crew_train_with_crewtrain_handler_writes_what_crewai_writes(tmp_path: P
 @needs_crewai
 def test_a_reader_never_misreads_a_file_crewai_is_writing(tmp_path: Path) -> None:
     """A notebook without crewai (flock on CrewAI's lock file) and one with it (crewai_core's lock)."""
-    directory = tmp_path / "run"
-    directory.mkdir()
-    stop = tmp_path / "stop"
-    readers = [
-        start_script(
-            "watch", str(directory), str(stop), *flags, "--browse-every", "200", home=tmp_path / f"home-r{index}"
-        )
-        for index, flags in enumerate((["--without-crewai"], []))
-    ]
-    try:
-        run_script("train", str(directory), "--handler", "crewai", "--iterations", "4", home=tmp_path / "home-train")
-    finally:
-        stop.touch()
-    results = [finish(reader) for reader in readers]
-    for result in results:
-        assert result["errors"] == 0 and result["wrong"] == 0, result["problems"]
-        assert result["wrong_refreshes"] == 0, result["problems"]
-        assert result["records_seen"] == 3 * 4 * 3  # every field of every record was seen
-        assert result["refreshes"] > 0
-    assert sum(result["reads"] for result in results) >= 100_000
+    result = reader_check(tmp_path, iterations=4)
+    assert result["errors"] == 0 and result["wrong"] == 0, result["problems"]
+    assert result["wrong_refreshes"] == 0, result["problems"]
+    assert result["records_seen"] == [3 * 4 * 3, 3 * 4 * 3]  # every field of every record was seen by both
+    assert result["refreshes"] > 0
+    assert result["reads"] >= 100_000
 
 
 def appender(
