@@ -73,8 +73,13 @@ def _text_of(messages: Any) -> str:
     return "\n".join(str(message.get("content", "")) for message in messages)
 
 
-def scripted_llm_class() -> type:
-    """A :class:`crewai.llms.base_llm.BaseLLM` that answers from a script and records every prompt."""
+def scripted_llm_class(answer_size: int = 0) -> type:
+    """A :class:`crewai.llms.base_llm.BaseLLM` that answers from a script and records every prompt.
+
+    ``answer_size`` pads each answer to about that many characters (big records make CrewAI's in-place
+    writes take long enough for a reader to meet a half-written file).
+    """
+    padding = " ".join(f"word{index}" for index in range(answer_size // 8))
     from crewai.llms.base_llm import BaseLLM
 
     prompts: list[str] = []
@@ -111,7 +116,7 @@ def scripted_llm_class() -> type:
             role = getattr(from_agent, "role", "agent")
             count = answers.get(role, 0)
             answers[role] = count + 1
-            return f"Thought: I now know the final answer\nFinal Answer: {role} answer {count}"
+            return f"Thought: I now know the final answer\nFinal Answer: {role} answer {count}{padding}"
 
         def supports_function_calling(self) -> bool:
             return False
@@ -168,10 +173,10 @@ def use_handler(handler: str) -> dict[str, int]:
     return calls
 
 
-def train(directory: str, *, handler: str, iterations: int, agents: int) -> dict[str, Any]:
+def train(directory: str, *, handler: str, iterations: int, agents: int, answer_size: int = 0) -> dict[str, Any]:
     os.chdir(directory)
     calls = use_handler(handler)
-    llm = scripted_llm_class()()
+    llm = scripted_llm_class(answer_size)()
     crew = build_crew(llm, agents=agents)
     lines = [
         f"feedback {iteration}.{index}: be more specific about {role}"
@@ -310,8 +315,13 @@ def run_script(*arguments: str, home: Path, python: str = sys.executable) -> dic
     return finish(start_script(*arguments, home=home, python=python))
 
 
-def reader_check(scratch: Path, *, iterations: int = 4, python: str = sys.executable) -> dict[str, Any]:
+def reader_check(
+    scratch: Path, *, iterations: int = 4, answer_size: int = 20_000, python: str = sys.executable
+) -> dict[str, Any]:
     """Two readers (one as a notebook without crewai: flock; one with crewai_core's lock) while CrewAI trains.
+
+    Answers of ``answer_size`` characters make the file grow to about a megabyte, so each of CrewAI's
+    in-place saves is visible half-written for a while to a reader that does not take CrewAI's lock.
 
     Returns the readers' results, summed: ``reads``, ``wrong``, ``errors``, ``refreshes``, ``wrong_refreshes``,
     with ``records_seen`` per reader and the first ``problems``.
@@ -340,6 +350,8 @@ def reader_check(scratch: Path, *, iterations: int = 4, python: str = sys.execut
             "crewai",
             "--iterations",
             str(iterations),
+            "--answer-size",
+            str(answer_size),
             home=scratch / "home-train",
             python=python,
         )
@@ -366,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     training.add_argument("--handler", choices=("crewai", "crewtrain"), required=True)
     training.add_argument("--iterations", type=int, default=3)
     training.add_argument("--agents", type=int, default=3)
+    training.add_argument("--answer-size", type=int, default=0)
     kicking = commands.add_parser("kickoff")
     kicking.add_argument("directory")
     appending = commands.add_parser("append")
@@ -384,7 +397,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(offline_environment(os.environ.get("CREWTRAIN_TEST_HOME") or tempfile.mkdtemp()))
     if arguments.command == "train":
         result = train(
-            arguments.directory, handler=arguments.handler, iterations=arguments.iterations, agents=arguments.agents
+            arguments.directory,
+            handler=arguments.handler,
+            iterations=arguments.iterations,
+            agents=arguments.agents,
+            answer_size=arguments.answer_size,
         )
     elif arguments.command == "kickoff":
         result = kickoff(arguments.directory)
