@@ -250,12 +250,21 @@ def watch(directory: str, stop_file: str, *, browse_every: int) -> dict[str, Any
     seen: list[set[tuple[Any, ...]]] = [set(), set()]
     counts = {"reads": 0, "wrong": 0, "errors": 0, "refreshes": 0, "wrong_refreshes": 0, "records_seen": 0}
     problems: list[str] = []
-    browser = None
-    selected: tuple[Any, Any] | None = None
-    while not os.path.exists(stop_file):
+    import time
+
+    # Built before the run, as in a notebook: its imports and first drawing are not paid mid-run.
+    browser = TrainingBrowser(paths[0]) if browse_every else None
+    selected: Any = None
+    started = time.monotonic()
+    slowest = 0.0
+    last_round = False
+    while not last_round:
+        last_round = os.path.exists(stop_file)  # one more round after the writer finished: the final state
         for index, handler in enumerate(handlers):
             try:
+                began = time.monotonic()
                 data = handler.load()
+                slowest = max(slowest, time.monotonic() - began)
             except Exception as exc:  # noqa: BLE001 - counted: the test asserts there are none
                 counts["errors"] += 1
                 problems.append(f"{type(exc).__name__}: {exc}")
@@ -265,18 +274,20 @@ def watch(directory: str, stop_file: str, *, browse_every: int) -> dict[str, Any
             if not seen[index] <= fields:
                 counts["wrong"] += 1
                 problems.append(f"{paths[index]}: {len(seen[index] - fields)} fields vanished")
+            if fields and not seen[index]:
+                counts[f"first_data_{index}_s"] = round(time.monotonic() - started, 2)
             seen[index] |= fields
-        if browse_every and counts["reads"] % browse_every < 2 and seen[0]:
-            if browser is None:
-                browser = TrainingBrowser(paths[0], draw_in_background=False)
+        if browser is not None and (counts["reads"] // 2) % browse_every == 0:
             browser.refresh()
             counts["refreshes"] += 1
-            if not browser.agent.options or (selected is not None and browser.agent.value != selected[0]):
+            if selected is not None and (not browser.agent.options or browser.agent.value != selected):
                 counts["wrong_refreshes"] += 1
                 problems.append(f"the browser lost its view: {browser.status.value or browser.record.value}")
-            if selected is None and browser.agent.value is not None:
-                selected = (browser.agent.value, browser.selected_iteration)
+            if selected is None and browser.agent.options:
+                selected = browser.agent.value
     counts["records_seen"] = len(seen[0])
+    counts["slowest_load_s"] = round(slowest, 3)
+    counts["seconds"] = round(time.monotonic() - started, 1)
     if browser is not None:
         browser.close()
     return {**counts, "problems": problems[:20]}

@@ -298,3 +298,40 @@ def test_a_symlinked_store_stays_a_link_and_its_target_is_replaced(tmp_path: Pat
     assert sorted(os.listdir(tmp_path)) == ["shared", "training_data.pkl"]
     handler.clear()
     assert link.is_symlink() and load_plain(target) == {}
+
+
+def crewai_lock_file(path: Path) -> str:
+    """Where CrewAI's default lock backend locks ``path``, computed as crewai_core.lock_store does."""
+    import hashlib
+    import tempfile
+
+    name = f"file:{os.path.realpath(path)}"
+    return os.path.join(tempfile.gettempdir(), "crewai:" + hashlib.md5(name.encode()).hexdigest() + ".lock")
+
+
+def test_a_cached_load_takes_no_lock_and_a_changed_file_waits_for_crewais(tmp_path: Path) -> None:
+    from crewtrain_nb import StoreLockTimeout
+
+    path = tmp_path / "training_data.pkl"
+    handler = CrewTrainingHandler(str(path), lock_timeout=0.3)
+    handler.append(0, "agent", {"n": 0})
+    assert handler.load() == {"agent": {0: {"n": 0}}}
+    code = (
+        "import fcntl, sys, time\n"
+        f"fd = open({crewai_lock_file(path)!r}, 'a')\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\nsys.stdin.readline()\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        assert handler.load() == {"agent": {0: {"n": 0}}}  # unchanged file: a stat, no lock
+        CrewTrainingHandler(str(path), crewai_lock=False).append(1, "agent", {"n": 1})
+        with pytest.raises(StoreLockTimeout, match="CrewAI held its lock"):
+            handler.load()  # changed: the read waits for CrewAI's lock, within lock_timeout
+        with pytest.raises(StoreLockTimeout, match="CrewAI held its lock"):
+            handler.append(2, "agent", {"n": 2})
+    finally:
+        holder.communicate("\n", timeout=60)
+    assert handler.load() == {"agent": {0: {"n": 0}, 1: {"n": 1}}}
+    with pytest.raises(ValueError, match="read_retry_timeout"):
+        CrewTrainingHandler(str(path), read_retry_timeout=-1)
