@@ -253,7 +253,7 @@ def watch(directory: str, stop_file: str, *, browse_every: int) -> dict[str, Any
     import time
 
     # Built before the run, as in a notebook: its imports and first drawing are not paid mid-run.
-    browser = TrainingBrowser(paths[0]) if browse_every else None
+    browser = TrainingBrowser(CrewTrainingHandler(paths[0])) if browse_every else None
     selected: Any = None
     started = time.monotonic()
     slowest = 0.0
