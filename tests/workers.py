@@ -192,7 +192,9 @@ def audit_hostile(directory: str) -> None:
 
     Audit hooks cannot be removed, hence a process of its own. Only events
     while ``load()`` runs are recorded; reading the store itself (``open`` of
-    that path or of its descriptor) is the one thing loading may do.
+    that path or of its descriptor) is the one thing loading may do, besides
+    taking CrewAI's lock for that path (``open`` and ``flock`` of its lock file
+    in the temporary directory, before the bytes are read).
     """
     import pickle
 
@@ -221,10 +223,18 @@ def audit_hostile(directory: str) -> None:
 
     sys.addaudithook(hook)
 
+    def crewai_lock_file(path: str) -> str:
+        import hashlib
+        import tempfile
+
+        name = f"file:{os.path.realpath(path)}"
+        return os.path.join(tempfile.gettempdir(), "crewai:" + hashlib.md5(name.encode()).hexdigest() + ".lock")
+
     def allowed(event: str, args: tuple[Any, ...], path: str) -> bool:
         if event == "open":
-            return args[0] == path or isinstance(args[0], int)  # the store, or its descriptor
-        return event in {"builtins.id"}
+            # The store, its descriptor, or CrewAI's lock file for it.
+            return args[0] in (path, crewai_lock_file(path)) or isinstance(args[0], int)
+        return event in {"builtins.id", "fcntl.flock"}
 
     def load_recorded(handler: Any) -> tuple[str, str, str, list[tuple[str, tuple[Any, ...]]]]:
         recording.clear()
