@@ -7,7 +7,9 @@ to stderr and exits with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +22,10 @@ __all__ = ["main"]
 
 EXPORT_SUFFIXES = (".csv", ".json", ".parquet")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+TRUSTED_HELP = (
+    "unpickle anything, importing the classes the file names from installed packages or from modules in "
+    "the current directory (as python -m does); only for files you trust: pickles can run code"
+)
 
 
 class CommandError(Exception):
@@ -517,7 +523,7 @@ def _parser() -> argparse.ArgumentParser:
     def store_arguments(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("path", help="a store file, e.g. training_data.pkl")
         sub.add_argument(
-            "--trusted", action="store_true", help="unpickle anything (only for files you trust: pickles can run code)"
+            "--trusted", action="store_true", help=TRUSTED_HELP
         )
 
     info = command("info", _cmd_info, "store kind, agents, iterations per agent, file size, last change")
@@ -560,7 +566,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("destination", help="the store to write; its suffix picks the format, e.g. training_data.db")
     convert.add_argument("--overwrite", action="store_true", help="replace the destination if it exists")
     convert.add_argument(
-        "--trusted", action="store_true", help="unpickle anything (only for files you trust: pickles can run code)"
+        "--trusted", action="store_true", help=TRUSTED_HELP
     )
 
     runs = command("runs", _cmd_runs, "list the training runs crewtrain_nb.crewai.train() kept in a directory")
@@ -582,13 +588,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Python keyword arguments that error messages name, and the flag that does the same here.
+_FLAGS = {"trusted=True": "--trusted", "overwrite=True": "--overwrite"}
+
+#: What an ``OSError`` without a store's own message means, as a sentence after the path.
+_ERRNO_SENTENCES = {
+    errno.EISDIR: "is a directory; give a file name (inside it, if you like)",
+    errno.ENOENT: "no such file or directory; check the path and that its folder exists",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.EACCES: "permission denied; check the permissions of the file and of its folder",
+    errno.EPERM: "permission denied; check the permissions of the file and of its folder",
+    errno.EROFS: "is on a read-only file system; write somewhere else",
+    errno.ENOSPC: "no space left on the device; free some space and try again",
+}
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line for the terminal: errno text as a sentence naming the path, Python keywords as CLI flags."""
+    if isinstance(exc, OSError) and not isinstance(exc, StoreError) and exc.errno is not None:
+        where = os.fsdecode(exc.filename) if exc.filename is not None else "a file"
+        sentence = _ERRNO_SENTENCES.get(exc.errno) or (exc.strerror or str(exc)).lower()
+        text = f"{where}: {sentence}"
+    else:
+        text = str(exc)
+    for keyword, flag in _FLAGS.items():
+        text = text.replace(keyword, flag)
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return its exit status."""
     args = _parser().parse_args(argv)
+    if getattr(args, "trusted", False) and os.getcwd() not in sys.path:
+        # As ``python -m`` does: a trusted pickle may name classes of modules in the current directory.
+        sys.path.insert(0, os.getcwd())
     try:
         return int(args.run(args))
     except (CommandError, StoreError, ValueError, ImportError, OSError, RuntimeError) as exc:
-        print(f"crewtrain-nb {args.command}: error: {exc}", file=sys.stderr)
+        print(f"crewtrain-nb {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"crewtrain-nb {args.command}: interrupted", file=sys.stderr)

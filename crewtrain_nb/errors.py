@@ -17,6 +17,7 @@ __all__ = [
     "StoreFormatError",
     "StoreKeyError",
     "StoreLockTimeout",
+    "StoreNotFoundError",
     "StoreVersionError",
     "StoreWriteError",
     "UnsafePickleError",
@@ -60,6 +61,10 @@ class UnsafePickleError(StoreError):
     def __init__(self, message: str, *, path: str | None = None, global_name: str = "") -> None:
         super().__init__(message, path=path)
         self.global_name = global_name
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """A view was given a store file (or a handler of one) that does not exist (yet)."""
 
 
 class StoreLockTimeout(StoreError, TimeoutError):

@@ -27,26 +27,26 @@ Version 2 added ``"object"``; files of version 1 still import.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime
 import decimal
 import functools
+import io
 import json
 import math
 import os
 import sys
-import tempfile
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from .frames import Layout, OpaqueObject, open_store, to_frame
+from .store import SHARED_MODE, atomic_file
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -81,20 +81,6 @@ def _target(path: Any, argument: str = "path") -> Path:
     if not target.parent.is_dir():
         raise FileNotFoundError(f"{target.parent}: no such directory; create it before exporting to {target.name}")
     return target
-
-
-@contextlib.contextmanager
-def _replacing(target: Path, mode: str, **options: Any) -> Iterator[IO[Any]]:
-    """A file that becomes ``target`` only when the block ends without error."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with open(fd, mode, **options) as file:
-            yield file
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def _in_notebook() -> bool:
@@ -215,7 +201,7 @@ def export_csv(
     chunk = _check_chunk(chunk_rows)
     target = _target(path)
     frame = to_frame(source, layout=layout, sep=sep, arrays="keep")
-    with _replacing(target, "w", encoding="utf-8", newline="") as file:
+    with atomic_file(target, mode=SHARED_MODE) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as file:
         if not len(frame):
             frame.to_csv(file, index=False, lineterminator="\n")
         with _bar(len(frame), chunk, progress, f"CSV {target.name}", "rows") as bar:
@@ -411,7 +397,8 @@ def export_json(
     header = {"format": JSON_FORMAT, "version": JSON_VERSION, "kind": store.kind}
     where = f"{store.path}: " if store.path else ""
     with (
-        _replacing(target, "w", encoding="utf-8") as file,
+        atomic_file(target, mode=SHARED_MODE) as raw,
+        io.TextIOWrapper(raw, encoding="utf-8") as file,
         _bar(total, chunk, progress, f"JSON {target.name}", "records") as bar,
     ):
         file.write(_dumps(header)[:-1] + ', "data": {')
@@ -583,7 +570,7 @@ def export_parquet(
     chunk = _check_chunk(chunk_rows)
     target = _target(path)
     table = _arrow_table(to_frame(source, layout=layout, sep=sep, arrays="keep"), pa)
-    with _replacing(target, "wb") as file:
+    with atomic_file(target, mode=SHARED_MODE) as file:
         writer = pq.ParquetWriter(file, table.schema)
         try:
             if not table.num_rows:

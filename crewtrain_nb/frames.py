@@ -35,7 +35,7 @@ import pandas as pd
 
 from .crewai import FEEDBACK_KEYS, TRAINED_KEYS, assign_roles, feedback_status, role_label, similarity, text_of
 from .errors import StoreFormatError
-from .store import OpaqueObject, open_source
+from .store import MAX_ITERATION, OpaqueObject, open_source, record_roles, resolve_agents
 
 __all__ = [
     "OpenStore",
@@ -196,11 +196,12 @@ def _classify(data: Any, path: str | None) -> StoreKind:
     return kind
 
 
-def open_store(source: Any, *, agents: str | Iterable[str] | None = None) -> OpenStore:
+def open_store(source: Any, *, agents: str | Iterable[str] | None = None, trusted: bool = False) -> OpenStore:
     """Open a source and check its shape once (for modules that read a store, e.g. the exports).
 
     With ``agents``, a SQLite store reads only those agents (through the
     handler's lazy access); other sources are read whole and selected from later.
+    ``trusted`` opens a path with the full unpickler (only for files you trust).
 
     Raises
     ------
@@ -212,7 +213,7 @@ def open_store(source: Any, *, agents: str | Iterable[str] | None = None) -> Ope
         raise StoreFormatError(
             f"source is a {type(source).__name__}, not a store; expected a handler, a store path, or {_STORE_SHAPES}"
         )
-    data, path = open_source(source, agents=agents)
+    data, path = open_source(source, agents=agents, trusted=trusted)
     return OpenStore(data, path, _classify(data, path))
 
 
@@ -238,6 +239,8 @@ class _Rows:
     counts: np.ndarray
     iterations: np.ndarray | None  # None for a trained-agents store
     items: list[Any]
+    #: ``{name the caller gave: the agent it resolved to}`` (empty when all agents are read).
+    given: dict[str, str] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -249,31 +252,32 @@ class _Rows:
         return np.repeat(np.arange(len(self.names), dtype=dtype), self.counts)
 
 
-def _select(store: OpenStore, agents: str | Iterable[str] | None) -> list[tuple[str, Any]]:
-    """``(name, key)`` of the agents to show, in store order.
+def _select(store: OpenStore, agents: str | Iterable[str] | None) -> tuple[list[tuple[str, Any]], dict[str, str]]:
+    """``(name, key)`` of the agents to show, in store order, and ``{name given: agent}``.
 
     Store order is the order agents appear in the file (CrewAI's task order; a
     loaded dict's insertion order), whatever order ``agents`` names them in.
+    Each name is resolved as everywhere (an exact id, a role, a unique id prefix).
     """
     named = {str(key): key for key in store.data}
-    if agents is None:
-        return list(named.items())
-    wanted = [agents] if isinstance(agents, str) else list(agents)
-    missing = [name for name in wanted if name not in named]
-    if missing:
-        known = ", ".join(repr(name) for name in list(named)[:5]) or "none"
-        more = " ..." if len(named) > 5 else ""
-        raise ValueError(f"agents: no agent {missing[0]!r} in the store; its agents are {known}{more}")
-    chosen = set(wanted)
-    return [(name, key) for name, key in named.items() if name in chosen]
+    given = resolve_agents(
+        list(named),
+        agents,
+        roles=lambda: {str(key): role for key, role in record_roles(store.data).items()},
+        path=store.path,
+    )
+    if given is None:
+        return list(named.items()), {}
+    chosen = set(given.values())
+    return [(name, key) for name, key in named.items() if name in chosen], given
 
 
 def _collect(store: OpenStore, agents: str | Iterable[str] | None) -> _Rows:
-    chosen = _select(store, agents)
+    chosen, given = _select(store, agents)
     names = [name for name, _ in chosen]
     if store.kind == "trained_agents":
         items = [store.data[key] for _, key in chosen]
-        return _Rows(names, np.ones(len(names), dtype=np.int64), None, items)
+        return _Rows(names, np.ones(len(names), dtype=np.int64), None, items, given)
     items: list[Any] = []
     iterations: list[Any] = []
     counts = np.zeros(len(names), dtype=np.int64)
@@ -288,7 +292,25 @@ def _collect(store: OpenStore, agents: str | Iterable[str] | None) -> _Rows:
             items.extend(map(entry.__getitem__, steps))
         iterations.extend(steps)
         counts[index] = len(steps)
-    return _Rows(names, counts, np.fromiter(iterations, dtype=np.int64, count=len(iterations)), items)
+    try:
+        steps_array = np.fromiter(iterations, dtype=np.int64, count=len(iterations))
+    except OverflowError:
+        raise _beyond_int64(store, chosen) from None
+    return _Rows(names, counts, steps_array, items, given)
+
+
+def _beyond_int64(store: OpenStore, chosen: list[tuple[str, Any]]) -> StoreFormatError:
+    """The error for an iteration key no int64 holds (a foreign writer's; ``append`` refuses them)."""
+    for name, key in chosen:
+        for step in store.data[key]:
+            if not -(2**63) <= step <= MAX_ITERATION:
+                return _fail(
+                    store.path,
+                    f"agent {name!r}, iteration {step}: the key is beyond what an int64 holds "
+                    "(iterations are numbered from 0; crewtrain_nb's append refuses such keys). "
+                    "Remove or renumber that record (load, edit, save) to read the store.",
+                )
+    return _fail(store.path, "an iteration key is beyond what an int64 holds")  # pragma: no cover
 
 
 # -- flattening -------------------------------------------------------------------
@@ -640,7 +662,10 @@ def _long(rows: _Rows, columns: list[tuple[str, list[_Chunk]]]) -> pd.DataFrame:
 
 
 def _facts(store: OpenStore, rows: _Rows, **more: Any) -> dict[str, Any]:
-    return {"source": store.path, "kind": store.kind, "agents": len(rows.names), "records": rows.n, **more}
+    facts = {"source": store.path, "kind": store.kind, "agents": len(rows.names), "records": rows.n, **more}
+    if rows.given:
+        facts["named"] = dict(rows.given)  # what each name given as agents= meant (id, role or id prefix)
+    return facts
 
 
 def to_frame(
@@ -651,6 +676,7 @@ def to_frame(
     arrays: Arrays = "keep",
     agents: str | Iterable[str] | None = None,
     trained: Any = None,
+    trusted: bool = False,
 ) -> pd.DataFrame:
     """The records of a store as a DataFrame.
 
@@ -674,7 +700,12 @@ def to_frame(
         column), ``"drop"``, or ``"summary"`` (``<key>.len`` for every array and
         ``<key>.mean``, ``.min``, ``.max`` for numeric ones, NaN otherwise).
     agents
-        Only these agents (one name or several); all by default.
+        Only these agents (one name or several); all by default. A name is an
+        agent id, else a role (CrewAI 0.86 records carry ``agent_role``), else a
+        unique prefix of an id; ``attrs["named"]`` says which id each name meant.
+    trusted
+        A path is opened with the full unpickler, which imports the classes
+        the file names: only for files you trust (pickles can run code).
     trained
         The run's ``trained_agents_data.pkl`` (a path, a handler or its dict): adds ``role`` and
         ``label`` columns after ``iteration``. ``role``: recorded (the sidecar), stored (CrewAI 0.86
@@ -714,7 +745,7 @@ def to_frame(
     _check_choice("layout", layout, _LAYOUTS)
     _check_choice("arrays", arrays, _ARRAYS)
     _check_sep(sep)
-    store = open_store(source, agents=agents)
+    store = open_store(source, agents=agents, trusted=trusted)
     if trained is None:
         return _frame(store, layout=layout, sep=sep, arrays=arrays, agents=agents, reserved=frozenset())
     frame = _frame(store, layout=layout, sep=sep, arrays=arrays, agents=agents, reserved=_ROLE_COLUMNS)
@@ -772,7 +803,7 @@ def _frame(
     return frame
 
 
-def store_kind(source: Any) -> StoreKind:
+def store_kind(source: Any, *, trusted: bool = False) -> StoreKind:
     """What kind of store ``source`` is.
 
     Returns
@@ -793,7 +824,7 @@ def store_kind(source: Any) -> StoreKind:
     >>> store_kind(make_training_data()), store_kind(make_trained_agents_data()), store_kind({})
     ('iterations', 'trained_agents', 'empty')
     """
-    return open_store(source).kind
+    return open_store(source, trusted=trusted).kind
 
 
 _METRIC_COLUMNS = {"agent": _string_dtype(), "iteration": np.int64, "metric": _string_dtype(), "value": np.float64}
@@ -805,6 +836,7 @@ def metrics_frame(
     sep: str = ".",
     arrays: Literal["drop", "summary"] = "drop",
     agents: str | Iterable[str] | None = None,
+    trusted: bool = False,
 ) -> pd.DataFrame:
     """Tidy numeric data for plotting: one row per numeric leaf of every record.
 
@@ -818,7 +850,10 @@ def metrics_frame(
         ``"drop"`` ignores list/array leaves; ``"summary"`` adds their
         ``<key>.len``, ``.mean``, ``.min``, ``.max``.
     agents
-        Only these agents; all by default.
+        Only these agents (an id, a role or a unique id prefix each); all by default.
+    trusted
+        A path is opened with the full unpickler, which imports the classes
+        the file names: only for files you trust (pickles can run code).
 
     Returns
     -------
@@ -841,7 +876,7 @@ def metrics_frame(
     """
     _check_choice("arrays", arrays, ("drop", "summary"))
     _check_sep(sep)
-    store = open_store(source, agents=agents)
+    store = open_store(source, agents=agents, trusted=trusted)
     if store.kind == "trained_agents":
         raise ValueError(
             _where(store.path) + "metrics_frame needs an iterations store ({agent: {iteration: record}}); "
@@ -934,7 +969,9 @@ _FEEDBACK_COLUMNS = {
 }
 
 
-def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None, trained: Any = None) -> pd.DataFrame:
+def feedback_frame(
+    source: Any, *, agents: str | Iterable[str] | None = None, trained: Any = None, trusted: bool = False
+) -> pd.DataFrame:
     """One row per ``training_data.pkl`` record: the texts, a status, their sizes and a similarity.
 
     Parameters
@@ -942,7 +979,10 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None, tr
     source
         A handler, a path of a store file, or the store's dict.
     agents
-        Only these agents; all by default.
+        Only these agents (an id, a role or a unique id prefix each); all by default.
+    trusted
+        A path is opened with the full unpickler, which imports the classes
+        the file names: only for files you trust (pickles can run code).
     trained
         The run's ``trained_agents_data.pkl`` (a path, a handler or its dict): adds ``role`` and
         ``label`` columns after ``iteration``, as :func:`to_frame` does.
@@ -966,7 +1006,7 @@ def feedback_frame(source: Any, *, agents: str | Iterable[str] | None = None, tr
     >>> frame[["status", "initial_chars", "similarity"]].values.tolist()
     [['no_improved_output', 3, nan]]
     """
-    store = open_store(source, agents=agents)
+    store = open_store(source, agents=agents, trusted=trusted)
     if store.kind == "trained_agents":
         raise ValueError(
             _where(store.path) + "feedback_frame needs a training_data.pkl-shaped store; "
@@ -1018,8 +1058,16 @@ def _suggestions(value: Any) -> list[Any]:
     return [_copy_leaf(value)]
 
 
-def trained_agents_frame(source: Any) -> pd.DataFrame:
+def trained_agents_frame(source: Any, *, trusted: bool = False) -> pd.DataFrame:
     """One row per role of a ``trained_agents_data.pkl``-shaped store.
+
+    Parameters
+    ----------
+    source
+        A handler, a path of a store file, or the store's dict.
+    trusted
+        A path is opened with the full unpickler, which imports the classes
+        the file names: only for files you trust (pickles can run code).
 
     Returns
     -------
@@ -1042,7 +1090,7 @@ def trained_agents_frame(source: Any) -> pd.DataFrame:
     >>> bool((frame.n_suggestions == frame.suggestions.map(len)).all())
     True
     """
-    store = open_store(source)
+    store = open_store(source, trusted=trusted)
     if store.kind == "iterations":
         raise ValueError(
             _where(store.path) + "trained_agents_frame needs a trained_agents_data.pkl-shaped store "
@@ -1076,6 +1124,7 @@ def runs_frame(
     *,
     sep: str = ".",
     arrays: Arrays = "keep",
+    trusted: bool = False,
 ) -> pd.DataFrame:
     """The wide frames of several stores, one after another, with a leading ``run`` column.
 
@@ -1083,7 +1132,7 @@ def runs_frame(
     ----------
     runs
         ``{"run name": source, ...}``; each source as for :func:`to_frame`.
-    sep, arrays
+    sep, arrays, trusted
         As for :func:`to_frame`.
 
     Returns
@@ -1116,7 +1165,7 @@ def runs_frame(
     facts: dict[str, Any] = {}
     kinds: dict[str, str] = {}
     for name, source in runs.items():
-        store = open_store(source)
+        store = open_store(source, trusted=trusted)
         frame = _frame(store, layout="wide", sep=sep, arrays=arrays, agents=None, reserved=frozenset({"run"}))
         facts[str(name)] = frame.attrs
         if store.kind != "empty":

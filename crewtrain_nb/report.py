@@ -33,7 +33,7 @@ from .frames import feedback_frame, metrics_frame, store_kind, trained_agents_fr
 from .navigation import agent_label, agent_role, curve_frame
 from .plots import plot_feedback, plot_metrics, plot_quality
 from .render import message_html, record_html, trained_html
-from .store import open_source
+from .store import SHARED_MODE, atomic_file, open_source
 
 __all__ = ["Report", "ReportSummary", "build_report", "render_report_html", "summarize_report", "write_report"]
 
@@ -325,9 +325,16 @@ class Report:
         return self._html
 
     def write_html(self, path: str | os.PathLike[str]) -> Path:
-        """Write the document (UTF-8) and return its path."""
+        """Write the document (UTF-8) and return its path.
+
+        The file is replaced atomically (a failed write leaves the old one); a
+        new file gets the user's usual permissions (the umask applies), an
+        existing one keeps its own.
+        """
         target = Path(path)
-        target.write_text(self.html(), encoding="utf-8")
+        payload = self.html().encode("utf-8")
+        with atomic_file(target, mode=SHARED_MODE) as file:
+            file.write(payload)
         return target
 
     def _repr_html_(self) -> str:

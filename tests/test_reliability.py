@@ -197,7 +197,7 @@ def test_a_read_only_file_system_is_a_clear_error(pickle_store: Any, monkeypatch
     filled_store = pickle_store
     path = Path(filled_store.file_path)
     before = path.read_bytes()
-    monkeypatch.setattr(_atomic.tempfile, "mkstemp", fail_with(errno.EROFS))
+    monkeypatch.setattr(_atomic, "_open_temp", fail_with(errno.EROFS))
     with pytest.raises(StoreWriteError, match="Read-only file system") as caught:
         filled_store.append(1, "a", {})
     assert str(path) in str(caught.value)

@@ -7,9 +7,11 @@ backend (constant-cost appends, lazy reads).
 
 from __future__ import annotations
 
-from ._atomic import write_file
+from ._agents import agent_names_argument, record_roles, resolve_agent, resolve_agents
+from ._atomic import PRIVATE_MODE, SHARED_MODE, atomic_file, write_file
 from ._audit import AuditReport, verify_audit
 from ._backups import StoreVersion
+from ._checks import MAX_ITERATION
 from ._convert import convert
 from ._journal import FeedbackJournal, JournalContents, read_journal
 from ._lazy import StoreStats
@@ -24,8 +26,11 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "AuditReport",
     "DEFAULT_LOCK_TIMEOUT",
+    "MAX_ITERATION",
     "RUNS_FOLDER",
     "PICKLE_PROTOCOL",
+    "PRIVATE_MODE",
+    "SHARED_MODE",
     "SQLITE_SUFFIXES",
     "CrewTrainingHandler",
     "FeedbackJournal",
@@ -39,12 +44,17 @@ __all__ = [
     "Source",
     "StoreStats",
     "StoreVersion",
+    "agent_names_argument",
     "as_handler",
+    "atomic_file",
     "convert",
     "dumps",
     "open_source",
     "open_view",
     "read_journal",
+    "record_roles",
+    "resolve_agent",
+    "resolve_agents",
     "safe_loads",
     "utc_now",
     "verify_audit",

@@ -11,13 +11,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
-import tempfile
 import warnings
+from collections.abc import Iterator
+from typing import BinaryIO
 
-__all__ = ["fsync_directory", "sweep_stale_temps", "temp_prefix", "write_atomic", "write_file"]
+__all__ = [
+    "PRIVATE_MODE",
+    "SHARED_MODE",
+    "atomic_file",
+    "fsync_directory",
+    "sweep_stale_temps",
+    "temp_prefix",
+    "write_atomic",
+    "write_file",
+]
 
 TEMP_SUFFIX = ".tmp"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def temp_prefix(path: str) -> str:
@@ -34,11 +46,68 @@ def fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str, payload: bytes) -> tuple[int, os.stat_result]:
+#: Permission bits of a new store, lock, version or audit log: its owner's only.
+PRIVATE_MODE = 0o600
+#: Permission bits asked for a new export or report, as ``open()`` asks: the umask then applies.
+SHARED_MODE = 0o666
+
+
+def _open_temp(path: str, mode: int) -> tuple[int, str]:
+    """A new temporary file beside ``path``: its descriptor and name."""
+    while True:
+        temp_path = os.path.join(os.path.dirname(path), f"{temp_prefix(path)}{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        try:
+            # The umask applies to ``mode``, as for any new file; O_EXCL never reuses a name.
+            return os.open(temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode), temp_path
+        except FileExistsError:
+            continue
+
+
+class _Replacement:
+    """A temporary file beside ``path`` that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`abort`."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        self.path = path
+        self.directory = os.path.dirname(path)
+        try:
+            old_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            old_mode = None
+        self.fd, self.temp_path = _open_temp(path, mode)
+        try:
+            if old_mode is not None:
+                os.fchmod(self.fd, old_mode)  # an existing file keeps its permission bits
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self) -> None:
+        os.fsync(self.fd)
+        os.replace(self.temp_path, self.path)
+        try:
+            fsync_directory(self.directory)
+        except OSError as exc:
+            # The new file is already in place and complete; only the durability
+            # of the rename across a power cut is in doubt.
+            warnings.warn(
+                f"{self.path}: saved, but the directory could not be synced ({exc}); the change "
+                "may not survive a power failure.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp_path)
+
+
+def write_atomic(path: str, payload: bytes, *, mode: int = PRIVATE_MODE) -> tuple[int, os.stat_result]:
     """Replace ``path`` with ``payload`` atomically and durably.
 
-    A new file is created readable by its owner only (``0600``); an existing
-    file keeps its permission bits.
+    An existing file keeps its permission bits; a new one gets ``mode`` less
+    the umask (:data:`PRIVATE_MODE`, owner only, for stores).
 
     Parameters
     ----------
@@ -46,6 +115,8 @@ def write_atomic(path: str, payload: bytes) -> tuple[int, os.stat_result]:
         Absolute path of the file to replace.
     payload
         The complete new content.
+    mode
+        Permission bits of a new file (the umask applies, as with ``open``).
 
     Returns
     -------
@@ -60,38 +131,36 @@ def write_atomic(path: str, payload: bytes) -> tuple[int, os.stat_result]:
         Anything the file system reports before the rename. The old file is
         then unchanged and the temporary file is removed.
     """
-    directory = os.path.dirname(path)
+    replacement = _Replacement(path, mode)
     try:
-        old_mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        old_mode = None
-    fd, temp_path = tempfile.mkstemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=directory)
-    try:
-        if old_mode is not None:
-            os.fchmod(fd, old_mode)
         view = memoryview(payload)
         while view:
-            written = os.write(fd, view)
+            written = os.write(replacement.fd, view)
             view = view[written:]
-        os.fsync(fd)
-        os.replace(temp_path, path)
+        replacement.commit()
     except BaseException:
-        os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_path)
+        replacement.abort()
         raise
+    return replacement.fd, os.fstat(replacement.fd)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], *, mode: int = PRIVATE_MODE) -> Iterator[BinaryIO]:
+    """A binary file to stream into that replaces ``path`` (as :func:`write_atomic`) when the block ends.
+
+    If the block raises, ``path`` is unchanged and the temporary file removed.
+    Exports and reports pass :data:`SHARED_MODE`: a new file then gets the
+    permissions any file the user creates gets.
+    """
+    replacement = _Replacement(os.path.abspath(os.fspath(path)), mode)
     try:
-        fsync_directory(directory)
-    except OSError as exc:
-        # The new file is already in place and complete; only the durability
-        # of the rename across a power cut is in doubt.
-        warnings.warn(
-            f"{path}: saved, but the directory could not be synced ({exc}); the change "
-            "may not survive a power failure.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    return fd, os.fstat(fd)
+        with open(replacement.fd, "wb", closefd=False) as file:
+            yield file
+        replacement.commit()
+    except BaseException:
+        replacement.abort()
+        raise
+    os.close(replacement.fd)
 
 
 def sweep_stale_temps(path: str) -> int:

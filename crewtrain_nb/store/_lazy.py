@@ -18,11 +18,12 @@ from __future__ import annotations
 import datetime
 import numbers
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StoreFormatError
+from ._checks import check_agent_id
 from ._copy import copy_plain
 
 __all__ = ["LazyAccess", "StoreStats", "is_iteration_entry"]
@@ -60,8 +61,17 @@ class MissingKeyError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def unknown_agent_message(name: Any, known: Iterable[Any], *, path: str | None = None, total: int | None = None) -> str:
+    """The one message for a name that is no agent of the store (views, browser, CLI, handlers), listing its ids."""
+    if total is None and isinstance(known, Sized):
+        total = len(known)
+    has = describe(known, total)
+    where = path or "the store"
+    return f"no agent {name!r} in {where}; " + ("it has no agents" if has == "none" else f"its agents are {has}")
+
+
 def unknown_agent(path: str, agent: Any, agents: Iterable[Any], total: int) -> KeyError:
-    return MissingKeyError(f"{path}: no agent {agent!r}; the store has {describe(agents, total)}")
+    return MissingKeyError(unknown_agent_message(agent, agents, path=path, total=total))
 
 
 def unknown_iteration(path: str, agent: Any, iteration: Any, iterations: Iterable[Any], total: int) -> KeyError:
@@ -81,9 +91,7 @@ def not_iterations(path: str, agent: Any, entry: Any) -> StoreFormatError:
 
 def check_agent_key(agent_id: object) -> str:
     """The same check (and message) as writes use: a non-empty ``str``."""
-    from .handler import _check_agent_id  # handler imports this module
-
-    return _check_agent_id(agent_id)
+    return check_agent_id(agent_id)
 
 
 def check_iteration_key(iteration: object) -> int:

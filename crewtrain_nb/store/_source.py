@@ -8,13 +8,13 @@ from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import StoreError, StoreFormatError
-from ._lazy import describe
+from ..errors import StoreFormatError, StoreNotFoundError
+from ._agents import resolve_agents
 from ._remote import is_url, local_path_of, url_exists
 from ._sqlite import SQLiteHandler
 from .handler import CrewTrainingHandler, PickleHandler
 
-__all__ = ["LazyEntry", "LazyStore", "Source", "as_handler", "open_source", "open_view"]
+__all__ = ["LazyEntry", "LazyStore", "Source", "as_handler", "missing_store", "open_source", "open_view"]
 
 #: What every frames/plots/browser function accepts as its data source.
 Source = PickleHandler | str | os.PathLike | Mapping
@@ -44,13 +44,16 @@ def open_source(
 
     Raises
     ------
-    StoreError
-        A path that does not exist (with what to check).
+    StoreNotFoundError
+        A path, or a handler's file, that does not exist (with what to check).
     ValueError
         ``agents`` names an agent a SQLite store does not have (listing those it has).
     TypeError
         Anything else.
     """
+    if isinstance(source, PickleHandler) and not source.exists():
+        # load() gives {} here, as CrewAI's handler does; a view says what is wrong instead of "empty".
+        raise missing_store(source.file_path)
     if isinstance(source, SQLiteHandler) and agents is not None:
         return _read_agents(source, agents), source.file_path
     if isinstance(source, PickleHandler):
@@ -58,11 +61,7 @@ def open_source(
     if isinstance(source, (str, os.PathLike)):
         path = _path_or_url(source)
         if not _exists(path):
-            raise StoreError(
-                f"{path}: no such store file; check the path (CrewAI writes training_data.pkl "
-                "and trained_agents_data.pkl in the directory where `crewai train` ran).",
-                path=path,
-            )
+            raise missing_store(path)
         handler = CrewTrainingHandler(path, trusted=trusted, add_suffix=False)
         try:
             return open_source(handler, agents=agents)[0], path
@@ -80,14 +79,21 @@ def as_handler(source: Any, *, trusted: bool = False) -> Any:
     """A long-lived reader for ``source``: the handler itself, a handler for a path, or the mapping as is.
 
     Keep the result and pass it to :func:`open_source` again to re-read cheaply:
-    a handler returns the very same object while its file is unchanged.
+    a handler returns the very same object while its file is unchanged. A path
+    need not exist yet: :func:`open_source` says so until it does.
     """
     if isinstance(source, (str, os.PathLike)):
-        path = _path_or_url(source)
-        if not _exists(path):
-            open_source(path)  # raises the "no such store file" error
-        return CrewTrainingHandler(path, trusted=trusted, add_suffix=False)
+        return CrewTrainingHandler(_path_or_url(source), trusted=trusted, add_suffix=False)
     return source
+
+
+def missing_store(path: str) -> StoreNotFoundError:
+    """The error for a store file that does not exist."""
+    return StoreNotFoundError(
+        f"no such file: {path}; check the path (CrewAI writes training_data.pkl and trained_agents_data.pkl "
+        "in the directory where `crewai train` ran).",
+        path=path,
+    )
 
 
 def _path_or_url(source: str | os.PathLike[str]) -> str:
@@ -102,19 +108,28 @@ def _exists(path: str) -> bool:
 
 
 def _read_agents(handler: SQLiteHandler, agents: str | Iterable[str]) -> dict[Any, Any]:
-    wanted = [agents] if isinstance(agents, str) else list(agents)
-    chosen: dict[Any, Any] = {}
-    for name in dict.fromkeys(wanted):
+    """The named agents' entries only, each name resolved (id, role, id prefix) as everywhere.
+
+    In store order, as a whole store reads, whatever order ``agents`` names them in.
+    """
+    known = handler.agents()
+    chosen = resolve_agents(known, agents, roles=lambda: _sqlite_roles(handler, known), path=handler.file_path)
+    wanted = set((chosen or {}).values())
+    return {agent: handler.entry(agent) for agent in known if agent in wanted}
+
+
+def _sqlite_roles(handler: SQLiteHandler, agents: list[Any]) -> dict[Any, str]:
+    """``{agent: agent_role}`` from each agent's first record (one small read per agent)."""
+    roles: dict[Any, str] = {}
+    for agent in agents:
         try:
-            chosen[name] = handler.entry(name)
-        except KeyError:
-            known = sorted(map(str, handler.agents()))
-            raise ValueError(
-                f"agents: no agent {name!r} in the store; its agents are {describe(known, len(known))}"
-            ) from None
-    # In store order, as a whole store reads, whatever order ``agents`` names them in.
-    order = {name: position for position, name in enumerate(handler.agents())}
-    return dict(sorted(chosen.items(), key=lambda item: order[item[0]]))
+            steps = handler.iterations(agent)
+        except StoreFormatError:  # a trained agent: keyed by its role already
+            continue
+        record = handler.get(agent, steps[0]) if steps else None
+        if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
+            roles[agent] = record["agent_role"]
+    return roles
 
 
 class LazyEntry(Mapping):
@@ -217,6 +232,8 @@ def open_view(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
     handler's snapshot comes back as a read-only mapping, new after every write
     (also by that same handler). Other sources: as :func:`open_source`.
     """
+    if isinstance(source, PickleHandler) and not source.exists():
+        raise missing_store(source.file_path)
     if isinstance(source, PickleHandler) and not isinstance(source, SQLiteHandler):
         return _pickle_view(source), source.file_path
     if not isinstance(source, SQLiteHandler):

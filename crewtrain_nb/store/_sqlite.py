@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptStoreError, StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
+from ._checks import check_agent_id, check_file_name, check_iteration, check_lock_timeout, check_writable
 from ._copy import copy_plain
 from ._lazy import (
     StoreStats,
@@ -51,15 +52,7 @@ from ._lazy import (
 from ._placeholders import dumps
 from ._remote import is_url, local_path_of
 from ._unpickle import allowed_class_map, safe_loads, trusted_loads
-from .handler import (
-    DEFAULT_LOCK_TIMEOUT,
-    PICKLE_PROTOCOL,
-    CrewTrainingHandler,
-    _check_agent_id,
-    _check_file_name,
-    _check_iteration,
-    _check_lock_timeout,
-)
+from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler
 
 __all__ = ["SQLITE_SUFFIXES", "SQLiteHandler"]
 
@@ -249,7 +242,7 @@ class SQLiteHandler(CrewTrainingHandler):
         audit: bool = False,
         allowed_classes: Any = None,
     ) -> None:
-        name = _check_file_name(file_name, example="runs.db")
+        name = check_file_name(file_name, example="runs.db")
         # The pickle handler's file-level options do not apply to a database: refuse them rather than ignore them.
         unsupported = [
             option
@@ -273,7 +266,7 @@ class SQLiteHandler(CrewTrainingHandler):
             name = local
         if add_suffix and not name.lower().endswith(SQLITE_SUFFIXES):
             name += ".db"
-        _check_lock_timeout(lock_timeout)
+        check_lock_timeout(lock_timeout)
         self.file_path: str = os.path.abspath(os.path.join(os.getcwd(), name))
         self.trusted = bool(trusted)
         self.lock_timeout = float(lock_timeout)
@@ -352,8 +345,8 @@ class SQLiteHandler(CrewTrainingHandler):
 
         An existing record for that iteration is replaced in place, as in CrewAI.
         """
-        iteration = _check_iteration(train_iteration)
-        agent = _check_agent_id(agent_id)
+        iteration = check_iteration(train_iteration)
+        agent = check_agent_id(agent_id)
         blob = self._dumps(new_data)
         with self._transaction() as conn:
             found = conn.execute("SELECT position, value FROM agents WHERE name = ?", (agent,)).fetchone()
@@ -381,7 +374,7 @@ class SQLiteHandler(CrewTrainingHandler):
 
     def save_trained_data(self, agent_id: str, trained_data: Any) -> None:
         """Store ``trained_data`` as the entry of ``agent_id`` (replacing it, keeping its place)."""
-        agent = _check_agent_id(agent_id)
+        agent = check_agent_id(agent_id)
         name, key, value, records = self._agent_row(agent, trained_data)
         with self._transaction() as conn:
             found = conn.execute("SELECT position FROM agents WHERE name = ?", (agent,)).fetchone()
@@ -421,6 +414,11 @@ class SQLiteHandler(CrewTrainingHandler):
                 raise
             self._batch_depth = 0
             self._commit(conn)
+
+    def exists(self) -> bool:
+        """Whether the database file exists (inside :meth:`batch`: always, the batch writes it)."""
+        with self._state_lock:
+            return bool(self._batch_depth) or os.path.exists(self.file_path)
 
     def close(self) -> None:
         """Close the database connection. The handler stays usable (it reconnects)."""
@@ -850,6 +848,7 @@ class SQLiteHandler(CrewTrainingHandler):
         return True
 
     def _begin_write(self) -> sqlite3.Connection:
+        check_writable(self.file_path)
         conn = self._connect(create=True)
         held = self._connection_box[0]
         assert conn is not None and held is not None

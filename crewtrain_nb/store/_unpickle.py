@@ -964,6 +964,34 @@ def safe_loads(data: bytes, *, path: str, allowed_classes: Any = None) -> Any:
     )
 
 
+class _TrustedUnpickler(pickle.Unpickler):
+    """The full unpickler, which says which class it could not import and why."""
+
+    def __init__(self, file: io.BytesIO, *, path: str) -> None:
+        super().__init__(file)
+        self._path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except ImportError as exc:
+            package = (exc.name or module).split(".")[0]
+            raise StoreError(
+                f"{self._path}: the pickle needs {module}.{name}, but the module {exc.name or module} cannot be "
+                f"imported ({exc}). Install the package that provides {package!r} (pip install ...) into "
+                f"this environment, or run from the folder that holds {package}.py.",
+                path=self._path,
+            ) from exc
+        except AttributeError as exc:
+            where = getattr(sys.modules.get(module), "__file__", None)
+            raise StoreError(
+                f"{self._path}: the pickle needs {module}.{name}, but the module {module}"
+                f"{f' (from {where})' if where else ''} defines no {name}; install the version of "
+                f"{module.split('.')[0]!r} that wrote the file.",
+                path=self._path,
+            ) from exc
+
+
 def trusted_loads(data: bytes, *, path: str) -> Any:
     """Unpickle ``data`` with the full, unrestricted unpickler (code in it runs)."""
-    return _load(data, path, pickle.Unpickler, safe=False)
+    return _load(data, path, lambda buffer: _TrustedUnpickler(buffer, path=path), safe=False)

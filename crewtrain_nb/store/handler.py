@@ -27,6 +27,7 @@ from ..errors import (
 from ._atomic import sweep_stale_temps, write_atomic
 from ._audit import PendingAudit
 from ._backups import StoreVersion, discard_version, find_version, finish_rotation, link_current, list_versions
+from ._checks import check_agent_id, check_file_name, check_iteration, check_lock_timeout, check_writable
 from ._codec import COMPRESSED_SUFFIXES, DEFAULT_MAX_DECOMPRESSED_SIZE, StoreCodec, resolve_key
 from ._copy import copy_plain
 from ._crewai_lock import CrewAILock, CrewAILockTimeout
@@ -201,13 +202,13 @@ class PickleHandler(LazyAccess):
         crewai_lock: bool = True,
         read_retry_timeout: float = DEFAULT_READ_RETRY_TIMEOUT,
     ) -> None:
-        name = _check_file_name(file_name, example="training_data.pkl")
+        name = check_file_name(file_name, example="training_data.pkl")
         # file:// is a local path with every local guarantee; other URLs go through fsspec.
         name = local_path_of(name) or name
         remote = is_url(name)
         if add_suffix and not name.endswith(STORE_SUFFIXES):
             name += ".pkl"
-        _check_lock_timeout(lock_timeout)
+        check_lock_timeout(lock_timeout)
         if not isinstance(read_retry_timeout, numbers.Real) or not 0 <= read_retry_timeout < float("inf"):
             raise ValueError(f"read_retry_timeout must be a number of seconds >= 0, got {read_retry_timeout!r}")
         self.file_path: str = name if remote else os.path.abspath(os.path.join(os.getcwd(), name))
@@ -458,6 +459,19 @@ class PickleHandler(LazyAccess):
                 with self._describing("restore"), self._crewai_held():
                     fd, _ = self._replace_file(payload, keep_version=True, version=found.id)
                 os.close(fd)
+
+    def exists(self) -> bool:
+        """Whether the store file exists (inside :meth:`batch`: always, the batch writes it).
+
+        ``load`` returns ``{}`` for a missing file, as CrewAI's handler does;
+        views call this to say "no such file" instead of "the store is empty".
+        """
+        with self._state_lock:
+            if self._batch_depth:
+                return True
+            if self._remote is not None:
+                return self._remote.exists()
+            return os.path.exists(self.file_path)
 
     def close(self) -> None:
         """Release the descriptor held for the cache. The handler stays usable."""
@@ -715,6 +729,7 @@ class PickleHandler(LazyAccess):
         line does not match the store, which ``verify_audit`` reports).
         """
         target = self._target
+        check_writable(target)
         pending = PendingAudit.open(target) if self.audit else None
         new_version = None
         try:
@@ -791,46 +806,6 @@ def _is_sqlite_name(file_name: Any) -> bool:
     return isinstance(name, str) and name.lower().endswith(SQLITE_SUFFIXES)
 
 
-def _check_file_name(file_name: object, *, example: str) -> str:
-    name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else None
-    if not isinstance(name, str):
-        raise TypeError(f"file_name must be a str or os.PathLike of str, got {type(file_name).__name__}")
-    if not name:
-        raise ValueError(f"file_name is empty; give the store's file name, e.g. {example!r}")
-    return name
-
-
-def _check_lock_timeout(lock_timeout: object) -> None:
-    if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
-        raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
-
-
-def _check_agent_id(agent_id: object) -> str:
-    if not isinstance(agent_id, str):
-        raise TypeError(
-            f"agent_id must be a str (e.g. str(agent.id)), got {type(agent_id).__name__}: {agent_id!r}. "
-            "CrewAI's own handler would store it as given (CrewAI itself always passes str(agent.id)), but "
-            "such a key makes the file unreadable to safe loading and the frames; pass str(agent_id)."
-        )
-    if not agent_id:
-        raise ValueError("agent_id must be a non-empty str, got ''")
-    return agent_id
-
-
-def _check_iteration(train_iteration: object) -> int:
-    if type(train_iteration) is int and train_iteration >= 0:
-        return train_iteration  # the common case, checked first: append is a hot path
-    if isinstance(train_iteration, bool) or not isinstance(train_iteration, numbers.Integral):
-        raise TypeError(
-            f"train_iteration must be an int, got {type(train_iteration).__name__}: {train_iteration!r}. "
-            "CrewAI's own handler would store it as given (CrewAI itself always passes an int), but iterations "
-            "are sorted, plotted and diffed as ints; pass int(train_iteration)."
-        )
-    if train_iteration < 0:
-        raise ValueError(f"train_iteration must be >= 0, got {train_iteration}")
-    return int(train_iteration)
-
-
 class CrewTrainingHandler(PickleHandler):
     """Drop-in for CrewAI's ``CrewTrainingHandler``: ``append``, ``save_trained_data``, ``clear``.
 
@@ -852,8 +827,8 @@ class CrewTrainingHandler(PickleHandler):
         new_data
             The record; copied, so later changes by the caller are not stored.
         """
-        iteration = _check_iteration(train_iteration)
-        agent = _check_agent_id(agent_id)
+        iteration = check_iteration(train_iteration)
+        agent = check_agent_id(agent_id)
         record = copy_plain(new_data)
 
         def change(data: dict[Any, Any]) -> None:
@@ -882,7 +857,7 @@ class CrewTrainingHandler(PickleHandler):
         trained_data
             The value, e.g. ``{"suggestions": [...], "quality": 8.0, "final_summary": "..."}``.
         """
-        agent = _check_agent_id(agent_id)
+        agent = check_agent_id(agent_id)
         value = copy_plain(trained_data)
         with self._describing("save_trained_data", agent):
             self._mutate(lambda data: data.__setitem__(agent, value), agent)
