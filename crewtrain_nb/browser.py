@@ -19,10 +19,10 @@ from typing import Any
 import ipywidgets as widgets
 
 from .crewai import explain_empty_file, misplaced_files
-from .errors import CorruptStoreError
+from .errors import CorruptStoreError, StoreNotFoundError
 from .export import export_csv
 from .frames import store_kind
-from .navigation import agent_options, agent_role, curve_frame, iteration_options, step_iteration
+from .navigation import agent_options, agent_role, curve_frame, iteration_options, resolve_agent, step_iteration
 from .plots import MarkedFigure, plot_metrics
 from .render import message_html, record_html, trained_html
 from .store import as_handler, open_source, open_view
@@ -57,6 +57,8 @@ class TrainingBrowser(widgets.VBox):
     source
         A handler, a store path, or the store's dict (``training_data.pkl`` or an
         ML-style log).
+        A path that does not exist yet is shown as "no such file yet" and read
+        on :meth:`refresh` (or by ``auto_refresh``) once training writes it.
     trained
         Optional ``trained_agents_data.pkl`` source: shows quality, suggestions
         and summary for the selected agent's role.
@@ -67,6 +69,9 @@ class TrainingBrowser(widgets.VBox):
         store is re-read only when the file changed; the selection is kept.
     export_dir
         Where the export button writes CSV files.
+    trusted
+        Paths are opened with the full unpickler, which imports the classes
+        the files name: only for files you trust (pickles can run code).
     draw_in_background
         Draw an agent's curves (one full matplotlib draw, ~0.1-0.5 s) in a
         worker thread the first time the agent is shown, so the record pane and
@@ -85,6 +90,7 @@ class TrainingBrowser(widgets.VBox):
     >>> from crewtrain_nb.demo import make_metrics_data
     >>> browser = TrainingBrowser(make_metrics_data(iterations=5))
     >>> browser.select("coder", 3)
+    'coder'
     >>> browser.iteration.value
     3
     """
@@ -98,10 +104,15 @@ class TrainingBrowser(widgets.VBox):
         auto_refresh: float | None = None,
         export_dir: str | os.PathLike[str] = ".",
         draw_in_background: bool = True,
+        trusted: bool = False,
     ) -> None:
-        # Long-lived handlers: re-reading an unchanged file returns the same object.
-        self._source = as_handler(source)
-        self._trained_source = as_handler(trained) if trained is not None else None
+        # First: close() (also run by the widget's __del__ when __init__ fails) needs these two.
+        self._stop = threading.Event()
+        self._drawer: ThreadPoolExecutor | None = None
+        # Long-lived handlers: re-reading an unchanged file returns the same object. A path
+        # that does not exist yet is shown as such, and read once it appears.
+        self._source = as_handler(source, trusted=trusted)
+        self._trained_source = as_handler(trained, trusted=trusted) if trained is not None else None
         self._names = dict(agent_names or {})
         self._export_dir = Path(export_dir)
         self._data: Mapping[str, Any] = {}
@@ -110,7 +121,7 @@ class TrainingBrowser(widgets.VBox):
         # One drawn figure per agent visited: an iteration change only redraws its marker.
         self._curves: dict[str, MarkedFigure | None] = {}
         # One worker: figures are drawn in order, and never two at once on a 2-core notebook server.
-        self._drawer: ThreadPoolExecutor | None = (
+        self._drawer = (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctn-curves") if draw_in_background else None
         )
         self._drawing: dict[str, Future[None]] = {}
@@ -119,7 +130,6 @@ class TrainingBrowser(widgets.VBox):
         # (agent, filter text) -> iteration keys: sorting 5,000 keys took longer than the rest of a click.
         self._iteration_keys: dict[tuple[str, str], list[int]] = {}
         self._busy = False
-        self._stop = threading.Event()
         # auto_refresh reloads from a thread; one lock keeps it and the observers apart.
         self._lock = threading.RLock()
         self._thread: threading.Thread | None = None
@@ -201,23 +211,36 @@ class TrainingBrowser(widgets.VBox):
         """The record pane's current HTML."""
         return str(self.record.value)
 
-    def select(self, agent: str, iteration: int | None = None) -> None:
-        """Select ``agent`` and, when given, ``iteration`` (which must exist for it).
+    def select(self, agent: str, iteration: int | None = None) -> str:
+        """Select ``agent`` and, when given, ``iteration`` (which must exist for it); return the agent's full id.
+
+        ``agent`` is an id, else a role (from ``agent_names``, the records'
+        ``agent_role`` or the trained-agents file), else a unique id prefix.
 
         Raises
         ------
         ValueError
-            An unknown agent or iteration, listing the ones that exist.
+            An unknown agent or iteration, listing the ones that exist; a role
+            or prefix that names several agents, listing them.
         """
         agents = [value for _, value in self.agent.options]
-        if agent not in agents:
-            raise ValueError(f"unknown agent {agent!r}; the store has: {', '.join(map(str, agents)) or 'none'}")
+        agent = resolve_agent(
+            agents,
+            agent,
+            roles=lambda: {
+                key: role
+                for key in agents
+                if (role := agent_role(key, self._data[key], names=self._names, trained=self._trained)) is not None
+            },
+            path=getattr(self._source, "file_path", None),
+        )
         self.agent.value = agent
         if iteration is not None:
             options = self.iterations
             if iteration not in options:
                 raise ValueError(f"agent {agent!r} has no iteration {iteration!r}; it has {options}")
             self.iteration.value = iteration
+        return agent
 
     def refresh(self) -> bool:
         """Re-read the store if its file changed, keeping the selection when it still exists.
@@ -266,7 +289,10 @@ class TrainingBrowser(widgets.VBox):
 
     def _read(self) -> tuple[Any, Any]:
         data, _ = open_view(self._source)
-        trained = open_source(self._trained_source)[0] if self._trained_source is not None else None
+        try:
+            trained = open_source(self._trained_source)[0] if self._trained_source is not None else None
+        except StoreNotFoundError:  # CrewAI writes trained_agents_data.pkl when training ends
+            trained = None
         return data, trained
 
     def _load(self) -> bool:
@@ -276,6 +302,14 @@ class TrainingBrowser(widgets.VBox):
     def _load_locked(self) -> bool:
         try:
             data, trained = self._read()
+        except StoreNotFoundError as exc:  # opened before `crewai train` wrote anything: wait for the file
+            self._data, self._trained_raw, self._trained = {}, None, {}
+            self._show_nothing(
+                f"{exc.path}: no such file yet; Refresh when training has started "
+                "(CrewAI writes training_data.pkl in the directory where `crewai train` runs)."
+            )
+            self.status.value = self.record.value
+            return False
         except CorruptStoreError as exc:
             # Reads already retried for read_retry_timeout: a writer without a lock (CrewAI 0.x) is taking
             # long, or the file is damaged. The last good view and the selection stay.

@@ -187,15 +187,19 @@ def _print_trained(role: Any, entry: Any) -> None:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .crewai import FEEDBACK_KEYS, field_notes, is_feedback_record, text_of
-    from .navigation import resolve_agent
     from .render import flatten_record
+    from .store import resolve_agent, stored_roles
 
     # Lazy reads: a SQLite store fetches one record, not the whole store.
     handler = _handler(args.path, args.trusted)
     agents = handler.agents()
     if not agents:
         raise CommandError(_empty_store(args.path, handler))
-    agent = resolve_agent(agents, args.agent) if args.agent is not None else agents[0]
+    agent = (
+        resolve_agent(agents, args.agent, roles=lambda: stored_roles(handler, agents), path=handler.file_path)
+        if args.agent is not None
+        else agents[0]
+    )
     try:
         iterations = sorted(handler.iterations(agent))
     except StoreFormatError:  # a trained agent (or another value): print it whole
@@ -531,7 +535,9 @@ def _parser() -> argparse.ArgumentParser:
 
     show = command("show", _cmd_show, "print one record, readable")
     store_arguments(show)
-    show.add_argument("--agent", help="agent id, a unique prefix of it, or role key (default: the first)")
+    show.add_argument(
+        "--agent", help="an agent id, else a role, else a unique prefix of an id (default: the first); shows the id"
+    )
     show.add_argument("--iteration", type=int, help="iteration number (default: the first)")
 
     export = command("export", _cmd_export, "export to CSV, JSON or Parquet, chosen by the output's suffix")

@@ -3,7 +3,9 @@
 Every writer takes a *source* like the frames do (a handler, a store path, or
 the dict); reading goes through :func:`crewtrain_nb.store.open_source`, so safe
 loading applies. Files are written to a temporary file beside the target and
-renamed over it at the end: a failed export never leaves half a file. Large
+renamed over it at the end: a failed export never leaves half a file. A new
+export gets the permissions any new file of the user gets (the umask applies);
+a replaced one keeps its mode. Large
 stores are written in chunks with a progress bar that only shows on a terminal
 or in a notebook.
 
@@ -160,6 +162,7 @@ def export_csv(
     sep: str = ".",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
+    trusted: bool = False,
 ) -> Path:
     """Write a store as CSV: UTF-8, a header row, no index.
 
@@ -168,7 +171,8 @@ def export_csv(
     source
         A handler, a store path, or the store's dict.
     path
-        The CSV file to write (replaced if it exists).
+        The CSV file to write (replaced atomically if it exists, keeping its
+        permissions; a new file gets the usual ones: the umask applies).
     layout
         ``"wide"`` (one row per record, nested keys as columns) or ``"long"``
         (``agent, iteration, key, value``), as for :func:`~crewtrain_nb.to_frame`.
@@ -179,6 +183,9 @@ def export_csv(
     progress
         Show a progress bar: ``None`` (default) when the store spans several
         chunks and stderr is a terminal or a notebook; ``True``/``False`` to force.
+    trusted
+        A path is opened with the full unpickler, which imports the classes
+        the file names: only for files you trust (pickles can run code).
 
     Returns
     -------
@@ -200,7 +207,7 @@ def export_csv(
     """
     chunk = _check_chunk(chunk_rows)
     target = _target(path)
-    frame = to_frame(source, layout=layout, sep=sep, arrays="keep")
+    frame = to_frame(source, layout=layout, sep=sep, arrays="keep", trusted=trusted)
     with atomic_file(target, mode=SHARED_MODE) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as file:
         if not len(frame):
             frame.to_csv(file, index=False, lineterminator="\n")
@@ -350,6 +357,7 @@ def export_json(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
+    trusted: bool = False,
 ) -> Path:
     """Write a store as JSON that :func:`import_json` reads back identical.
 
@@ -361,10 +369,10 @@ def export_json(
     source
         A handler, a store path, or the store's dict.
     path
-        The JSON file to write (replaced if it exists).
+        The JSON file to write (replaced as for :func:`export_csv`).
     chunk_rows
         Records per progress step.
-    progress
+    progress, trusted
         As for :func:`export_csv`.
 
     Returns
@@ -391,7 +399,7 @@ def export_json(
     """
     chunk = _check_chunk(chunk_rows)
     target = _target(path)
-    store = open_store(source)
+    store = open_store(source, trusted=trusted)
     per_agent = store.kind == "trained_agents"
     total = len(store.data) if per_agent else sum(len(entry) for entry in store.data.values())
     header = {"format": JSON_FORMAT, "version": JSON_VERSION, "kind": store.kind}
@@ -534,6 +542,7 @@ def export_parquet(
     sep: str = ".",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: bool | None = None,
+    trusted: bool = False,
 ) -> Path:
     """Write a store as Parquet (needs the optional ``parquet`` extra: pyarrow).
 
@@ -542,12 +551,12 @@ def export_parquet(
     source
         A handler, a store path, or the store's dict.
     path
-        The Parquet file to write (replaced if it exists).
+        The Parquet file to write (replaced as for :func:`export_csv`).
     layout, sep
         As for :func:`~crewtrain_nb.to_frame`.
     chunk_rows
         Rows per row group.
-    progress
+    progress, trusted
         As for :func:`export_csv`.
 
     Returns
@@ -569,7 +578,7 @@ def export_parquet(
     pa, pq = _pyarrow()
     chunk = _check_chunk(chunk_rows)
     target = _target(path)
-    table = _arrow_table(to_frame(source, layout=layout, sep=sep, arrays="keep"), pa)
+    table = _arrow_table(to_frame(source, layout=layout, sep=sep, arrays="keep", trusted=trusted), pa)
     with atomic_file(target, mode=SHARED_MODE) as file:
         writer = pq.ParquetWriter(file, table.schema)
         try:

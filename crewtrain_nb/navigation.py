@@ -16,6 +16,7 @@ import pandas as pd
 
 from .crewai import agent_roles, is_feedback_record
 from .frames import feedback_frame, metrics_frame
+from .store import resolve_agent
 
 __all__ = [
     "FEEDBACK_CURVES",
@@ -25,7 +26,7 @@ __all__ = [
     "curve_frame",
     "iteration_options",
     "record_matches",
-    "resolve_agent",
+    "resolve_agent",  # the one resolution (id, role, id prefix), from the store package
     "short_id",
     "step_iteration",
 ]
@@ -85,33 +86,6 @@ def agent_label(agent: str, role: str | None) -> str:
     if role is None or role == agent:
         return agent
     return f"{role} · {short_id(agent)}"
-
-
-def resolve_agent(agents: Sequence[Any], text: str) -> Any:
-    """The agent ``text`` names: an exact key, else the one key that starts with it.
-
-    CrewAI's agent ids are uuids; the browser and the report show their first
-    eight characters, so that short id is enough to name an agent.
-
-    Raises
-    ------
-    ValueError
-        No key matches, or the prefix matches several; the message lists them.
-
-    Examples
-    --------
-    >>> resolve_agent(["42af9fc3-8577", "966e1277-8c17"], "42af9fc3")
-    '42af9fc3-8577'
-    """
-    if text in agents:
-        return text
-    matches = [agent for agent in agents if str(agent).startswith(text)] if text else []
-    if len(matches) == 1:
-        return matches[0]
-    listed = ", ".join(map(str, agents[:20])) + (f", ... ({len(agents)} in all)" if len(agents) > 20 else "")
-    if matches:
-        raise ValueError(f"agent {text!r} is ambiguous: it starts {len(matches)} ids; give more characters")
-    raise ValueError(f"unknown agent {text!r}; the store has: {listed}")
 
 
 def agent_options(

@@ -32,6 +32,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .frames import feedback_frame, metrics_frame, open_store, trained_agents_frame
 from .navigation import short_id
+from .store import agent_names_argument, resolve_agents
 
 __all__ = [
     "MarkedFigure",
@@ -275,7 +276,7 @@ def _new_axes(figsize: tuple[float, float]) -> NotebookAxes:
 # -- input ----------------------------------------------------------------------------------
 
 
-def _metrics_data(source: Any, agents: str | Sequence[str] | None = None) -> pd.DataFrame:
+def _metrics_data(source: Any, agents: str | Sequence[str] | None = None, *, trusted: bool = False) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         missing = [column for column in _METRIC_COLUMNS if column not in source.columns]
         if missing:
@@ -284,7 +285,7 @@ def _metrics_data(source: Any, agents: str | Sequence[str] | None = None) -> pd.
             )
         return source
     # Asking for the agents up front lets a SQLite store read only their rows.
-    return metrics_frame(source, agents=agents)
+    return metrics_frame(source, agents=agents, trusted=trusted)
 
 
 Line = tuple[np.ndarray, np.ndarray]
@@ -313,15 +314,16 @@ def _select(
     available_metrics = [str(name) for name in metric_names]
     available_agents = [str(name) for name in agent_names]
     wanted_metrics = [metrics] if isinstance(metrics, str) else list(metrics or available_metrics)
-    wanted_agents = [agents] if isinstance(agents, str) else list(agents or available_agents)
+    # The frame resolved the names given (id, role, id prefix) and says so in attrs; a DataFrame's are resolved here.
+    given = frame.attrs.get("named") or {}
+    names = agent_names_argument(agents)
+    resolved = resolve_agents(available_agents, [given.get(name, name) for name in names]) if names else None
+    wanted_agents = list(dict.fromkeys(resolved.values())) if resolved else available_agents
     unknown = [m for m in wanted_metrics if m not in available_metrics]
     if unknown:
         raise ValueError(
             f"unknown metric {', '.join(map(repr, unknown))}; the store has: {', '.join(available_metrics)}"
         )
-    unknown = [a for a in wanted_agents if a not in available_agents]
-    if unknown:
-        raise ValueError(f"unknown agent {', '.join(map(repr, unknown))}; the store has: {', '.join(available_agents)}")
     # One agent order everywhere: the store's (the frame's order of first appearance), not the order asked in.
     asked = set(wanted_agents)
     wanted_agents = [agent for agent in available_agents if agent in asked]
@@ -520,6 +522,7 @@ def plot_metric(
     best: Best = None,
     max_points: int | None = 2000,
     agent_names: Mapping[str, str] | None = None,
+    trusted: bool = False,
 ) -> Axes:
     """Draw one metric, one line per agent, on ``ax`` (a new :class:`NotebookAxes` when ``None``).
 
@@ -529,7 +532,7 @@ def plot_metric(
         A handler, store path, store dict, or a DataFrame from :func:`~crewtrain_nb.metrics_frame`.
     metric
         Metric name (nested keys joined with ``"."``, e.g. ``"metrics.f1"``).
-    ax, agents, smoothing, logy, best, max_points, agent_names
+    ax, agents, smoothing, logy, best, max_points, agent_names, trusted
         As in :func:`plot_metrics`.
 
     Returns
@@ -537,7 +540,7 @@ def plot_metric(
     matplotlib.axes.Axes
     """
     ema([], smoothing)  # validates the weight before any drawing
-    lines, _, chosen_agents, available = _select(_metrics_data(source, agents), [metric], agents)
+    lines, _, chosen_agents, available = _select(_metrics_data(source, agents, trusted=trusted), [metric], agents)
     modes = _best_modes(best, [metric], available)
     if ax is None:
         ax = _new_axes((6, 3.5))
@@ -575,6 +578,7 @@ def plot_metrics(
     max_points: int | None = 2000,
     figsize: tuple[float, float] | None = None,
     agent_names: Mapping[str, str] | None = None,
+    trusted: bool = False,
 ) -> Figure:
     """Small multiples: one panel per metric, one line per agent, one shared legend.
 
@@ -585,7 +589,8 @@ def plot_metrics(
     metrics
         Metric names; all numeric metrics when ``None``.
     agents
-        Agents to draw; all when ``None``. Colours stay the same across panels.
+        Agents to draw (each an id, a role or a unique id prefix); all when
+        ``None``. Colours stay the same across panels.
     smoothing
         TensorBoard's debiased EMA weight in ``[0, 1)``; when > 0 the raw curve
         stays visible, faint, behind the smoothed one.
@@ -608,6 +613,9 @@ def plot_metrics(
     agent_names
         Legend labels by agent id, e.g. ``{uuid: "Writer"}`` (CrewAI's ids are
         uuids); agents not in it are labelled with their id.
+    trusted
+        A path is opened with the full unpickler, which imports the classes
+        the file names: only for files you trust (pickles can run code).
 
     Returns
     -------
@@ -633,7 +641,9 @@ def plot_metrics(
     ['loss', 'accuracy']
     """
     ema([], smoothing)
-    lines, chosen_metrics, chosen_agents, available = _select(_metrics_data(source, agents), metrics, agents)
+    lines, chosen_metrics, chosen_agents, available = _select(
+        _metrics_data(source, agents, trusted=trusted), metrics, agents
+    )
     modes = _best_modes(best, chosen_metrics, available)
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
@@ -742,7 +752,7 @@ class MarkedFigure:
         return buffer.getvalue()
 
 
-def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:
+def plot_quality(trained_source: Any, *, ax: Axes | None = None, trusted: bool = False) -> Axes:
     """Quality per trained agent role on a 0-10 scale, sorted, values labelled.
 
     Parameters
@@ -751,8 +761,10 @@ def plot_quality(trained_source: Any, *, ax: Axes | None = None) -> Axes:
         A ``trained_agents_data.pkl`` handler, path or dict.
     ax
         Where to draw; a new :class:`NotebookAxes` (shown in Jupyter as its figure) when ``None``.
+    trusted
+        As in :func:`plot_metrics`.
     """
-    store = open_store(trained_source)
+    store = open_store(trained_source, trusted=trusted)
     if store.kind == "iterations":
         raise ValueError(
             f"{store.path or 'the source'}: plot_quality needs a trained_agents_data.pkl-shaped store; this one holds "
@@ -806,7 +818,9 @@ def _fit(text: str, width: float, size: float) -> str:
     return cut(low)
 
 
-def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None = None) -> Figure:
+def plot_feedback(
+    training_source: Any, *, agent_names: Mapping[str, str] | None = None, trusted: bool = False
+) -> Figure:
     """Per agent and iteration: length of the initial vs improved output, and their similarity.
 
     Iterations without an improved output are marked with a red ``x`` on the
@@ -821,6 +835,8 @@ def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None
         Row headings by agent id, e.g. ``{uuid: "Writer · 42af9fc3"}``; agents not
         in it are headed with their short id (a uuid's first 8 characters, as in
         the browser). A heading too long for the figure loses its middle to "…".
+    trusted
+        As in :func:`plot_metrics`.
 
     Returns
     -------
@@ -828,7 +844,7 @@ def plot_feedback(training_source: Any, *, agent_names: Mapping[str, str] | None
         One row per agent, in store order (a subfigure headed with the agent):
         two panels (lengths, similarity), and one legend for all.
     """
-    store = open_store(training_source)  # opened once: the kind check and the frame read the same data
+    store = open_store(training_source, trusted=trusted)  # opened once: the kind check and the frame read the same data
     if store.kind == "trained_agents":
         raise ValueError(
             f"{store.path or 'the source'}: plot_feedback needs a training_data.pkl-shaped store; "

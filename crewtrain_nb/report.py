@@ -29,7 +29,7 @@ from .crewai import (
     is_feedback_record,
     misplaced_files,
 )
-from .frames import feedback_frame, metrics_frame, store_kind, trained_agents_frame
+from .frames import feedback_frame, metrics_frame, open_store, store_kind, trained_agents_frame
 from .navigation import agent_label, agent_role, curve_frame
 from .plots import plot_feedback, plot_metrics, plot_quality
 from .render import message_html, record_html, trained_html
@@ -124,6 +124,7 @@ def summarize_report(
     trained: Any = None,
     agent_names: Mapping[str, str] | None = None,
     title: str | None = None,
+    trusted: bool = False,
 ) -> ReportSummary:
     """Read a store (and optionally its trained-agents file) into a :class:`ReportSummary`.
 
@@ -137,6 +138,9 @@ def summarize_report(
         Optional ``{agent_id: role}``.
     title
         Heading; defaults to the store's file name.
+    trusted
+        Paths are opened with the full unpickler, which imports the classes
+        the files name: only for files you trust (pickles can run code).
 
     Raises
     ------
@@ -144,14 +148,15 @@ def summarize_report(
         ``source`` is a trained-agents file, or ``trained`` holds agent ->
         iteration records (the two files swapped); the message says which is which.
     """
-    data, path = open_source(source)
+    store = open_store(source, trusted=trusted)  # checks the shape, naming the file when it is wrong
+    data, path, kind = store.data, store.path, store.kind
     trained_data: Mapping[str, Any] = {}
     trained_path = None
-    kind = store_kind(data)
     trained_kind = None
     if trained is not None:
-        trained_data, trained_path = open_source(trained)
-        trained_kind = store_kind(trained_data)
+        loaded, trained_path = open_source(trained, trusted=trusted)
+        trained_data = loaded if isinstance(loaded, Mapping) else {}
+        trained_kind = store_kind(loaded) if isinstance(loaded, Mapping) else None
     problem = misplaced_files(kind, trained_kind, source=path, trained=trained_path)
     if problem:
         raise ValueError(problem)
@@ -349,9 +354,10 @@ def build_report(
     trained: Any = None,
     agent_names: Mapping[str, str] | None = None,
     title: str | None = None,
+    trusted: bool = False,
 ) -> Report:
-    """Summarize ``source`` and return a :class:`Report`."""
-    return Report(summarize_report(source, trained=trained, agent_names=agent_names, title=title))
+    """Summarize ``source`` (as :func:`summarize_report`) and return a :class:`Report`."""
+    return Report(summarize_report(source, trained=trained, agent_names=agent_names, title=title, trusted=trusted))
 
 
 def write_report(
@@ -361,6 +367,11 @@ def write_report(
     trained: Any = None,
     agent_names: Mapping[str, str] | None = None,
     title: str | None = None,
+    trusted: bool = False,
 ) -> Path:
-    """Write the HTML report of ``source`` to ``path``; return the path."""
-    return build_report(source, trained=trained, agent_names=agent_names, title=title).write_html(path)
+    """Write the HTML report of ``source`` (as :func:`summarize_report`) to ``path``; return the path.
+
+    The file is replaced atomically; a new one gets the user's usual permissions.
+    """
+    report = build_report(source, trained=trained, agent_names=agent_names, title=title, trusted=trusted)
+    return report.write_html(path)

@@ -7,7 +7,7 @@ backend (constant-cost appends, lazy reads).
 
 from __future__ import annotations
 
-from ._agents import agent_names_argument, record_roles, resolve_agent, resolve_agents
+from ._agents import agent_names_argument, record_roles, resolve_agent, resolve_agents, stored_roles
 from ._atomic import PRIVATE_MODE, SHARED_MODE, atomic_file, write_file
 from ._audit import AuditReport, verify_audit
 from ._backups import StoreVersion
@@ -56,6 +56,7 @@ __all__ = [
     "resolve_agent",
     "resolve_agents",
     "safe_loads",
+    "stored_roles",
     "utc_now",
     "verify_audit",
     "write_file",

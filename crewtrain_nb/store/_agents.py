@@ -12,9 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import StoreFormatError
 from ._lazy import describe, unknown_agent_message
 
-__all__ = ["agent_names_argument", "record_roles", "resolve_agent", "resolve_agents", "unknown_agent_message"]
+__all__ = [
+    "agent_names_argument",
+    "record_roles",
+    "resolve_agent",
+    "resolve_agents",
+    "stored_roles",
+    "unknown_agent_message",
+]
 
 #: ``{agent id: role}``, or a function that returns it (called only when a name is not an id).
 Roles = Mapping[Any, str] | Callable[[], Mapping[Any, str]] | None
@@ -50,6 +58,20 @@ def record_roles(data: Mapping[Any, Any]) -> dict[Any, str]:
             if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
                 roles[agent] = record["agent_role"]
             break
+    return roles
+
+
+def stored_roles(handler: Any, agents: Iterable[Any]) -> dict[Any, str]:
+    """``{agent: agent_role}`` read through a handler's lazy access: one record per agent, nothing else."""
+    roles: dict[Any, str] = {}
+    for agent in agents:
+        try:
+            steps = handler.iterations(agent)
+        except StoreFormatError:  # a trained agent: keyed by its role already
+            continue
+        record = handler.get(agent, steps[0]) if steps else None
+        if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
+            roles[agent] = record["agent_role"]
     return roles
 
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import StoreFormatError, StoreNotFoundError
-from ._agents import resolve_agents
+from ._agents import resolve_agents, stored_roles
 from ._remote import is_url, local_path_of, url_exists
 from ._sqlite import SQLiteHandler
 from .handler import CrewTrainingHandler, PickleHandler
@@ -113,23 +113,9 @@ def _read_agents(handler: SQLiteHandler, agents: str | Iterable[str]) -> dict[An
     In store order, as a whole store reads, whatever order ``agents`` names them in.
     """
     known = handler.agents()
-    chosen = resolve_agents(known, agents, roles=lambda: _sqlite_roles(handler, known), path=handler.file_path)
+    chosen = resolve_agents(known, agents, roles=lambda: stored_roles(handler, known), path=handler.file_path)
     wanted = set((chosen or {}).values())
     return {agent: handler.entry(agent) for agent in known if agent in wanted}
-
-
-def _sqlite_roles(handler: SQLiteHandler, agents: list[Any]) -> dict[Any, str]:
-    """``{agent: agent_role}`` from each agent's first record (one small read per agent)."""
-    roles: dict[Any, str] = {}
-    for agent in agents:
-        try:
-            steps = handler.iterations(agent)
-        except StoreFormatError:  # a trained agent: keyed by its role already
-            continue
-        record = handler.get(agent, steps[0]) if steps else None
-        if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
-            roles[agent] = record["agent_role"]
-    return roles
 
 
 class LazyEntry(Mapping):
