@@ -158,6 +158,14 @@ def _entry_kind(agent: Any, entry: Mapping[Any, Any], path: str | None) -> Store
     """``"iterations"`` or ``"trained_agents"`` for one non-empty agent entry, else a clear error."""
     kinds = set(map(type, entry))
     if kinds <= {int} or all(_is_integer_type(kind) for kind in kinds):
+        for step in (min(entry), max(entry)):  # frames hold iterations as int64, as SQLite does
+            if not -(2**63) <= step <= MAX_ITERATION:
+                raise _fail(
+                    path,
+                    f"agent {agent!r}, iteration {step}: the key is beyond what an int64 holds (iterations "
+                    "count from 0; crewtrain_nb's append refuses such keys). Renumber or remove that record "
+                    "(load, edit, save) to read the store.",
+                )
         return "iterations"
     if kinds == {str} and any(key in entry for key in TRAINED_KEYS):
         return "trained_agents"
@@ -292,25 +300,7 @@ def _collect(store: OpenStore, agents: str | Iterable[str] | None) -> _Rows:
             items.extend(map(entry.__getitem__, steps))
         iterations.extend(steps)
         counts[index] = len(steps)
-    try:
-        steps_array = np.fromiter(iterations, dtype=np.int64, count=len(iterations))
-    except OverflowError:
-        raise _beyond_int64(store, chosen) from None
-    return _Rows(names, counts, steps_array, items, given)
-
-
-def _beyond_int64(store: OpenStore, chosen: list[tuple[str, Any]]) -> StoreFormatError:
-    """The error for an iteration key no int64 holds (a foreign writer's; ``append`` refuses them)."""
-    for name, key in chosen:
-        for step in store.data[key]:
-            if not -(2**63) <= step <= MAX_ITERATION:
-                return _fail(
-                    store.path,
-                    f"agent {name!r}, iteration {step}: the key is beyond what an int64 holds "
-                    "(iterations are numbered from 0; crewtrain_nb's append refuses such keys). "
-                    "Remove or renumber that record (load, edit, save) to read the store.",
-                )
-    return _fail(store.path, "an iteration key is beyond what an int64 holds")  # pragma: no cover
+    return _Rows(names, counts, np.fromiter(iterations, dtype=np.int64, count=len(iterations)), items, given)
 
 
 # -- flattening -------------------------------------------------------------------

@@ -141,7 +141,10 @@ def _leaf_html(value: Any) -> str:
     if _is_array(value):
         return f"<span class='ctn-muted'>{html.escape(summarize_array(value))}</span>"
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return html.escape(f"{value:.6g}")
+        try:
+            return html.escape(f"{value:.6g}")
+        except (TypeError, ValueError):  # a Real that formats no "g" (e.g. Fraction before Python 3.12)
+            return html.escape(str(value))
     return _text(value)
 
 

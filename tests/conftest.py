@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+from fractions import Fraction
 
 # Headless everywhere; plots never need a display.
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -123,3 +125,54 @@ def training_store_086(tmp_path: Path, training_data_086: dict[str, Any]) -> Cre
         for agent, records in training_data_086.items():
             handler.append(iteration, agent, records[iteration])
     return handler
+
+
+#: The roles :func:`crewai_086_data` gives its three agents: one unique role, one that names two agents.
+CREWAI_086_ROLES = ("Researcher", "Writer", "Writer")
+
+
+@pytest.fixture
+def crewai_086_data(training_data: dict[str, Any]) -> dict[str, Any]:
+    """``training_data`` as CrewAI 0.86 writes it: every record carries ``agent`` (the id) and ``agent_role``."""
+    return {
+        agent: {i: {**record, "agent": agent, "agent_role": role} for i, record in training_data[agent].items()}
+        for agent, role in zip(training_data, CREWAI_086_ROLES, strict=True)
+    }
+
+
+@pytest.fixture
+def beyond_int64_stores(tmp_path: Path, training_data: dict[str, Any], metrics_data: dict[str, Any]) -> dict[str, Path]:
+    """A training and a metrics file as a foreign writer leaves them (plain ``pickle``), each with one
+    iteration key no int64 holds (``append`` refuses such keys): ``{"training": path, "metrics": path}``."""
+    paths = {}
+    for name, data in (("training", training_data), ("metrics", metrics_data)):
+        agent = next(iter(data))
+        grown = {**data, agent: {**data[agent], 10**30: next(iter(data[agent].values()))}}
+        paths[name] = tmp_path / f"{name}_beyond_int64.pkl"
+        with open(paths[name], "wb") as file:
+            pickle.dump(grown, file, protocol=4)
+    return paths
+
+
+@pytest.fixture
+def untrusted_stores(
+    tmp_path: Path, training_data: dict[str, Any], metrics_data: dict[str, Any], trained_data: dict[str, Any]
+) -> dict[str, Path]:
+    """Training, metrics and trained-agents files holding a ``fractions.Fraction``: safe loading refuses
+    them, ``trusted=True`` reads them. ``{"training": path, "metrics": path, "trained": path}``."""
+    stores = {
+        "training": {
+            agent: {i: {**record, "score": Fraction(i, 3)} for i, record in records.items()}
+            for agent, records in training_data.items()
+        },
+        "metrics": {
+            agent: {i: {**record, "loss": Fraction(1, i + 1)} for i, record in records.items()}
+            for agent, records in metrics_data.items()
+        },
+        "trained": {role: {**entry, "quality": Fraction(15, 2)} for role, entry in trained_data.items()},
+    }
+    paths = {}
+    for name, data in stores.items():
+        paths[name] = tmp_path / f"untrusted_{name}.pkl"
+        CrewTrainingHandler(paths[name]).save(data)
+    return paths

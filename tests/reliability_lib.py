@@ -206,6 +206,9 @@ CRASH_SCRIPT: list[tuple[str, list[Any]]] = [
     ("append", [0, "agent-c", {"initial_output": "after clear"}]),
 ]
 
+#: One of each way of writing a store, as ``(operation, arguments)``: the read-only file tests try them all.
+READ_ONLY_WRITES: list[tuple[str, list[Any]]] = [*dict(CRASH_SCRIPT).items(), ("initialize_file", [])]
+
 #: The functions whose k-th call kills the child.
 CRASH_FUNCTIONS = ("write", "fsync", "replace")
 
@@ -226,7 +229,7 @@ def apply_operation(data: dict[Any, Any], operation: str, arguments: list[Any]) 
             result.setdefault(agent, {})[iteration] = copy.deepcopy(record)
     elif operation == "save":
         result = copy.deepcopy(arguments[0])
-    elif operation == "clear":
+    elif operation in ("clear", "initialize_file"):
         result = {}
     else:
         raise ValueError(operation)

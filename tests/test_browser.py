@@ -146,7 +146,7 @@ def test_ml_records_show_a_table_and_curves(metrics_store: CrewTrainingHandler, 
 
 def test_select_rejects_unknown_agent_and_iteration(metrics_store: CrewTrainingHandler) -> None:
     browser = TrainingBrowser(metrics_store)
-    with pytest.raises(ValueError, match="unknown agent 'ghost'.*planner"):
+    with pytest.raises(ValueError, match="no agent 'ghost' in .*; its agents are .*planner"):
         browser.select("ghost")
     with pytest.raises(ValueError, match="no iteration 999"):
         browser.select("planner", 999)

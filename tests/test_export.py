@@ -6,7 +6,9 @@ import datetime
 import decimal
 import json
 import math
+import os
 import pickle
+import stat
 import sys
 import uuid
 from collections import OrderedDict
@@ -19,6 +21,8 @@ import pytest
 
 from crewtrain_nb import (
     CrewTrainingHandler,
+    StoreFormatError,
+    UnsafePickleError,
     export_csv,
     export_json,
     export_parquet,
@@ -325,7 +329,7 @@ def test_exports_do_not_mutate_their_input(tmp_path: Path) -> None:
 def test_export_imports_neither_matplotlib_nor_ipywidgets() -> None:
     absolute, local = imports_of(Path(export_module.__file__))
     assert not {name for name in absolute if name.split(".")[0] in {"matplotlib", "ipywidgets"}}
-    assert local == {"frames"}
+    assert local == {"frames", "store"}  # store: the one atomic writer, nothing that opens a store
 
 
 def test_exports_list_agents_in_store_order(
@@ -338,3 +342,60 @@ def test_exports_list_agents_in_store_order(
     assert list(import_json(export_json(unsorted_metrics_store, tmp_path / "m.json"))) == order
     parquet = pd.read_parquet(export_parquet(unsorted_metrics_store, tmp_path / "m.parquet"))
     assert list(dict.fromkeys(parquet["agent"])) == order
+
+
+
+
+# -- bad input, permissions, trusted ------------------------------------------------------------------
+
+EXPORTS = [
+    pytest.param(export_csv, ".csv", id="csv"),
+    pytest.param(export_json, ".json", id="json"),
+    pytest.param(export_parquet, ".parquet", id="parquet"),
+]
+
+
+@pytest.mark.parametrize(("export", "suffix"), EXPORTS)
+def test_an_iteration_key_beyond_int64_is_a_format_error_and_writes_nothing(
+    beyond_int64_stores: dict[str, Path], tmp_path: Path, export: Any, suffix: str
+) -> None:
+    path = beyond_int64_stores["metrics"]
+    with pytest.raises(StoreFormatError, match=rf"{path}: agent '.*', iteration 10{{30}}: .*beyond what an int64"):
+        export(path, tmp_path / f"out{suffix}")
+    assert not (tmp_path / f"out{suffix}").exists()
+
+
+@pytest.mark.parametrize(("export", "suffix"), EXPORTS)
+def test_exports_get_the_users_usual_permissions_and_keep_an_existing_mode(
+    tmp_path: Path, metrics_store: Any, export: Any, suffix: str
+) -> None:
+    # A person sharing a CSV expects what any new file gets (the umask applies); only stores stay 0600.
+    previous = os.umask(0o022)
+    try:
+        new = export(metrics_store, tmp_path / f"new{suffix}")
+        kept = tmp_path / f"kept{suffix}"
+        kept.write_text("old")
+        os.chmod(kept, 0o640)
+        export(metrics_store, kept)
+        os.umask(0o077)
+        private = export(metrics_store, tmp_path / f"private{suffix}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_bytes() != b"old"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(metrics_store.file_path).st_mode) == 0o600
+    assert sorted(name for name in os.listdir(tmp_path) if name.endswith(".tmp")) == []
+
+
+@pytest.mark.parametrize(("export", "suffix"), EXPORTS)
+def test_every_export_takes_trusted(
+    untrusted_stores: dict[str, Path], tmp_path: Path, export: Any, suffix: str
+) -> None:
+    with pytest.raises(UnsafePickleError, match="fractions.Fraction"):
+        export(untrusted_stores["training"], tmp_path / f"out{suffix}")
+    if export is export_json:  # loaded now: what stops it is JSON's own limit, said as such
+        with pytest.raises(ValueError, match="a Fraction value cannot be written to JSON losslessly"):
+            export(untrusted_stores["training"], tmp_path / f"out{suffix}", trusted=True)
+    else:
+        assert export(untrusted_stores["training"], tmp_path / f"out{suffix}", trusted=True).stat().st_size > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import pickle
 import random
 import subprocess
@@ -22,6 +23,8 @@ from hypothesis import strategies as st
 from crewtrain_nb import (
     CrewTrainingHandler,
     StoreFormatError,
+    StoreNotFoundError,
+    UnsafePickleError,
     feedback_frame,
     metrics_frame,
     runs_frame,
@@ -694,7 +697,7 @@ def test_frames_of_chosen_agents_read_only_those_agents_of_a_sqlite_store(
     pd.testing.assert_frame_equal(metrics_frame(tmp_path / "m.db", agents="planner"), expected_metrics)
     pd.testing.assert_frame_equal(feedback_frame(sqlite, agents=feedback_agent), expected_feedback)
     assert sorted(read) == sorted(["coder", "critic", "planner", feedback_agent])
-    with pytest.raises(ValueError, match="no agent 'nobody' in the store; its agents are '.*', 'coder', 'critic', "):
+    with pytest.raises(ValueError, match="agents: no agent 'nobody' in .*m.db; its agents are 'planner', 'coder', "):
         to_frame(sqlite, agents="nobody")
 
 
@@ -772,3 +775,101 @@ def test_trained_unknown_roles_and_clashing_keys() -> None:
     assert wide.loc[0, "record.role"] == "mine" and pd.isna(wide.loc[0, "role"])
     with pytest.raises(ValueError, match="trained= labels the agents of a training_data.pkl-shaped store"):
         to_frame(make_crewai_run("paraphrased")["trained"], trained={})
+
+
+# -- bad input: keys beyond int64, missing files, agents named by role or prefix, trusted --------------
+
+
+@pytest.mark.parametrize("view", [to_frame, metrics_frame, feedback_frame, store_kind])
+@pytest.mark.parametrize("kind", ["training", "metrics"])
+def test_an_iteration_key_beyond_int64_is_a_format_error_naming_file_agent_and_key(
+    beyond_int64_stores: dict[str, Path], view: Any, kind: str
+) -> None:
+    # A foreign writer's file (append refuses such keys): a clear error, never an OverflowError from numpy.
+    path = beyond_int64_stores[kind]
+    agent = next(iter(pickle.loads(path.read_bytes())))
+    message = rf"{path}: agent '{agent}', iteration 1000000000000000000000000000000: .*beyond what an int64 holds"
+    with pytest.raises(StoreFormatError, match=message):
+        view(path)
+
+
+@pytest.mark.parametrize("view", [to_frame, feedback_frame, metrics_frame, store_kind])
+@pytest.mark.parametrize("suffix", [".pkl", ".db"])
+def test_a_handler_on_a_missing_file_is_no_such_file_not_an_empty_store(
+    tmp_path: Path, view: Any, suffix: str
+) -> None:
+    handler = CrewTrainingHandler(tmp_path / f"training_data{suffix}")
+    assert handler.load() == {}  # as CrewAI's handler does
+    message = f"no such file: {handler.file_path}; .*CrewAI writes training_data.pkl .*where `crewai train` ran"
+    with pytest.raises(StoreNotFoundError, match=message):
+        view(handler)
+    with pytest.raises(StoreNotFoundError, match=message):
+        view(handler.file_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_agents_are_named_by_id_then_role_then_unique_id_prefix(crewai_086_data: dict[str, Any]) -> None:
+    researcher, writer, other_writer = crewai_086_data
+    frame = to_frame(crewai_086_data, agents="Researcher")
+    assert set(frame["agent"]) == {researcher}
+    assert frame.attrs["named"] == {"Researcher": researcher}  # the full id each name meant
+    frame = feedback_frame(crewai_086_data, agents=[writer[:8], "Researcher"])
+    assert set(frame["agent"]) == {writer, researcher}
+    assert frame.attrs["named"] == {writer[:8]: writer, "Researcher": researcher}
+    assert set(metrics_frame(crewai_086_data, agents=researcher[:3])["agent"]) <= {researcher}
+    both = rf"agents: agent 'Writer' is ambiguous: .*2 agents.*'{writer}', '{other_writer}'"
+    with pytest.raises(ValueError, match=both):
+        to_frame(crewai_086_data, agents="Writer")
+
+
+def test_an_exact_id_wins_over_a_role_and_a_role_over_an_id_prefix(crewai_086_data: dict[str, Any]) -> None:
+    first, second, third = (next(iter(records.values())) for records in crewai_086_data.values())
+    # An agent whose id is another's role, and a role that is also a prefix of two ids.
+    data = {"ab-1": {0: {**first, "agent_role": "ab-2"}}, "ab-2": {0: {**second, "agent_role": "ab"}}, "x": {0: third}}
+    assert set(to_frame(data, agents="ab-2")["agent"]) == {"ab-2"}
+    assert set(to_frame(data, agents="ab")["agent"]) == {"ab-2"}
+    prefix = "agent 'a' is ambiguous: 2 agent ids in the store start with it: 'ab-1', 'ab-2'; give more"
+    with pytest.raises(ValueError, match=prefix):
+        to_frame(data, agents="a")
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".db"])
+def test_a_role_names_an_agent_of_a_store_file(tmp_path: Path, crewai_086_data: dict[str, Any], suffix: str) -> None:
+    handler = CrewTrainingHandler(tmp_path / f"t{suffix}")
+    handler.save(crewai_086_data)
+    researcher = next(iter(crewai_086_data))
+    assert set(feedback_frame(handler, agents="Researcher")["agent"]) == {researcher}
+    unknown = rf"agents: no agent 'Editor' in {handler.file_path}; its agents are '{researcher}'"
+    with pytest.raises(ValueError, match=unknown):
+        feedback_frame(handler, agents="Editor")
+
+
+@pytest.mark.parametrize("agents", [1, 2.5, b"coder", {"coder": 1}, ["coder", 7]])
+@pytest.mark.parametrize("view", [to_frame, metrics_frame, feedback_frame])
+def test_agents_of_the_wrong_type_are_a_type_error_naming_agents(
+    metrics_data: dict[str, Any], view: Any, agents: Any
+) -> None:
+    with pytest.raises(TypeError, match="^agents must "):
+        view(metrics_data, agents=agents)
+
+
+@pytest.mark.parametrize(
+    ("view", "kind"),
+    [
+        (to_frame, "training"),
+        (metrics_frame, "metrics"),
+        (feedback_frame, "training"),
+        (store_kind, "metrics"),
+        (trained_agents_frame, "trained"),
+        (lambda path, **options: runs_frame({"run": path}, **options), "metrics"),
+    ],
+)
+def test_every_frame_function_takes_trusted(untrusted_stores: dict[str, Path], view: Any, kind: str) -> None:
+    path = untrusted_stores[kind]
+    with pytest.raises(UnsafePickleError, match="fractions.Fraction"):
+        view(path)
+    result = view(path, trusted=True)
+    if isinstance(result, str):
+        assert result == "iterations"
+    else:
+        assert len(result) > 0 and result.attrs.get("source", path) is not None

@@ -112,9 +112,9 @@ def test_resolve_agent_takes_exact_ids_and_unique_prefixes(training_data: dict[s
     agents = list(training_data)
     assert resolve_agent(agents, agents[1]) == agents[1]
     assert resolve_agent(agents, agents[1][:8]) == agents[1]
-    with pytest.raises(ValueError, match="unknown agent 'zzz'; the store has: " + agents[0]):
+    with pytest.raises(ValueError, match="no agent 'zzz' in the store; its agents are '" + agents[0]):
         resolve_agent(agents, "zzz")
     with pytest.raises(ValueError, match="ambiguous"):
         resolve_agent(["run-1", "run-2"], "run-")
-    with pytest.raises(ValueError, match="unknown agent ''"):
+    with pytest.raises(ValueError, match="no agent '' in the store"):
         resolve_agent(agents, "")

@@ -13,6 +13,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -20,7 +21,7 @@ from matplotlib.testing.compare import compare_images
 from matplotlib.testing.decorators import check_figures_equal
 from matplotlib.ticker import MaxNLocator
 
-from crewtrain_nb import CrewTrainingHandler, metrics_frame
+from crewtrain_nb import CrewTrainingHandler, StoreFormatError, StoreNotFoundError, UnsafePickleError, metrics_frame
 from crewtrain_nb.demo import make_training_data
 from crewtrain_nb.plots import (
     MarkedFigure,
@@ -228,9 +229,10 @@ def test_dataframe_source_and_bad_input(metrics_store: CrewTrainingHandler) -> N
         plot_metrics(metrics_store, ["nope"])
     # The agents are asked of the store itself (a SQLite store then reads only theirs), so the
     # store's reader names the unknown one; a DataFrame source is checked by the plot.
-    with pytest.raises(ValueError, match="no agent 'ghost' in the store; its agents are 'planner', 'coder', 'critic'"):
+    # One message wherever an agent is named (store order, the file when there is one).
+    with pytest.raises(ValueError, match="agents: no agent 'ghost' in .*pkl; its agents are 'planner', 'coder'"):
         plot_metrics(metrics_store, agents=["ghost"])
-    with pytest.raises(ValueError, match="unknown agent 'ghost'; the store has: planner, coder, critic"):
+    with pytest.raises(ValueError, match="agents: no agent 'ghost' in the store; its agents are 'planner', 'coder'"):
         plot_metrics(frame, agents=["ghost"])
     with pytest.raises(ValueError, match="needs the columns"):
         plot_metrics(pd.DataFrame({"x": [1]}))
@@ -754,3 +756,54 @@ def test_returned_figures_show_once_as_png_in_a_kernel(
             png = base64.b64decode(image)
             width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
             assert png.startswith(PNG_MAGIC) and width > 300 and height > 150, (width, height)
+
+
+# -- bad input: keys beyond int64, missing files, agents named by role or prefix, trusted --------------
+
+
+@pytest.mark.parametrize(
+    ("plot", "kind"),
+    [(plot_metrics, "metrics"), (lambda path: plot_metric(path, "loss"), "metrics"), (plot_feedback, "training")],
+)
+def test_an_iteration_key_beyond_int64_is_a_format_error_not_an_overflow(
+    beyond_int64_stores: dict[str, Path], plot: Any, kind: str
+) -> None:
+    path = beyond_int64_stores[kind]
+    with pytest.raises(StoreFormatError, match=rf"{path}: agent '.*', iteration 10{{30}}: .*beyond what an int64"):
+        plot(path)
+
+
+def test_plot_feedback_of_a_handler_on_a_missing_file_says_no_such_file(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    with pytest.raises(StoreNotFoundError, match=f"no such file: {handler.file_path}; .*where `crewai train` ran"):
+        plot_feedback(handler)
+
+
+def test_plots_name_agents_by_role_or_id_prefix_and_show_the_full_id(crewai_086_data: dict[str, Any]) -> None:
+    researcher, writer, _ = crewai_086_data
+    data = {
+        agent: {i: {**record, "score": float(i)} for i, record in records.items()}
+        for agent, records in crewai_086_data.items()
+    }
+    figure = plot_metrics(data, "score", agents=["Researcher", writer[:8]])
+    assert [text.get_text() for text in figure.legends[0].get_texts()] == [researcher, writer]
+    ax = plot_metric(metrics_frame(data), "score", agents=writer[:8])
+    assert [line.get_label() for line in ax.get_lines()] == [writer]
+    with pytest.raises(TypeError, match="^agents must "):
+        plot_metrics(data, agents=1)
+
+
+@pytest.mark.parametrize(
+    ("plot", "kind"),
+    [
+        (plot_metrics, "metrics"),
+        (lambda path, **options: plot_metric(path, "loss", **options), "metrics"),
+        (plot_feedback, "training"),
+        (plot_quality, "trained"),
+    ],
+)
+def test_every_plot_takes_trusted(untrusted_stores: dict[str, Path], plot: Any, kind: str) -> None:
+    with pytest.raises(UnsafePickleError, match="fractions.Fraction"):
+        plot(untrusted_stores[kind])
+    drawn = plot(untrusted_stores[kind], trusted=True)
+    assert (drawn.figure if isinstance(drawn, Axes) else drawn).axes

@@ -28,14 +28,17 @@ from tests.reliability_lib import (
     CRASH_FUNCTIONS,
     CRASH_SCRIPT,
     FAULT_WRITES,
+    READ_ONLY_WRITES,
     STORE_BACKENDS,
     Zygote,
+    apply_operation,
     as_unprivileged,
     companion_files,
     make_store,
     python_command,
     run_crash_points,
     run_kill_soak,
+    run_operation,
     run_sqlite_crash_points,
     run_sqlite_faults,
     run_writers_and_reader,
@@ -202,6 +205,64 @@ def test_a_read_only_file_system_is_a_clear_error(pickle_store: Any, monkeypatch
         filled_store.append(1, "a", {})
     assert str(path) in str(caught.value)
     assert path.read_bytes() == before
+
+
+def test_a_read_only_store_file_in_a_writable_folder_refuses_every_write(
+    tmp_path: Path, backend: str, training_data: dict[str, Any]
+) -> None:
+    # An atomic save renames a new file over the old one, which needs only the folder's permission:
+    # a 0444 file would be replaced silently. As a process that file permissions apply to (as root:
+    # without CAP_DAC_OVERRIDE), every write is refused, naming the file and its mode.
+    store_path = store_file(backend, tmp_path, "t")
+    store = make_store(backend, store_path)
+    store.save(training_data)
+    store.close()
+    os.chmod(store_path, 0o444)
+    before = store_path.read_bytes()
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[2])\n"
+        "from reliability_lib import READ_ONLY_WRITES, make_store, run_operation\n"
+        "from crewtrain_nb import StoreError\n"
+        "store = make_store(sys.argv[3], sys.argv[1])\n"
+        "for name, arguments in READ_ONLY_WRITES:\n"
+        "    try:\n        run_operation(store, name, arguments)\n"
+        "    except StoreError as exc:\n        print(name, type(exc).__name__, exc)\n"
+        "    else:\n        print(name, 'done')\n"
+        "print('load', sorted(store.load()) == sorted(sys.argv[4].split(',')))\n"
+    )
+    arguments = [str(store_path), str(Path(__file__).parent), backend, ",".join(training_data)]
+    command = as_unprivileged([python_command()[0], "-c", script, *arguments])
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    *writes, loaded = result.stdout.splitlines()
+    assert [line.split()[0] for line in writes] == [name for name, _ in READ_ONLY_WRITES]
+    for line in writes:
+        assert line.split()[1] == "StoreWriteError", line
+        assert f"{store_path}: this process may not write the file (mode 0444, -r--r--r--)" in line, line
+    assert loaded == "load True"  # still readable
+    assert store_path.read_bytes() == before
+    assert stat.S_IMODE(store_path.stat().st_mode) == 0o444
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(("operation", "arguments"), READ_ONLY_WRITES, ids=[name for name, _ in READ_ONLY_WRITES])
+def test_a_read_only_store_file_is_written_exactly_when_open_could_write_it(
+    tmp_path: Path, backend: str, training_data: dict[str, Any], operation: str, arguments: list[Any]
+) -> None:
+    # The rule is os.access(path, W_OK), the one open(path, "wb") passes: root (this test's usual user)
+    # may write a 0444 file, as with open, and the file keeps its mode; anyone else is refused.
+    store_path = store_file(backend, tmp_path, "t")
+    store = make_store(backend, store_path)
+    store.save(training_data)
+    os.chmod(store_path, 0o444)
+    if os.access(store_path, os.W_OK):
+        run_operation(store, operation, arguments)
+        assert store.load() == apply_operation(training_data, operation, arguments)
+    else:
+        with pytest.raises(StoreWriteError, match="mode 0444"):
+            run_operation(store, operation, arguments)
+    assert stat.S_IMODE(store_path.stat().st_mode) == 0o444
+    store.close()
 
 
 def test_a_read_only_directory_is_a_clear_error_even_as_root(backend: str, training_data: dict[str, Any]) -> None:

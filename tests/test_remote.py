@@ -164,7 +164,7 @@ def test_open_source_and_as_handler_accept_urls(root: str, training_data: dict[s
     with pytest.warns(RemoteStoreWarning):
         reader = as_handler(f"memory://{root}/t.pkl")
     assert reader.load() == training_data
-    with pytest.raises(StoreError, match="no such store file"):
+    with pytest.raises(StoreError, match="no such file: "):
         open_source(f"memory://{root}/missing.pkl")
 
 

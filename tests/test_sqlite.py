@@ -229,7 +229,7 @@ def test_missing_file_reads_empty_and_creates_nothing(tmp_path: Path) -> None:
     assert handler.load() == {}
     assert handler.agents() == [] and len(handler) == 0 and list(handler.records()) == []
     assert handler.stats().records == 0 and handler.stats().changed is None
-    with pytest.raises(KeyError, match="no agent 'a'; the store has none"):
+    with pytest.raises(KeyError, match="no agent 'a' in .*missing.db; it has no agents"):
         handler.get("a", 0)
     assert os.listdir(tmp_path) == []
 

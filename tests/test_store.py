@@ -690,6 +690,10 @@ def test_load_after_the_file_is_deleted_is_empty(training_store: CrewTrainingHan
         (1.0, "a", TypeError, "train_iteration must be an int, got float"),
         ("3", "a", TypeError, "train_iteration must be an int, got str"),
         (-1, "a", ValueError, "train_iteration must be >= 0, got -1"),
+        # Frames, exports and SQLite keep iterations as int64; CrewAI counts from 0 one by one.
+        (2**63, "a", ValueError, r"train_iteration must be at most 2\*\*63 - 1 \(an int64.*got 9223372036854775808"),
+        (10**30, "a", ValueError, r"at most 2\*\*63 - 1.*got 1000000000000000000000000000000"),
+        (np.uint64(2**63), "a", ValueError, r"at most 2\*\*63 - 1"),
         (0, 5, TypeError, "agent_id must be a str"),
         (0, uuid.UUID(int=1), TypeError, "agent_id must be a str"),
         (0, "", ValueError, "agent_id must be a non-empty str"),
@@ -703,6 +707,14 @@ def test_append_checks_arguments_before_writing(
     with pytest.raises(error, match=match):
         handler.append(iteration, agent, {})
     assert not os.path.exists(handler.file_path)
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".db"])
+def test_the_largest_int64_iteration_is_stored(tmp_path: Path, suffix: str) -> None:
+    handler = CrewTrainingHandler(tmp_path / f"t{suffix}")
+    handler.append(2**63 - 1, "a", {"loss": 1.0})
+    assert handler.load() == {"a": {2**63 - 1: {"loss": 1.0}}}
+    assert crewtrain_nb.to_frame(handler)["iteration"].tolist() == [2**63 - 1]
 
 
 @pytest.mark.parametrize("suffix", [".pkl", ".db"])
@@ -783,10 +795,17 @@ def test_empty_batch_writes_nothing(training_store: CrewTrainingHandler, monkeyp
 
 
 def test_new_files_are_owner_only_and_existing_modes_are_kept(tmp_path: Path) -> None:
-    handler = CrewTrainingHandler(tmp_path / "new.pkl")
-    handler.append(0, "a", {})
+    previous = os.umask(0)  # even a umask that lets everything through: stores stay private
+    try:
+        handler = CrewTrainingHandler(tmp_path / "new.pkl", backups=2, audit=True)
+        handler.append(0, "a", {})
+        handler.append(1, "a", {})
+    finally:
+        os.umask(previous)
     assert stat.S_IMODE(os.stat(handler.file_path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(handler.lock_path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(handler.file_path + ".audit.jsonl").st_mode) == 0o600
+    assert [stat.S_IMODE(os.stat(version.path).st_mode) for version in handler.versions()] == [0o600]
     shared = tmp_path / "shared.pkl"
     crewai_dump(shared, {})
     os.chmod(shared, 0o644)
@@ -965,7 +984,7 @@ def test_open_source_accepts_handlers_paths_and_dicts(training_store: CrewTraini
     assert open_source(training_store.file_path) == (expected, training_store.file_path)
     assert open_source(Path(training_store.file_path))[0] == expected
     assert open_source(expected) == (expected, None)
-    with pytest.raises(StoreError, match="no such store file"):
+    with pytest.raises(StoreError, match="no such file: "):
         open_source(tmp_path / "typo.pkl")
     with pytest.raises(TypeError, match="source must be"):
         open_source([1, 2])
@@ -1073,7 +1092,7 @@ def test_lazy_reads_return_copies(mixed_store: CrewTrainingHandler) -> None:
 
 
 def test_unknown_agent_or_iteration_is_a_key_error_listing_what_exists(mixed_store: CrewTrainingHandler) -> None:
-    with pytest.raises(KeyError, match=r"no agent 'nobody'; the store has '.*', 'Writer', 'late'") as caught:
+    with pytest.raises(KeyError, match=r"no agent 'nobody' in .*; its agents are '.*', 'Writer', 'late'") as caught:
         mixed_store.get("nobody", 0)
     assert mixed_store.file_path in str(caught.value)
     with pytest.raises(KeyError, match=r"agent 'late' has no iteration 4; it has 20, 3"):
@@ -1095,7 +1114,8 @@ def test_long_lists_in_key_errors_are_truncated(tmp_path: Path) -> None:
             for iteration in range(50):
                 handler.append(iteration, f"agent-{iteration:02}", {})
                 handler.append(iteration, "agent-00", {})
-        with pytest.raises(KeyError, match=r"has 'agent-00', .* 'agent-09', \.\.\. \(50 in all\)$") as caught:
+        listed = r"its agents are 'agent-00', .* 'agent-09', \.\.\. \(50 in all\)$"
+        with pytest.raises(KeyError, match=listed) as caught:
             handler.get("x", 0)
         assert "agent-10" not in str(caught.value)
         with pytest.raises(KeyError, match=r"it has 0, 1, .*, 9, \.\.\. \(50 in all\)"):

@@ -9,6 +9,8 @@ import stat
 from ..errors import StoreWriteError
 
 __all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
     "MAX_ITERATION",
     "check_agent_id",
     "check_file_name",
@@ -44,8 +46,11 @@ def check_agent_id(agent_id: object) -> str:
     return agent_id
 
 
-#: The largest iteration a store takes: what an int64 holds (frames, exports and SQLite store iterations as int64).
-MAX_ITERATION = 2**63 - 1
+#: What an int64 holds: frames, exports and SQLite keep iterations as int64.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: The largest iteration a store takes.
+MAX_ITERATION = INT64_MAX
 
 
 def check_iteration(train_iteration: object) -> int:

@@ -23,13 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StoreFormatError
-from ._checks import check_agent_id
+from ._checks import INT64_MAX, INT64_MIN, check_agent_id
 from ._copy import copy_plain
 
 __all__ = ["LazyAccess", "StoreStats", "is_iteration_entry"]
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
 #: How many names an error message lists before it says how many there are in all.
 _LISTED = 10
 
