@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import html
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -474,3 +476,76 @@ def test_crewai_086_records_are_labelled_and_explained(
     empty = next(i for i, r in training_data_086[first].items() if r["human_feedback"] == "")
     browser.iteration.value = empty
     assert "Feedback empty: CrewAI's evaluator rejects this record." in html.unescape(browser.record_html)
+
+
+# -- a file that does not exist yet, agents named by role or prefix, trusted --------------------------
+
+
+def test_a_browser_opened_before_training_waits_for_the_file(tmp_path: Path, training_data: dict[str, Any]) -> None:
+    # A user opens the browser before `crewai train` writes anything: a message, then the data on refresh.
+    path = tmp_path / "training_data.pkl"
+    browser = TrainingBrowser(str(path), trained=tmp_path / "trained_agents_data.pkl", draw_in_background=False)
+    assert f"{path}: no such file yet; Refresh when training has started" in html.unescape(browser.record_html)
+    assert "no such file yet" in browser.status.value and browser.agent.options == ()
+    assert browser.refresh() is False
+    CrewTrainingHandler(path).save(training_data)
+    assert browser.refresh() is True
+    assert option_values(browser) == list(training_data) and browser.status.value == ""
+    browser.close()
+
+
+def test_auto_refresh_picks_up_a_file_that_appears(tmp_path: Path, training_data: dict[str, Any]) -> None:
+    path = tmp_path / "training_data.pkl"
+    browser = TrainingBrowser(path, auto_refresh=0.05)
+    try:
+        assert "no such file yet" in browser.record_html
+        CrewTrainingHandler(path).save(training_data)
+        deadline = time.monotonic() + 10
+        while not browser.agent.options and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert option_values(browser) == list(training_data)
+    finally:
+        browser.close()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "match"),
+    [
+        ({"source": ""}, ValueError, "file_name is empty"),
+        ({"source": {}, "export_dir": 123}, TypeError, "int"),
+    ],
+)
+def test_a_browser_that_fails_to_start_leaves_no_error_behind(
+    monkeypatch: pytest.MonkeyPatch, arguments: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    # The widget's __del__ closes it: close() must work on a browser whose __init__ raised
+    # (it printed "AttributeError: ... '_stop'" after the real error).
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(error, match=match):
+        TrainingBrowser(**arguments)
+    gc.collect()
+    assert unraisable == []
+
+
+def test_select_takes_a_role_or_an_id_prefix_and_returns_the_full_id(
+    crewai_086_data: dict[str, Any], trained_data: dict[str, Any]
+) -> None:
+    researcher, writer, other_writer = crewai_086_data
+    browser = TrainingBrowser(crewai_086_data, draw_in_background=False)
+    assert browser.select("Researcher") == researcher and browser.agent.value == researcher
+    assert browser.select(writer[:8], 2) == writer and browser.iteration.value == 2
+    with pytest.raises(ValueError, match=rf"'Writer' is ambiguous: .*'{writer}', '{other_writer}'"):
+        browser.select("Writer")
+    # Roles the browser knows from agent_names count too.
+    named = TrainingBrowser(crewai_086_data, agent_names={other_writer: "Editor"}, draw_in_background=False)
+    assert named.select("Editor") == other_writer
+
+
+def test_the_browser_takes_trusted(untrusted_stores: dict[str, Path]) -> None:
+    refused = TrainingBrowser(untrusted_stores["training"], trained=untrusted_stores["trained"])
+    assert "fractions.Fraction" in refused.status.value and refused.agent.options == ()
+    trusted = TrainingBrowser(
+        untrusted_stores["training"], trained=untrusted_stores["trained"], trusted=True, draw_in_background=False
+    )
+    assert len(trusted.agent.options) == 3 and trusted.status.value == ""

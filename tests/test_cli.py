@@ -199,7 +199,7 @@ def test_quickstart_is_the_main_job(tmp_path: Path) -> None:
         (["convert", "{unsafe}", "{dir}/x.db"], ["unsafe.pkl", "refused to load global posix.system"]),
         (["convert", "{corrupt}", "{dir}/x.db"], ["corrupt.pkl", "not a readable pickle"]),
         (["convert", "{notadb}", "{dir}/x.pkl"], ["notadb.db", "not a readable SQLite store"]),
-        (["convert", "{metrics}", "{existing}"], ["existing.db: already exists", "overwrite"]),
+        (["convert", "{metrics}", "{existing}"], ["existing.db: already exists", "pass --overwrite to replace"]),
         (["show", "{notadb}"], ["notadb.db", "not a readable SQLite store"]),
     ],
 )
@@ -483,3 +483,123 @@ def test_report_refuses_swapped_files_saying_which_is_which(demo: dict[str, Path
     wrong = run("report", str(demo["training"]), "--trained", str(demo["metrics"]), "-o", str(out))
     assert_clean_error(wrong, f"{demo['metrics']}, given as --trained, holds agent -> iteration records")
     assert not out.exists()
+
+
+# -- bad input: keys beyond int64, CLI words, errno text, --trusted, agents by role ----------------------
+
+#: A module of the user's own, beside the pickle that names its class.
+USER_MODULE = "class Thing:\n    def __init__(self):\n        self.size = 3\n"
+
+
+def run_installed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command as its console script runs it: the current directory is not on ``sys.path``."""
+    script = cwd.parent / f"{cwd.name}-bin" / "crewtrain-nb"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text("import sys\nfrom crewtrain_nb.cli import main\nsys.exit(main())\n")
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def user_class_store(tmp_path: Path) -> Path:
+    """``project/objects.pkl``, whose records hold an instance of ``ctn_user_things.Thing`` from ``project/``."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "ctn_user_things.py").write_text(USER_MODULE)
+    writer = (
+        "import pickle, ctn_user_things\n"
+        "pickle.dump({'a': {0: {'loss': 1.0, 'thing': ctn_user_things.Thing()}}}, open('objects.pkl', 'wb'))"
+    )
+    subprocess.run([sys.executable, "-c", writer], cwd=project, check=True, timeout=120)
+    return project / "objects.pkl"
+
+
+def test_trusted_imports_classes_from_the_current_directory_as_python_m_does(user_class_store: Path) -> None:
+    project = user_class_store.parent
+    result = run_installed("info", user_class_store.name, "--trusted", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "kind:         iterations" in result.stdout
+    refused = run_installed("info", user_class_store.name, cwd=project)
+    assert_clean_error(refused, "refused to load global ctn_user_things.Thing", "open it with --trusted")
+    assert "trusted=True" not in refused.stderr
+
+
+def test_trusted_says_which_module_to_install_when_a_class_cannot_be_imported(
+    user_class_store: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    missing = run_installed("info", str(user_class_store), "--trusted", cwd=elsewhere)
+    assert_clean_error(
+        missing,
+        str(user_class_store),
+        "needs ctn_user_things.Thing, but the module ctn_user_things cannot be imported",
+        "Install the package that provides 'ctn_user_things'",
+        "run from the folder that holds ctn_user_things.py",
+    )
+    (elsewhere / "ctn_user_things.py").write_text("class Other:\n    pass\n")  # another version of the module
+    renamed = run_installed("info", str(user_class_store), "--trusted", cwd=elsewhere)
+    module = elsewhere / "ctn_user_things.py"
+    assert_clean_error(renamed, f"the module ctn_user_things (from {module}) defines no Thing")
+
+
+@pytest.mark.parametrize("command", ["info", "show", "export", "plot", "report", "convert"])
+def test_every_command_that_opens_a_store_has_trusted_and_says_what_it_imports(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0, result.stderr
+    help_text = " ".join(result.stdout.split())
+    assert "--trusted" in help_text and "modules in the current directory (as python -m does)" in help_text
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needles"),
+    [
+        (["report", "{metrics}", "-o", "{dir}"], ["{dir}: is a directory; give a file name"]),
+        (["plot", "{metrics}", "-o", "{dir}/nowhere/x.png"], ["{dir}/nowhere/x.png: no such file or directory"]),
+        (["report", "{metrics}", "-o", "{dir}/nowhere/r.html"], ["{dir}/nowhere/r.html: no such file or directory"]),
+    ],
+)
+def test_errno_text_becomes_a_sentence_naming_the_path(
+    demo: dict[str, Path], tmp_path: Path, arguments: list[str], needles: list[str]
+) -> None:
+    values = {"dir": tmp_path, "metrics": demo["metrics"]}
+    result = run(*[argument.format(**values) for argument in arguments], cwd=tmp_path)
+    assert_clean_error(result, *[needle.format(**values) for needle in needles])
+    assert "[Errno" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["info"], ["export", "-o", "{dir}/x.csv"], ["plot", "-o", "{dir}/x.png"], ["report", "-o", "{dir}/x.html"]],
+    ids=["info", "export", "plot", "report"],
+)
+def test_an_iteration_key_beyond_int64_is_one_clear_line(
+    beyond_int64_stores: dict[str, Path], tmp_path: Path, arguments: list[str]
+) -> None:
+    path = beyond_int64_stores["metrics"]
+    agent = next(iter(pickle.loads(path.read_bytes())))
+    command, *options = (argument.format(dir=tmp_path) for argument in arguments)
+    result = run(command, str(path), *options, cwd=tmp_path)
+    assert_clean_error(result, str(path), f"agent '{agent}', iteration {10**30}", "beyond what an int64 holds")
+    assert not list(tmp_path.glob("x.*"))
+
+
+def test_show_takes_a_role_or_an_id_prefix_and_prints_the_full_id(
+    tmp_path: Path, crewai_086_data: dict[str, Any]
+) -> None:
+    researcher, writer, other_writer = crewai_086_data
+    path = tmp_path / "training_data.pkl"
+    CrewTrainingHandler(path).save(crewai_086_data)
+    by_role = run("show", str(path), "--agent", "Researcher")
+    assert by_role.returncode == 0, by_role.stderr
+    assert by_role.stdout.startswith(f"agent {researcher} · iteration 0")
+    by_prefix = run("show", str(path), "--agent", writer[:6], "--iteration", "2")
+    assert by_prefix.stdout.startswith(f"agent {writer} · iteration 2"), by_prefix.stderr
+    ambiguous = run("show", str(path), "--agent", "Writer")
+    assert_clean_error(ambiguous, "'Writer' is ambiguous", writer, other_writer)

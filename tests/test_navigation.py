@@ -118,3 +118,43 @@ def test_resolve_agent_takes_exact_ids_and_unique_prefixes(training_data: dict[s
         resolve_agent(["run-1", "run-2"], "run-")
     with pytest.raises(ValueError, match="no agent '' in the store"):
         resolve_agent(agents, "")
+
+
+def test_resolve_agent_takes_an_id_then_a_role_then_a_unique_prefix() -> None:
+    agents = ["ab-1", "ab-2", "Writer"]
+    roles = {"ab-1": "Writer", "ab-2": "ab"}
+    assert resolve_agent(agents, "Writer", roles=roles) == "Writer"  # an exact id wins over ab-1's role
+    assert resolve_agent(agents, "ab", roles=roles) == "ab-2"  # a role wins over a prefix of two ids
+    with pytest.raises(ValueError, match="'ab-' is ambiguous: 2 agent ids in the store start with it: 'ab-1', 'ab-2'"):
+        resolve_agent(agents, "ab-", roles=roles)
+    both = "'Editor' is ambiguous: the role 'Editor' names 2 agents in x.pkl: 'ab-1', 'ab-2'; give one of their ids"
+    with pytest.raises(ValueError, match=both):
+        resolve_agent(agents, "Editor", roles={"ab-1": "Editor", "ab-2": "Editor"}, path="x.pkl")
+    looked_up: list[int] = []
+    assert resolve_agent(agents, "ab-1", roles=lambda: looked_up.append(1) or roles) == "ab-1"
+    assert looked_up == []  # roles are read only when a name is not an id
+
+
+def test_one_unknown_agent_message_wherever_an_agent_is_named(tmp_path: Any, metrics_data: dict[str, Any]) -> None:
+    from crewtrain_nb import CrewTrainingHandler, TrainingBrowser, feedback_frame, metrics_frame, to_frame
+    from crewtrain_nb.plots import plot_metrics
+
+    handler = CrewTrainingHandler(tmp_path / "m.db")
+    handler.save(metrics_data)
+    listed = "its agents are 'planner', 'coder', 'critic'"
+    where = f"no agent 'ghost' in {handler.file_path}; {listed}"
+    failures: list[BaseException] = []
+    for call in (
+        lambda: to_frame(handler, agents="ghost"),
+        lambda: feedback_frame(handler.file_path, agents=["ghost"]),
+        lambda: plot_metrics(handler, agents="ghost"),
+        lambda: TrainingBrowser(handler, draw_in_background=False).select("ghost"),
+        lambda: handler.entry("ghost"),
+        lambda: resolve_agent(handler.agents(), "ghost", path=handler.file_path),
+    ):
+        with pytest.raises((ValueError, KeyError)) as caught:
+            call()
+        failures.append(caught.value)
+    assert all(where in str(failure) for failure in failures), [str(failure) for failure in failures]
+    with pytest.raises(ValueError, match=f"agents: no agent 'ghost' in the store; {listed}"):
+        metrics_frame(metrics_data, agents="ghost")

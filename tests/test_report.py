@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import html
 import html.parser
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +15,15 @@ import pytest
 
 from crewtrain_nb import (
     CrewTrainingHandler,
+    StoreFormatError,
+    UnsafePickleError,
     build_report,
     summarize_report,
     write_report,
 )
-from crewtrain_nb.demo import demo_agent_names, make_trained_agents_data
+from crewtrain_nb.demo import demo_agent_names, make_trained_agents_data, make_training_data
 from crewtrain_nb.report import render_report_html
+from crewtrain_nb.store import _atomic
 
 SCRIPT = "<script>alert('x')</script>"
 
@@ -156,3 +162,124 @@ def test_crewai_curves_leave_a_gap_where_no_improved_output_was_recorded(
         assert mine[missing].isna().all()  # ... and a missing output is NaN: the line breaks there
 
 
+@pytest.mark.parametrize("kind", ["training", "metrics"])
+def test_an_iteration_key_beyond_int64_is_a_format_error_naming_the_file(
+    beyond_int64_stores: dict[str, Path], tmp_path: Path, kind: str
+) -> None:
+    path = beyond_int64_stores[kind]
+    with pytest.raises(StoreFormatError, match=rf"^{path}: agent '.*', iteration 10{{30}}: .*beyond what an int64"):
+        write_report(path, tmp_path / "report.html")
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_the_report_gets_the_users_usual_permissions_and_keeps_an_existing_mode(
+    tmp_path: Path, metrics_store: CrewTrainingHandler
+) -> None:
+    previous = os.umask(0o022)
+    try:
+        new = write_report(metrics_store, tmp_path / "new.html")
+        kept = tmp_path / "kept.html"
+        kept.write_text("old")
+        os.chmod(kept, 0o640)
+        write_report(metrics_store, kept)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(new.stat().st_mode) == 0o644
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o640 and kept.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_the_report_is_replaced_atomically(
+    tmp_path: Path, metrics_store: CrewTrainingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A write that fails half way leaves the old report whole and no temporary file beside it.
+    target = tmp_path / "report.html"
+    target.write_text("the old report")
+    report = build_report(metrics_store)
+
+    def full_disk(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(_atomic.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        report.write_html(target)
+    assert target.read_text() == "the old report"
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".report.html")]
+
+
+def test_every_report_function_takes_trusted(untrusted_stores: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(UnsafePickleError, match="fractions.Fraction"):
+        summarize_report(untrusted_stores["metrics"])
+    with pytest.raises(UnsafePickleError, match="fractions.Fraction"):
+        build_report(metrics_store_of(untrusted_stores), trained=untrusted_stores["trained"])
+    summary = summarize_report(untrusted_stores["metrics"], trained=untrusted_stores["trained"], trusted=True)
+    assert summary.kind == "iterations" and summary.trained is not None
+    assert "<h1>" in build_report(untrusted_stores["training"], trusted=True).html()
+    assert write_report(untrusted_stores["metrics"], tmp_path / "r.html", trusted=True).stat().st_size > 0
+
+
+def test_swapped_or_misplaced_crewai_files_are_an_error_saying_which_is_which(
+    training_store: CrewTrainingHandler, tmp_path: Path, trained_data: dict[str, Any]
+) -> None:
+    trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    for role, entry in trained_data.items():
+        trained.save_trained_data(role, entry)
+    out = tmp_path / "report.html"
+    with pytest.raises(ValueError, match="the two files are swapped") as swapped:
+        write_report(trained, out, trained=training_store)
+    assert f"give {training_store.file_path} as the source and {trained.file_path} as trained=" in str(swapped.value)
+    with pytest.raises(ValueError, match=r"trained_agents_data\.pkl holds trained agents"):
+        build_report(trained.file_path)  # a trained file as the main source is no silent "kind: empty" report
+    with pytest.raises(ValueError, match=r"training_data\.pkl, given as trained=, holds agent -> iteration records"):
+        summarize_report(training_store, trained=training_store)
+    assert not out.exists()
+
+
+def test_an_empty_crewai_file_is_explained(tmp_path: Path) -> None:
+    failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    failed.clear()  # what CrewAI does to both files when train() fails
+    text = visible(build_report(failed).html())
+    assert "The store is empty ({}: CrewAI writes {} to both files when train() fails" in text
+    truncated = tmp_path / "truncated.pkl"
+    truncated.write_bytes(b"")  # CrewAI opens the file with "wb" and then writes: caught in between
+    text = visible(build_report(str(truncated)).html())
+    assert "The store is empty (0 bytes: CrewAI truncates the file while it writes" in text
+    empty_trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    empty_trained.clear()
+    summary = summarize_report(failed, trained=empty_trained)
+    assert summary.trained_note is not None and "CrewAI writes {} to both files" in summary.trained_note
+    assert summary.trained_note in visible(build_report(failed, trained=empty_trained).html())
+
+
+def test_feedback_statuses_are_counted_and_explained_per_crewai_version(
+    training_store: CrewTrainingHandler, training_store_086: CrewTrainingHandler, training_data: dict[str, Any]
+) -> None:
+    summary = summarize_report(training_store)
+    assert {"complete", "no improved output", "empty feedback"} <= set(summary.agents.columns)
+    first = next(iter(training_data))
+    row = summary.agents.iloc[0]
+    assert row["no improved output"] == sum("improved_output" not in r for r in training_data[first].values())
+    text = visible(build_report(training_store).html())
+    assert "no improved output: the agent has not answered again after the feedback: the run was interrupted" in text
+    assert "CrewAI 0.86" not in text
+    legacy = visible(build_report(training_store_086).html())
+    assert "no improved output: CrewAI 0.86 does not record the improved output" in legacy
+    assert "empty feedback: the feedback is empty: CrewAI's evaluator rejects this record" in legacy
+    assert "Feedback empty: CrewAI's evaluator rejects this record." in legacy  # on the record itself
+    assert "interrupted" not in legacy
+    assert "Senior Researcher · " in legacy  # 0.86 names the role in each record
+
+
+def test_one_iteration_is_singular(tmp_path: Path) -> None:
+    handler = CrewTrainingHandler(tmp_path / "training_data.pkl")
+    handler.save(make_training_data(agents=2, iterations=1, seed=4))
+    text = build_report(handler).html()
+    assert text.count(" — 1 iteration</summary>") == 2 and "1 iterations" not in text
+
+
+def metrics_store_of(stores: dict[str, Path]) -> CrewTrainingHandler:
+    """A trusted handler of the metrics file: the trained file alone is then what safe loading refuses."""
+    return CrewTrainingHandler(stores["metrics"], trusted=True)
+
+
+def visible(text: str) -> str:
+    return html.unescape(text)

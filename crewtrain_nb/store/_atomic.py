@@ -10,6 +10,7 @@ never a mix.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -61,12 +62,21 @@ def _open_temp(path: str, mode: int) -> tuple[int, str]:
             return os.open(temp_path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode), temp_path
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise _about(exc, path) from exc
+
+
+def _about(exc: OSError, path: str) -> OSError:
+    """``exc`` naming the file being replaced, not the temporary one (the user never named that)."""
+    return type(exc)(exc.errno, exc.strerror, path) if exc.errno is not None else exc
 
 
 class _Replacement:
     """A temporary file beside ``path`` that becomes ``path`` on :meth:`commit`, or vanishes on :meth:`abort`."""
 
     def __init__(self, path: str, mode: int) -> None:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         self.path = path
         self.directory = os.path.dirname(path)
         try:
@@ -82,8 +92,11 @@ class _Replacement:
             raise
 
     def commit(self) -> None:
-        os.fsync(self.fd)
-        os.replace(self.temp_path, self.path)
+        try:
+            os.fsync(self.fd)
+            os.replace(self.temp_path, self.path)
+        except OSError as exc:
+            raise _about(exc, self.path) from exc
         try:
             fsync_directory(self.directory)
         except OSError as exc:

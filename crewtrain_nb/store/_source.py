@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import StoreFormatError, StoreNotFoundError
 from ._agents import resolve_agents, stored_roles
+from ._checks import check_file_name
 from ._remote import is_url, local_path_of, url_exists
 from ._sqlite import SQLiteHandler
 from .handler import CrewTrainingHandler, PickleHandler
@@ -97,7 +98,7 @@ def missing_store(path: str) -> StoreNotFoundError:
 
 
 def _path_or_url(source: str | os.PathLike[str]) -> str:
-    name = os.fspath(source)
+    name = check_file_name(source, example="training_data.pkl")
     if is_url(name):
         return local_path_of(name) or name
     return os.path.abspath(name)
