@@ -486,7 +486,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _add_insight_commands(command: Callable[[str, Callable[[argparse.Namespace], int], str], Any]) -> None:
-    trusted_help = "unpickle anything (only for files you trust: pickles can run code)"
+    trusted_help = TRUSTED_HELP
     check = command(
         "check", _cmd_check, "what is wrong with a training run (exit 0: nothing, 1: findings, 2: unreadable)"
     )

@@ -549,7 +549,7 @@ def test_trusted_says_which_module_to_install_when_a_class_cannot_be_imported(
     assert_clean_error(renamed, f"the module ctn_user_things (from {module}) defines no Thing")
 
 
-@pytest.mark.parametrize("command", ["info", "show", "export", "plot", "report", "convert"])
+@pytest.mark.parametrize("command", ["info", "show", "export", "plot", "report", "convert", "check", "prompt", "diff"])
 def test_every_command_that_opens_a_store_has_trusted_and_says_what_it_imports(command: str) -> None:
     result = run(command, "--help")
     assert result.returncode == 0, result.stderr
