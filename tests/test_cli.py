@@ -487,8 +487,13 @@ def test_report_refuses_swapped_files_saying_which_is_which(demo: dict[str, Path
 
 # -- bad input: keys beyond int64, CLI words, errno text, --trusted, agents by role ----------------------
 
-#: A module of the user's own, beside the pickle that names its class.
-USER_MODULE = "class Thing:\n    def __init__(self):\n        self.size = 3\n"
+#: A module of the user's own, beside the pickle that names its class. Its objects pickle as a call of the
+#: class (REDUCE), which safe loading refuses (a plain instance would load as a placeholder).
+USER_MODULE = (
+    "class Thing:\n"
+    "    def __init__(self, size=3):\n        self.size = size\n"
+    "    def __reduce__(self):\n        return (Thing, (self.size,))\n"
+)
 
 
 def run_installed(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -526,7 +531,7 @@ def test_trusted_imports_classes_from_the_current_directory_as_python_m_does(use
     assert result.returncode == 0, result.stderr
     assert "kind:         iterations" in result.stdout
     refused = run_installed("info", user_class_store.name, cwd=project)
-    assert_clean_error(refused, "refused to load global ctn_user_things.Thing", "open it with --trusted")
+    assert_clean_error(refused, "refused to load", "ctn_user_things.Thing", "open it with --trusted")
     assert "trusted=True" not in refused.stderr
 
 
