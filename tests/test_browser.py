@@ -443,7 +443,7 @@ def test_agent_picker_lists_agents_in_store_order(
 
 def test_an_empty_or_truncated_crewai_file_is_explained(tmp_path: Path) -> None:
     failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
-    failed.clear()  # what CrewAI writes to both files when train() fails
+    failed.save({})  # what CrewAI writes to both files when train() fails (clear() of a missing file creates nothing)
     text = html.unescape(TrainingBrowser(failed).record_html)
     assert "The store is empty ({}: CrewAI writes {} to both files when train() fails" in text
     truncated = tmp_path / "truncated.pkl"

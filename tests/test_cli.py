@@ -384,7 +384,7 @@ def kind_line(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_info_explains_empty_and_truncated_files(tmp_path: Path) -> None:
     failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
-    failed.clear()  # CrewAI writes {} to both files when train() fails
+    failed.save({})  # CrewAI writes {} to both files when train() fails (clear() of a missing file creates nothing)
     truncated = tmp_path / "trained_agents_data.pkl"
     with open(truncated, "wb"):  # CrewAI's save() opens with "wb", then writes: a reader can see 0 bytes
         pass
@@ -464,7 +464,7 @@ def test_plot_metric_options_on_a_crewai_file_and_an_empty_file(demo: dict[str, 
     result = run("plot", str(demo["training"]), "-o", str(tmp_path / "x.png"), "--metric", "loss", "--logy")
     assert_clean_error(result, "--metric and --logy: for metric logs only", "holds CrewAI feedback")
     failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
-    failed.clear()
+    failed.save({})
     result = run("plot", failed.file_path, "-o", str(tmp_path / "x.png"))
     assert_clean_error(result, "the store is empty ({}: CrewAI writes {}", "nothing to plot")
     assert not (tmp_path / "x.png").exists()

@@ -236,7 +236,7 @@ def test_swapped_or_misplaced_crewai_files_are_an_error_saying_which_is_which(
 
 def test_an_empty_crewai_file_is_explained(tmp_path: Path) -> None:
     failed = CrewTrainingHandler(tmp_path / "training_data.pkl")
-    failed.clear()  # what CrewAI does to both files when train() fails
+    failed.save({})  # what CrewAI does to both files when train() fails (clear() of a missing file creates nothing)
     text = visible(build_report(failed).html())
     assert "The store is empty ({}: CrewAI writes {} to both files when train() fails" in text
     truncated = tmp_path / "truncated.pkl"
