@@ -371,6 +371,10 @@ def test_new_store_and_lock_files_are_owner_only_whatever_the_umask(
         write(store)
     finally:
         os.umask(old)
+    if write is WRITES[WRITE_IDS.index("clear")][1] and backend == "pickle":
+        # clear() of a missing pickle store creates nothing, as CrewAI's does: no file to give a mode.
+        assert not os.path.exists(store.file_path)
+        return
     assert stat.S_IMODE(os.stat(store.file_path).st_mode) == 0o600
     companions = companion_files(backend, store)
     assert companions

@@ -244,7 +244,7 @@ def test_an_empty_crewai_file_is_explained(tmp_path: Path) -> None:
     text = visible(build_report(str(truncated)).html())
     assert "The store is empty (0 bytes: CrewAI truncates the file while it writes" in text
     empty_trained = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
-    empty_trained.clear()
+    empty_trained.save({})
     summary = summarize_report(failed, trained=empty_trained)
     assert summary.trained_note is not None and "CrewAI writes {} to both files" in summary.trained_note
     assert summary.trained_note in visible(build_report(failed, trained=empty_trained).html())
