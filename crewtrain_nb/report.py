@@ -253,10 +253,11 @@ def render_report_html(summary: ReportSummary) -> str:
         f"<title>{html.escape(summary.title)}</title>{_DOCUMENT_STYLE}</head><body>",
         f"<div class='ctn-report'>{_PAGE_STYLE}<h1>{html.escape(summary.title)}</h1>",
         "<p class='ctn-meta'>",
-        f"Store: <code>{html.escape(summary.source or 'in-memory data')}</code> · kind: {html.escape(summary.kind)}",
+        f"Store: <code>{html.escape(_shown_path(summary.source) or 'in-memory data')}</code> · "
+        f"kind: {html.escape(summary.kind)}",
     ]
     if summary.trained_source:
-        parts.append(f" · trained agents: <code>{html.escape(summary.trained_source)}</code>")
+        parts.append(f" · trained agents: <code>{html.escape(_shown_path(summary.trained_source) or '')}</code>")
     parts.append("</p>")
 
     parts.append("<section id='summary'><h2>Summary</h2>")
@@ -375,3 +376,18 @@ def write_report(
     """
     report = build_report(source, trained=trained, agent_names=agent_names, title=title, trusted=trusted)
     return report.write_html(path)
+
+
+def _shown_path(path: str | None) -> str | None:
+    """A store path as the report shows it: relative to the working directory when it lies inside it.
+
+    A report is often shared; a path below the folder it was made in says where the file is without
+    showing the home directory around it.
+    """
+    if not path or "://" in path:
+        return path
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        return path
+    return path if relative.startswith(os.pardir) else relative

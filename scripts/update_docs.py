@@ -48,14 +48,17 @@ def main() -> None:
 
     DOCS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
+        # Run as `make demo` does, from the folder that gets demo-output/ (the report shows paths relative to it).
+        os.chdir(scratch)
         output = Path(scratch) / "demo-output"
-        if cli(["quickstart", str(output)]) != 0:
+        if cli(["quickstart", "demo-output"]) != 0:
             raise SystemExit("crewtrain-nb quickstart failed")
         for name in PICTURES:
             shutil.copyfile(output / name, DOCS / name)
             print(f"wrote docs/{name}")
         screenshot_report(output / "report.html", DOCS / "report.png")
         print("wrote docs/report.png")
+        os.chdir(ROOT)
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_browser_page.py"],
         cwd=ROOT,

@@ -283,3 +283,17 @@ def metrics_store_of(stores: dict[str, Path]) -> CrewTrainingHandler:
 
 def visible(text: str) -> str:
     return html.unescape(text)
+
+
+def test_the_report_shows_store_paths_relative_to_the_folder_it_was_made_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, training_data: dict[str, Any]
+) -> None:
+    store = tmp_path / "run" / "training_data.pkl"
+    store.parent.mkdir()
+    CrewTrainingHandler(store).save(training_data)
+    monkeypatch.chdir(tmp_path)
+    assert "Store: <code>run/training_data.pkl</code>" in build_report(store).html()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a store outside the working folder keeps its whole path
+    assert f"Store: <code>{store}</code>" in build_report(store).html()
