@@ -28,25 +28,14 @@ import re
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+# Run as a script (tests/ is then sys.path[0]) or imported as tests.crewai_training_script.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.crewai_script import offline_environment  # noqa: E402
+
 ROLES = ("Researcher", "Writer", "Reviewer")
-
-
-def offline_environment(home: str) -> dict[str, str]:
-    """Environment variables that keep CrewAI offline and out of the real home directory."""
-    return {
-        "CREWAI_DISABLE_TELEMETRY": "true",
-        "OTEL_SDK_DISABLED": "true",
-        "CREWAI_TRACING_ENABLED": "false",
-        "CREWAI_DISABLE_VERSION_CHECK": "true",
-        "CREWAI_STORAGE_DIR": os.path.join(home, "storage"),
-        "OPENAI_API_KEY": "sk-offline-test-key",
-        "HOME": home,
-        "XDG_CONFIG_HOME": os.path.join(home, ".config"),
-        "XDG_DATA_HOME": os.path.join(home, ".local", "share"),
-        "XDG_CACHE_HOME": os.path.join(home, ".cache"),
-    }
 
 
 def scripted_llm(*, evaluator_fails: bool = False, html_output: bool = False) -> Any:

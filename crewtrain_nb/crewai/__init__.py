@@ -21,6 +21,7 @@ plots or views (which import them). :func:`match_roles` and :func:`compare_train
 
 from __future__ import annotations
 
+from ..store import record_roles as agent_roles
 from .checks import FINDING_CODES, REPEAT_SIMILARITY, UNCHANGED_SIMILARITY, Finding, check_training
 from .compare import RoleComparison, compare_entries, compare_trained
 from .curate import edit_suggestions
@@ -36,7 +37,6 @@ from .files import (
     CrewAIVersion,
     FeedbackStatus,
     FieldNote,
-    agent_roles,
     diff_words,
     explain_empty_file,
     explain_status,

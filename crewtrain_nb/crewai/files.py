@@ -34,7 +34,6 @@ __all__ = [
     "CrewAIVersion",
     "FeedbackStatus",
     "FieldNote",
-    "agent_roles",
     "diff_words",
     "explain_empty_file",
     "explain_status",
@@ -188,29 +187,6 @@ def record_version(record: Any) -> CrewAIVersion:
     if isinstance(record, Mapping) and any(key in record for key in LEGACY_KEYS):
         return "0.86"
     return "1.x"
-
-
-def agent_roles(data: Mapping[Any, Any]) -> dict[Any, str]:
-    """``{agent_id: role}`` from the ``agent_role`` key CrewAI 0.86 keeps in each record.
-
-    CrewAI 1.x records carry no role: their agents are left out. Only each
-    agent's first record is read (a lazy store fetches just that one).
-
-    Examples
-    --------
-    >>> agent_roles({"42af": {0: {"initial_output": "x", "agent_role": "Writer"}}, "966e": {0: {"loss": 1.0}}})
-    {'42af': 'Writer'}
-    """
-    roles: dict[Any, str] = {}
-    for agent, records in data.items():
-        if not isinstance(records, Mapping):
-            continue
-        for key in records:
-            record = records[key]
-            if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str):
-                roles[agent] = record["agent_role"]
-            break
-    return roles
 
 
 _NOT_IMPROVED: dict[CrewAIVersion, str] = {

@@ -48,7 +48,17 @@ def agent_names_argument(agents: Any, *, argument: str = "agents") -> list[str] 
 
 
 def record_roles(data: Mapping[Any, Any]) -> dict[Any, str]:
-    """``{agent: role}`` from the ``agent_role`` CrewAI 0.86 keeps in each record (the first one is read)."""
+    """``{agent_id: role}`` from the ``agent_role`` key CrewAI 0.86 keeps in each record.
+
+    CrewAI 1.x records carry no role: their agents are left out. Only each
+    agent's first record is read (a lazy store fetches just that one).
+    ``crewtrain_nb.crewai.agent_roles`` is this function.
+
+    Examples
+    --------
+    >>> record_roles({"42af": {0: {"initial_output": "x", "agent_role": "Writer"}}, "966e": {0: {"loss": 1.0}}})
+    {'42af': 'Writer'}
+    """
     roles: dict[Any, str] = {}
     for agent, records in data.items():
         if not isinstance(records, Mapping):
