@@ -261,7 +261,10 @@ def audit_hostile(directory: str) -> None:
         path = os.path.join(directory, f"payload-{index}.pkl")
         with open(path, "wb") as file:
             file.write(payload.data)
-        outcome, message, global_name, events = load_recorded(CrewTrainingHandler(path, add_suffix=False))
+        # The loader is audited, not the retry: a corrupt file is re-read after short sleeps (read_retry_timeout),
+        # and which payloads count as corrupt rather than unsafe differs between CPython versions.
+        loader = CrewTrainingHandler(path, add_suffix=False, read_retry_timeout=0)
+        outcome, message, global_name, events = load_recorded(loader)
         violations = [f"{event} {args!r}"[:300] for event, args in events if not allowed(event, args, path)]
         try:
             CrewTrainingHandler(path, add_suffix=False).append(1, "agent", {})

@@ -62,14 +62,16 @@ def check_iteration(train_iteration: object) -> int:
             "CrewAI's own handler would store it as given (CrewAI itself always passes an int), but iterations "
             "are sorted, plotted and diffed as ints; pass int(train_iteration)."
         )
-    if train_iteration < 0:
-        raise ValueError(f"train_iteration must be >= 0, got {train_iteration}")
-    if train_iteration > MAX_ITERATION:
+    # Compare as a Python int: numpy < 2 compares a uint64 with a Python int as float64, where 2**63 == 2**63 - 1.
+    value = int(train_iteration)
+    if value < 0:
+        raise ValueError(f"train_iteration must be >= 0, got {value}")
+    if value > MAX_ITERATION:
         raise ValueError(
             f"train_iteration must be at most 2**63 - 1 (an int64, as frames, exports and SQLite store it), "
-            f"got {train_iteration}; CrewAI counts iterations from 0 one by one."
+            f"got {value}; CrewAI counts iterations from 0 one by one."
         )
-    return int(train_iteration)
+    return value
 
 
 
