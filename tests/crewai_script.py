@@ -67,10 +67,34 @@ def offline_environment(home: str) -> dict[str, str]:
     }
 
 
-def _text_of(messages: Any) -> str:
+def text_of_messages(messages: Any) -> str:
+    """The prompt text of what CrewAI sends an LLM (a string, or chat messages)."""
     if isinstance(messages, str):
         return messages
     return "\n".join(str(message.get("content", "")) for message in messages)
+
+
+def offline_llm_base() -> type:
+    """A :class:`crewai.llms.base_llm.BaseLLM` with what a scripted model needs but its ``call``.
+
+    ReAct text only (no function calling), stop words, a fixed context window; the model name is ``scripted``.
+    """
+    from crewai.llms.base_llm import BaseLLM
+
+    class OfflineLLM(BaseLLM):  # type: ignore[misc]
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(model="scripted", **kwargs)
+
+        def supports_function_calling(self) -> bool:
+            return False
+
+        def supports_stop_words(self) -> bool:
+            return True
+
+        def get_context_window_size(self) -> int:
+            return 8192
+
+    return OfflineLLM
 
 
 def scripted_llm_class(answer_size: int = 0) -> type:
@@ -80,17 +104,12 @@ def scripted_llm_class(answer_size: int = 0) -> type:
     writes take long enough for a reader to meet a half-written file).
     """
     padding = " ".join(f"word{index}" for index in range(answer_size // 8))
-    from crewai.llms.base_llm import BaseLLM
-
     prompts: list[str] = []
     answers: dict[str, int] = {}
 
-    class ScriptedLLM(BaseLLM):  # type: ignore[misc]
+    class ScriptedLLM(offline_llm_base()):  # type: ignore[misc]
         # BaseLLM is a pydantic model: what the script records lives outside it.
         recorded: ClassVar[list[str]] = prompts
-
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(model="scripted", **kwargs)
 
         def call(
             self,
@@ -102,7 +121,7 @@ def scripted_llm_class(answer_size: int = 0) -> type:
             from_agent: Any = None,
             response_model: Any = None,
         ) -> str:
-            text = _text_of(messages)
+            text = text_of_messages(messages)
             prompts.append(text)
             if "Assess the quality of the training data" in text:
                 feedback = re.findall(r"Human Feedback:\n(.*)\n", text)
@@ -117,15 +136,6 @@ def scripted_llm_class(answer_size: int = 0) -> type:
             count = answers.get(role, 0)
             answers[role] = count + 1
             return f"Thought: I now know the final answer\nFinal Answer: {role} answer {count}{padding}"
-
-        def supports_function_calling(self) -> bool:
-            return False
-
-        def supports_stop_words(self) -> bool:
-            return True
-
-        def get_context_window_size(self) -> int:
-            return 8192
 
     return ScriptedLLM
 

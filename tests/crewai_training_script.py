@@ -33,24 +33,19 @@ from typing import Any
 
 # Run as a script (tests/ is then sys.path[0]) or imported as tests.crewai_training_script.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.crewai_script import offline_environment  # noqa: E402
+from tests.crewai_script import offline_environment, offline_llm_base, text_of_messages  # noqa: E402
 
 ROLES = ("Researcher", "Writer", "Reviewer")
 
 
 def scripted_llm(*, evaluator_fails: bool = False, html_output: bool = False) -> Any:
     """A BaseLLM answering in ReAct form, the evaluator's JSON for the training evaluation prompt."""
-    from crewai.llms.base_llm import BaseLLM
-
     counts: dict[str, int] = {}
 
-    class ScriptedLLM(BaseLLM):  # type: ignore[misc]
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(model="scripted", **kwargs)
-
+    class ScriptedLLM(offline_llm_base()):  # type: ignore[misc]
         def call(self, messages: Any, tools: Any = None, callbacks: Any = None, available_functions: Any = None,
                  from_task: Any = None, from_agent: Any = None, response_model: Any = None) -> str:  # fmt: skip
-            text = messages if isinstance(messages, str) else "\n".join(str(m.get("content", "")) for m in messages)
+            text = text_of_messages(messages)
             if "Assess the quality of the training data" in text:
                 if evaluator_fails:  # an LLM timeout at the end of a long session
                     raise TimeoutError("the evaluator's LLM timed out")
@@ -65,15 +60,6 @@ def scripted_llm(*, evaluator_fails: bool = False, html_output: bool = False) ->
             if html_output:  # markup an output to judge may hold: the widget must show it as text
                 return f"Thought: done\nFinal Answer: **{role}** answer {counts[role]} <script>alert(1)</script>"
             return f"Thought: I now know the final answer\nFinal Answer: {role} answer {counts[role]}"
-
-        def supports_function_calling(self) -> bool:
-            return False
-
-        def supports_stop_words(self) -> bool:
-            return True
-
-        def get_context_window_size(self) -> int:
-            return 8192
 
     return ScriptedLLM()
 
