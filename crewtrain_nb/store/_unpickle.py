@@ -40,6 +40,7 @@ from typing import Any
 
 from ..errors import CorruptStoreError, StoreError, UnsafePickleError
 from ._placeholders import ClassRef, OpaqueHashError, OpaqueLoading, OpaqueObject, ShapeRefused, may_be_opaque
+from ._quirks import quiet_bytearray_bug
 
 __all__ = ["ALLOWED_GLOBALS", "allowed_class_map", "safe_loads", "trusted_loads"]
 
@@ -847,7 +848,8 @@ def _corrupt(path: str, exc: BaseException) -> CorruptStoreError:
 def _load(data: bytes, path: str, make: Callable[[io.BytesIO], pickle.Unpickler], *, safe: bool) -> Any:
     buffer = io.BytesIO(data)
     try:
-        obj = make(buffer).load()
+        with quiet_bytearray_bug():
+            obj = make(buffer).load()
     except (StoreError, _NeedsChecks):
         raise
     except (_Refused, ShapeRefused) as exc:
