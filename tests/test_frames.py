@@ -35,6 +35,8 @@ from crewtrain_nb import (
 from crewtrain_nb import frames as frames_module
 from crewtrain_nb.crewai import feedback_status
 from crewtrain_nb.demo import make_metrics_data, make_trained_agents_data
+from crewtrain_nb.frames import _builders as frames_builders
+from crewtrain_nb.frames import _flatten as frames_flatten
 
 # -- a plain reference: flatten one record at a time -------------------------------
 
@@ -232,7 +234,7 @@ def test_records_that_are_not_dicts_land_in_value() -> None:
 def test_ragged_records_match_the_reference_across_slices(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, slice_size: int
 ) -> None:
-    monkeypatch.setattr(frames_module, "_SLICE", slice_size)
+    monkeypatch.setattr(frames_flatten, "_SLICE", slice_size)
     data = ragged_store()
     handler = CrewTrainingHandler(tmp_path / "ragged.pkl")
     handler.save(data)
@@ -243,7 +245,7 @@ def test_ragged_records_match_the_reference_across_slices(
 
 
 def test_records_with_many_different_keys_are_grouped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(frames_module, "_SLICE", 16)
+    monkeypatch.setattr(frames_flatten, "_SLICE", 16)
     data = {"a": {i: {"common": i, f"only_{i % 20}": float(i), "m": {f"k{i % 3}": i}} for i in range(50)}}
     check_wide(to_frame(data), data)
     assert to_frame(data).columns.tolist()[2:5] == ["common", "only_0", "m.k0"]
@@ -330,7 +332,7 @@ def test_long_layout_has_one_row_per_leaf(metrics_store: CrewTrainingHandler, me
 
 @pytest.mark.parametrize("slice_size", [3, 1024])
 def test_long_layout_of_ragged_records(monkeypatch: pytest.MonkeyPatch, slice_size: int) -> None:
-    monkeypatch.setattr(frames_module, "_SLICE", slice_size)
+    monkeypatch.setattr(frames_flatten, "_SLICE", slice_size)
     data = ragged_store(agents=2, iterations=25)
     long = to_frame(data, layout="long")
     expected = [(a, i, name, value) for a, i, leaves in reference_rows(data) for name, value in leaves.items()]
@@ -363,8 +365,8 @@ stores = st.dictionaries(
 def test_property_any_store_matches_the_reference(
     monkeypatch: pytest.MonkeyPatch, data: Any, slice_size: int, grouped: bool
 ) -> None:
-    monkeypatch.setattr(frames_module, "_SLICE", slice_size)
-    monkeypatch.setattr(frames_module, "_FEW_EXTRA_KEYS", -(10**6) if grouped else 8)  # both ways of reading
+    monkeypatch.setattr(frames_flatten, "_SLICE", slice_size)
+    monkeypatch.setattr(frames_flatten, "_FEW_EXTRA_KEYS", -(10**6) if grouped else 8)  # both ways of reading
     before = deep_bytes(data)
     check_wide(to_frame(data), data)
 
@@ -410,7 +412,7 @@ def test_metrics_frame_orders_the_same_by_blocks_or_by_sort(
     monkeypatch: pytest.MonkeyPatch, metrics_data: dict[str, Any]
 ) -> None:
     by_blocks = metrics_frame(metrics_data)  # every record has every metric
-    monkeypatch.setattr(frames_module, "_MAX_BLOCKS", 0)  # force the general path
+    monkeypatch.setattr(frames_builders, "_MAX_BLOCKS", 0)  # force the general path
     by_sort = metrics_frame(metrics_data)
     pd.testing.assert_frame_equal(by_blocks, by_sort)
     assert len(by_sort) == 3 * 25 * 5
@@ -657,9 +659,19 @@ def imports_of(module_file: Path) -> tuple[set[str], set[str]]:
 
 
 def test_frames_imports_neither_matplotlib_nor_ipywidgets() -> None:
-    absolute, local = imports_of(Path(frames_module.__file__))
+    package = Path(frames_module.__file__).parent
+    absolute: set[str] = set()
+    outside: set[str] = set()  # what the frames package imports from the rest of crewtrain_nb
+    for module_file in sorted(package.glob("*.py")):
+        tree = ast.parse(module_file.read_text(encoding="utf-8"))
+        absolute |= imports_of(module_file)[0]
+        outside |= {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level >= 2
+        }
     assert not {name for name in absolute if name.split(".")[0] in {"matplotlib", "ipywidgets"}}
-    assert local == {"crewai", "errors", "store"}  # and those import neither (tests/test_crewai_files.py, the store)
+    assert outside == {"crewai", "errors", "store"}  # and those import neither (tests/test_crewai_files.py, the store)
     # And at run time, in a fresh interpreter: building frames loads neither.
     script = (
         "import sys\n"
@@ -795,9 +807,7 @@ def test_an_iteration_key_beyond_int64_is_a_format_error_naming_file_agent_and_k
 
 @pytest.mark.parametrize("view", [to_frame, feedback_frame, metrics_frame, store_kind])
 @pytest.mark.parametrize("suffix", [".pkl", ".db"])
-def test_a_handler_on_a_missing_file_is_no_such_file_not_an_empty_store(
-    tmp_path: Path, view: Any, suffix: str
-) -> None:
+def test_a_handler_on_a_missing_file_is_no_such_file_not_an_empty_store(tmp_path: Path, view: Any, suffix: str) -> None:
     handler = CrewTrainingHandler(tmp_path / f"training_data{suffix}")
     assert handler.load() == {}  # as CrewAI's handler does
     message = f"no such file: {handler.file_path}; .*CrewAI writes training_data.pkl .*where `crewai train` ran"

@@ -1,0 +1,83 @@
+"""Leaf values of records: cached type predicates and copies, so frame cells never alias a store's data."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import decimal
+import functools
+import numbers
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+# Leaves that cannot change: shared with the frame as they are. Anything else
+# that lands in a frame cell (lists, arrays, sets, objects) is copied, because
+# a handler's data is its cache and a user may mutate a cell.
+_IMMUTABLE: frozenset[type] = frozenset(
+    {
+        str,
+        bytes,
+        int,
+        float,
+        complex,
+        bool,
+        type(None),
+        frozenset,
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        datetime.timezone,
+        decimal.Decimal,
+        uuid.UUID,
+    }
+)
+
+
+# -- type predicates (cached per type: stores hold few distinct types) -----------
+
+
+@functools.lru_cache(maxsize=256)
+def is_mapping_type(kind: type) -> bool:
+    return issubclass(kind, Mapping)
+
+
+@functools.lru_cache(maxsize=256)
+def is_numeric_type(kind: type) -> bool:
+    """int, float and numpy numbers; never bool (``True`` is not a metric)."""
+    return issubclass(kind, numbers.Real) and not issubclass(kind, (bool, np.bool_))
+
+
+@functools.lru_cache(maxsize=256)
+def is_integer_type(kind: type) -> bool:
+    return issubclass(kind, numbers.Integral) and not issubclass(kind, (bool, np.bool_))
+
+
+@functools.lru_cache(maxsize=256)
+def is_array_type(kind: type) -> bool:
+    return issubclass(kind, (list, tuple, np.ndarray))
+
+
+@functools.lru_cache(maxsize=256)
+def is_immutable_type(kind: type) -> bool:
+    return kind in _IMMUTABLE or issubclass(kind, np.generic)
+
+
+def copy_leaf(value: Any) -> Any:
+    """A copy of a mutable leaf, so frame cells never alias the store's data."""
+    kind = type(value)
+    if is_immutable_type(kind):
+        return value
+    if kind is list:
+        return [copy_leaf(item) for item in value]
+    if kind is tuple:
+        return tuple(copy_leaf(item) for item in value)
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an object that cannot be copied is shared rather than failing the frame
+        return value
