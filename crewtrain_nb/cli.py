@@ -63,14 +63,14 @@ def _names(path: str | None) -> dict[str, str] | None:
 
 
 def _sqlite_outline(handler: Any) -> dict[Any, list[int]] | None:
-    """Each agent's iteration numbers of a SQLite store, read without unpickling a record.
+    """Each agent's iteration numbers of a store that ``supports_lazy_reads`` (SQLite), without unpickling a record.
 
-    ``None`` for a pickle store (read whole anyway) or a SQLite store holding
+    ``None`` for a store read whole anyway (pickle) or a lazy store holding
     other entries (trained agents): the full shape check then says what it is.
     """
-    from .store import SQLiteHandler
+    from .store import TrainingStore
 
-    if not isinstance(handler, SQLiteHandler):
+    if not isinstance(handler, TrainingStore) or not handler.supports_lazy_reads:
         return None
     outline: dict[Any, list[int]] = {}
     for agent in handler.agents():
@@ -155,9 +155,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _format_leaf(value: Any) -> str:
-    from .render import _is_array, summarize_array
+    from .render import is_array, summarize_array
 
-    if _is_array(value):
+    if is_array(value):
         return summarize_array(value)
     return value if isinstance(value, str) else repr(value)
 

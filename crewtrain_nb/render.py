@@ -17,6 +17,7 @@ from .store import OpaqueObject
 __all__ = [
     "diff_html",
     "flatten_record",
+    "is_array",
     "message_html",
     "record_html",
     "summarize_array",
@@ -105,7 +106,8 @@ def summarize_array(value: Any) -> str:
     return f"{shape} · min {finite.min():.4g} · mean {finite.mean():.4g} · max {finite.max():.4g}"
 
 
-def _is_array(value: Any) -> bool:
+def is_array(value: Any) -> bool:
+    """Whether a leaf is shown as an array summary: a list, a tuple or a numpy array."""
     return isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray"
 
 
@@ -138,7 +140,7 @@ def flatten_record(record: Any, *, sep: str = ".") -> list[tuple[str, Any]]:
 
 
 def _leaf_html(value: Any) -> str:
-    if _is_array(value):
+    if is_array(value):
         return f"<span class='ctn-muted'>{html.escape(summarize_array(value))}</span>"
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         try:

@@ -265,16 +265,16 @@ def test_store_turning_malformed_keeps_the_last_view(metrics_store: CrewTraining
 def test_auto_refresh_rereads_only_a_changed_file(
     metrics_store: CrewTrainingHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crewtrain_nb.store import handler as handler_module
+    from crewtrain_nb.store import _pickle_file as pickle_file_module
 
     loads: list[str] = []
-    real_loads = handler_module.safe_loads
+    real_loads = pickle_file_module.safe_loads
 
     def counting_loads(payload: bytes, **kwargs: Any) -> Any:
         loads.append(str(kwargs.get("path")))
         return real_loads(payload, **kwargs)
 
-    monkeypatch.setattr(handler_module, "safe_loads", counting_loads)
+    monkeypatch.setattr(pickle_file_module, "safe_loads", counting_loads)
     browser = TrainingBrowser(metrics_store.file_path, auto_refresh=0.02)
     try:
         ticks: list[bool] = []

@@ -168,7 +168,7 @@ def test_decompression_bomb_is_refused_without_inflating_it(tmp_path: Path, suff
 def test_default_decompression_cap_is_bounded() -> None:
     assert 256 << 20 <= _codec.DEFAULT_MAX_DECOMPRESSED_SIZE <= 4 << 30
     handler = CrewTrainingHandler("x.pkl.gz")
-    assert handler._codec.max_decompressed_size == _codec.DEFAULT_MAX_DECOMPRESSED_SIZE
+    assert handler._file.codec.max_decompressed_size == _codec.DEFAULT_MAX_DECOMPRESSED_SIZE
     with pytest.raises(TypeError, match="max_decompressed_size"):
         CrewTrainingHandler("x.pkl.gz", max_decompressed_size=1.5)  # type: ignore[arg-type]
 
@@ -363,9 +363,9 @@ def test_the_key_never_appears_in_errors_reprs_or_logs(
     path = tmp_path / "secret.pkl"
     handler = CrewTrainingHandler(path, key=text_key)
     handler.save({"a": 1})
-    seen += [repr(handler), str(handler), repr(handler._codec.key), str(handler._codec.key)]
+    seen += [repr(handler), str(handler), repr(handler._file.codec.key), str(handler._file.codec.key)]
     with pytest.raises(TypeError) as pickled:
-        pickle.dumps(handler._codec.key)
+        pickle.dumps(handler._file.codec.key)
     seen.append(str(pickled.value))
     for attempt in (
         lambda: CrewTrainingHandler(path, key=os.urandom(32)).load(),  # wrong key

@@ -31,7 +31,7 @@ from crewtrain_nb import (
     UnsafePickleError,
 )
 from crewtrain_nb.store import _atomic
-from crewtrain_nb.store import handler as handler_module
+from crewtrain_nb.store import _pickle_file as pickle_file_module
 
 WORKERS = str(Path(__file__).with_name("workers.py"))
 
@@ -615,13 +615,13 @@ def test_user_classes_load_as_placeholders_safely_and_as_themselves_when_trusted
 
 def count_unpickles(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    real = handler_module.safe_loads
+    real = pickle_file_module.safe_loads
 
     def counting(payload: bytes, *, path: str, **options: Any) -> Any:
         calls.append(len(payload))
         return real(payload, path=path, **options)
 
-    monkeypatch.setattr(handler_module, "safe_loads", counting)
+    monkeypatch.setattr(pickle_file_module, "safe_loads", counting)
     return calls
 
 
@@ -738,13 +738,13 @@ def test_save_trained_data_checks_agent_id(tmp_path: Path, suffix: str) -> None:
 
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     writes: list[int] = []
-    real = handler_module.write_atomic
+    real = pickle_file_module.write_atomic
 
     def counting(path: str, payload: bytes) -> Any:
         writes.append(len(payload))
         return real(path, payload)
 
-    monkeypatch.setattr(handler_module, "write_atomic", counting)
+    monkeypatch.setattr(pickle_file_module, "write_atomic", counting)
     return writes
 
 

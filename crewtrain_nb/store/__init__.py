@@ -2,7 +2,8 @@
 
 Handlers read and write CrewAI's pickled training files atomically, under a
 cross-process lock, with safe loading by default; ``.db`` names get the SQLite
-backend (constant-cost appends, lazy reads).
+backend (constant-cost appends, lazy reads). Both implement the store contract,
+:class:`TrainingStore` (capabilities as ``supports_*`` flags, a change token).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from ._atomic import PRIVATE_MODE, SHARED_MODE, atomic_file, write_file
 from ._audit import AuditReport, verify_audit
 from ._backups import StoreVersion
 from ._checks import MAX_ITERATION
+from ._contract import StoreStats, TrainingStore
 from ._convert import convert
 from ._journal import FeedbackJournal, JournalContents, read_journal
-from ._lazy import StoreStats
 from ._placeholders import OpaqueObject, dumps
 from ._runs import RUNS_FOLDER, RunArchive, utc_now
 from ._source import LazyEntry, LazyStore, Source, as_handler, open_source, open_view
@@ -44,6 +45,7 @@ __all__ = [
     "Source",
     "StoreStats",
     "StoreVersion",
+    "TrainingStore",
     "agent_names_argument",
     "as_handler",
     "atomic_file",

@@ -1,4 +1,7 @@
-"""Argument and file checks shared by both store backends (pickle and SQLite), so both refuse alike."""
+"""Argument and file checks and suffix rules shared by both store backends (pickle and SQLite).
+
+Every module of the store imports its checks from here, so both backends refuse alike and name files alike.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +10,56 @@ import os
 import stat
 
 from ..errors import StoreWriteError
+from ._codec import COMPRESSED_SUFFIXES
+from ._remote import is_url, local_path_of
 
 __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "MAX_ITERATION",
+    "PICKLE_SUFFIXES",
+    "SQLITE_SUFFIXES",
     "check_agent_id",
+    "check_backups",
     "check_file_name",
     "check_iteration",
     "check_lock_timeout",
+    "check_max_decompressed_size",
+    "check_read_retry_timeout",
     "check_writable",
+    "is_sqlite_name",
+    "resolve_store_path",
 ]
+
+#: Pickle store names ending with one of these are used as given; any other name gets ``.pkl`` appended.
+PICKLE_SUFFIXES: tuple[str, ...] = (".pkl", *COMPRESSED_SUFFIXES)
+#: Names that open the SQLite backend (compared ignoring case).
+SQLITE_SUFFIXES: tuple[str, ...] = (".db", ".sqlite", ".sqlite3")
+
+
+def is_sqlite_name(file_name: object) -> bool:
+    """Whether ``file_name`` (a ``str`` or path) names a SQLite store: it ends with one of :data:`SQLITE_SUFFIXES`."""
+    if not isinstance(file_name, (str, os.PathLike)):
+        return False
+    name = os.fspath(file_name)
+    return isinstance(name, str) and name.lower().endswith(SQLITE_SUFFIXES)
+
+
+def resolve_store_path(
+    name: str, *, suffixes: tuple[str, ...], default_suffix: str, add_suffix: bool, ignore_case: bool = False
+) -> tuple[str, bool]:
+    """``(path, is_remote)`` of a checked store name: the one path rule of both backends.
+
+    A ``file://`` URL becomes its local path; ``default_suffix`` is appended
+    when ``add_suffix`` and the name ends with none of ``suffixes`` (compared
+    ignoring case when ``ignore_case``); a local name resolves against the
+    current directory, an fsspec URL is kept as given.
+    """
+    name = local_path_of(name) or name
+    remote = is_url(name)
+    if add_suffix and not (name.lower() if ignore_case else name).endswith(suffixes):
+        name += default_suffix
+    return (name if remote else os.path.abspath(os.path.join(os.getcwd(), name))), remote
 
 
 def check_file_name(file_name: object, *, example: str) -> str:
@@ -32,6 +74,26 @@ def check_file_name(file_name: object, *, example: str) -> str:
 def check_lock_timeout(lock_timeout: object) -> None:
     if not isinstance(lock_timeout, numbers.Real) or lock_timeout < 0:
         raise ValueError(f"lock_timeout must be a number of seconds >= 0, got {lock_timeout!r}")
+
+
+def check_read_retry_timeout(read_retry_timeout: object) -> float:
+    if isinstance(read_retry_timeout, numbers.Real):
+        seconds = float(read_retry_timeout)
+        if 0 <= seconds < float("inf"):
+            return seconds
+    raise ValueError(f"read_retry_timeout must be a number of seconds >= 0, got {read_retry_timeout!r}")
+
+
+def check_max_decompressed_size(max_decompressed_size: object) -> int:
+    if isinstance(max_decompressed_size, bool) or not isinstance(max_decompressed_size, numbers.Integral):
+        raise TypeError(f"max_decompressed_size must be an int of bytes, got {max_decompressed_size!r}")
+    return int(max_decompressed_size)
+
+
+def check_backups(backups: object) -> int:
+    if isinstance(backups, bool) or not isinstance(backups, numbers.Integral) or backups < 0:
+        raise ValueError(f"backups must be an int >= 0 (how many previous versions to keep), got {backups!r}")
+    return int(backups)
 
 
 def check_agent_id(agent_id: object) -> str:
@@ -72,7 +134,6 @@ def check_iteration(train_iteration: object) -> int:
             f"got {value}; CrewAI counts iterations from 0 one by one."
         )
     return value
-
 
 
 def check_writable(path: str) -> None:

@@ -1,10 +1,13 @@
 """Lazy access to a store: one agent, one record, or a stream of records at a time.
 
-Both backends offer the same read API (:class:`LazyAccess`): ``agents()``,
+Both backends offer the same read API (part of the store contract,
+:class:`~crewtrain_nb.store._contract.TrainingStore`): ``agents()``,
 ``iterations(agent_id)``, ``get(agent_id, iteration)``, ``entry(agent_id)``,
-``records(agent_id=None)``, ``len()`` and ``stats()``. The pickle handler
-answers from its cached snapshot (a pickle has to be read whole once); the
-SQLite handler answers each call with a query and never reads the whole store.
+``records(agent_id=None)``, ``len()`` and ``stats()``. :class:`LazyAccess`
+answers them from ``peek()``, the cached snapshot of the pickle handler (a
+pickle has to be read whole once); the SQLite handler answers each call with
+a query and never reads the whole store. This module also holds the checks and
+messages both backends' reads share.
 
 What counts as *records*: an agent entry that is a plain ``dict`` whose keys
 are all ``int`` (64-bit) holds iterations, and each of its items is a record.
@@ -19,11 +22,11 @@ import datetime
 import numbers
 import os
 from collections.abc import Iterable, Iterator, Sized
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import StoreFormatError
 from ._checks import INT64_MAX, INT64_MIN, check_agent_id
+from ._contract import StoreStats, TrainingStore
 from ._copy import copy_plain
 
 __all__ = ["LazyAccess", "StoreStats", "is_iteration_entry"]
@@ -103,44 +106,16 @@ def utc_time(seconds: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
 
 
-@dataclass(frozen=True)
-class StoreStats:
-    """Size of a store, from :meth:`~crewtrain_nb.PickleHandler.stats`.
+class LazyAccess(TrainingStore):
+    """The contract's lazy read API answered from :meth:`peek`: the whole store, read once.
 
-    Attributes
-    ----------
-    records
-        ``(agent, iteration)`` records (what ``len(handler)`` gives).
-    agents
-        Top-level entries, records or not (trained-agents entries count here).
-    bytes
-        Bytes on disk: the file, plus SQLite's write-ahead log (``-wal``) when there is one.
-    changed
-        Last modification of those files (UTC), ``None`` when the store does not exist yet.
-    """
-
-    records: int
-    agents: int
-    bytes: int
-    changed: datetime.datetime | None
-
-
-class LazyAccess:
-    """Read API shared by both backends; this implementation answers from the pickle handler's snapshot.
-
-    The snapshot is cached while the file is unchanged, so after the first call
+    For a backend that has to read its file whole (the pickle handler): the
+    snapshot is cached while the file is unchanged, so after the first call
     every lookup is a dict lookup. Returned values are copies: mutating them
-    never changes the store or the cache.
+    never changes the store or the cache. Uses only the contract's public API.
     """
 
-    file_path: str
-
-    def peek(self) -> Any:  # implemented by PickleHandler
-        raise NotImplementedError
-
-    def __bool__(self) -> bool:
-        # ``__len__`` counts records; a handler of an empty store is still a handler.
-        return True
+    supports_lazy_reads = False
 
     def _store_dict(self) -> dict[Any, Any]:
         data = self.peek()

@@ -11,8 +11,8 @@ from typing import Any
 from ..errors import StoreFormatError, StoreNotFoundError
 from ._agents import resolve_agents, stored_roles
 from ._checks import check_file_name
+from ._contract import TrainingStore
 from ._remote import is_url, local_path_of, url_exists
-from ._sqlite import SQLiteHandler
 from .handler import CrewTrainingHandler, PickleHandler
 
 __all__ = ["LazyEntry", "LazyStore", "Source", "as_handler", "missing_store", "open_source", "open_view"]
@@ -39,9 +39,9 @@ def open_source(
     trusted
         Passed to the handler opened for a path.
     agents
-        The agents the caller will read. A SQLite store then reads only their
-        entries (``{agent: entry}``, nothing else is loaded); other sources
-        come back whole, for the caller to select from.
+        The agents the caller will read. A store that ``supports_lazy_reads``
+        (SQLite) then reads only their entries (``{agent: entry}``, nothing else
+        is loaded); other sources come back whole, for the caller to select from.
 
     Raises
     ------
@@ -52,12 +52,12 @@ def open_source(
     TypeError
         Anything else.
     """
-    if isinstance(source, PickleHandler) and not source.exists():
+    if isinstance(source, TrainingStore) and not source.exists():
         # load() gives {} here, as CrewAI's handler does; a view says what is wrong instead of "empty".
         raise missing_store(source.file_path)
-    if isinstance(source, SQLiteHandler) and agents is not None:
+    if isinstance(source, TrainingStore) and source.supports_lazy_reads and agents is not None:
         return _read_agents(source, agents), source.file_path
-    if isinstance(source, PickleHandler):
+    if isinstance(source, TrainingStore):
         return source.peek(), source.file_path
     if isinstance(source, (str, os.PathLike)):
         path = _path_or_url(source)
@@ -108,7 +108,7 @@ def _exists(path: str) -> bool:
     return url_exists(path) if is_url(path) else os.path.exists(path)
 
 
-def _read_agents(handler: SQLiteHandler, agents: str | Iterable[str]) -> dict[Any, Any]:
+def _read_agents(handler: TrainingStore, agents: str | Iterable[str]) -> dict[Any, Any]:
     """The named agents' entries only, each name resolved (id, role, id prefix) as everywhere.
 
     In store order, as a whole store reads, whatever order ``agents`` names them in.
@@ -127,7 +127,7 @@ class LazyEntry(Mapping):
     the items or a second record reads the agent's records once and keeps them.
     """
 
-    def __init__(self, handler: SQLiteHandler, agent: str, iterations: list[int]) -> None:
+    def __init__(self, handler: TrainingStore, agent: str, iterations: list[int]) -> None:
         self._handler = handler
         self._agent = agent
         self._keys = iterations
@@ -176,7 +176,7 @@ class LazyStore(Mapping):
     new view (:func:`open_view`) to see later changes.
     """
 
-    def __init__(self, handler: SQLiteHandler) -> None:
+    def __init__(self, handler: TrainingStore) -> None:
         self._handler = handler
         self._agents = handler.agents()
         self._known = set(self._agents)
@@ -205,27 +205,29 @@ class LazyStore(Mapping):
         return len(self._agents)
 
 
-_VIEWS: weakref.WeakKeyDictionary[SQLiteHandler, tuple[Any, LazyStore]] = weakref.WeakKeyDictionary()
-#: handler -> (file identity, snapshot, read-only view of it)
-_PICKLE_VIEWS: weakref.WeakKeyDictionary[PickleHandler, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
+#: handler -> (change token, lazy view)
+_VIEWS: weakref.WeakKeyDictionary[TrainingStore, tuple[Any, LazyStore]] = weakref.WeakKeyDictionary()
+#: handler -> (change token, snapshot, read-only view of it)
+_PICKLE_VIEWS: weakref.WeakKeyDictionary[TrainingStore, tuple[Any, Any, Any]] = weakref.WeakKeyDictionary()
 
 
 def open_view(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
-    """Like :func:`open_source`, but a SQLite store comes back as a :class:`LazyStore`.
+    """Like :func:`open_source`, but a store that ``supports_lazy_reads`` (SQLite) comes back as a :class:`LazyStore`.
 
     For a long-lived reader (the browser): the same view object is returned
-    while the store is unchanged, so ``is`` tells whether to redraw, and an
-    agent of a SQLite store is read only when it is looked at. A pickle
-    handler's snapshot comes back as a read-only mapping, new after every write
-    (also by that same handler). Other sources: as :func:`open_source`.
+    while the store is unchanged (its :meth:`~TrainingStore.change_token`), so
+    ``is`` tells whether to redraw, and an agent of a SQLite store is read only
+    when it is looked at. A pickle handler's snapshot comes back as a read-only
+    mapping, new after every write (also by that same handler). Other sources:
+    as :func:`open_source`.
     """
-    if isinstance(source, PickleHandler) and not source.exists():
+    if isinstance(source, TrainingStore) and not source.exists():
         raise missing_store(source.file_path)
-    if isinstance(source, PickleHandler) and not isinstance(source, SQLiteHandler):
+    if isinstance(source, TrainingStore) and not source.supports_lazy_reads:
         return _pickle_view(source), source.file_path
-    if not isinstance(source, SQLiteHandler):
+    if not isinstance(source, TrainingStore):
         return open_source(source, trusted=trusted)
-    version = source._version()
+    version = source.change_token()
     cached = _VIEWS.get(source)
     if cached is not None and cached[0] == version:
         return cached[1], source.file_path
@@ -234,17 +236,17 @@ def open_view(source: Any, *, trusted: bool = False) -> tuple[Any, str | None]:
     return view, source.file_path
 
 
-def _pickle_view(handler: PickleHandler) -> Any:
-    """A read-only view of the handler's snapshot, new whenever the file changed.
+def _pickle_view(handler: TrainingStore) -> Any:
+    """A read-only view of the handler's snapshot, new whenever the store changed.
 
     The handler's own ``append`` updates its cached snapshot in place (that is
     what keeps appends cheap), so the snapshot object alone cannot tell a reader
-    that the store changed: the file's identity (device, inode, size, times)
-    can, and a new view object is returned when it differs.
+    that the store changed: the change token can, and a new view object is
+    returned when it differs. The token is taken before the read, so a change
+    between the two makes at worst one more new view, never a stale one.
     """
+    identity = handler.change_token()
     data = handler.peek()
-    snapshot = handler._snapshot_box[0]
-    identity = None if snapshot is None else snapshot.key
     cached = _PICKLE_VIEWS.get(handler)
     if cached is not None and cached[0] == identity and cached[1] is data:
         return cached[2]

@@ -29,15 +29,23 @@ import contextlib
 import functools
 import os
 import sqlite3
-import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptStoreError, StoreError, StoreFormatError, StoreLockTimeout, StoreWriteError
-from ._checks import check_agent_id, check_file_name, check_iteration, check_lock_timeout, check_writable
+from ._checks import (
+    SQLITE_SUFFIXES,
+    check_agent_id,
+    check_file_name,
+    check_iteration,
+    check_lock_timeout,
+    check_writable,
+    resolve_store_path,
+)
+from ._contract import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, TrainingStore
 from ._copy import copy_plain
 from ._lazy import (
     StoreStats,
@@ -50,14 +58,9 @@ from ._lazy import (
     utc_time,
 )
 from ._placeholders import dumps
-from ._remote import is_url, local_path_of
 from ._unpickle import allowed_class_map, safe_loads, trusted_loads
-from .handler import DEFAULT_LOCK_TIMEOUT, PICKLE_PROTOCOL, CrewTrainingHandler
 
 __all__ = ["SQLITE_SUFFIXES", "SQLiteHandler"]
-
-#: Names that open the SQLite backend.
-SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 #: Written to ``meta``; a higher number means a newer crewtrain_nb wrote the file.
 FORMAT_VERSION = 1
 #: Rows fetched per query when streaming records: memory stays flat, no cursor outlives a call.
@@ -172,11 +175,15 @@ class _Cache:
     data: dict[Any, Any]
 
 
-class SQLiteHandler(CrewTrainingHandler):
+class SQLiteHandler(TrainingStore):
     """A training store in one SQLite file: appends cost the same at any size, reads can be lazy.
 
     Construct it directly, or through ``CrewTrainingHandler(name)`` /
     ``PickleHandler(name)`` with a ``.db``, ``.sqlite`` or ``.sqlite3`` name.
+    It implements the store contract (``_contract.TrainingStore``) beside the
+    pickle handler, inheriting nothing of it, and is registered as a virtual
+    subclass of ``CrewTrainingHandler`` and ``PickleHandler``, so ``isinstance``
+    checks written against CrewAI's class names hold.
 
     Parameters
     ----------
@@ -204,7 +211,7 @@ class SQLiteHandler(CrewTrainingHandler):
       ``save`` of anything else raises :class:`~crewtrain_nb.StoreFormatError`
       (use a ``.pkl`` file for arbitrary objects). A ``dict`` subclass is
       stored as its items and loads as a plain ``dict``.
-    * There is no ``<file>.lock``: SQLite locks the database itself.
+    * There is no ``<file>.lock`` (``lock_path`` is ``None``): SQLite locks the database itself.
       ``-wal`` and ``-shm`` files live beside the database; copy the three
       together, or use :func:`crewtrain_nb.store.convert` to make a copy.
     * In a read-only directory, where SQLite cannot create ``-shm``, the
@@ -213,6 +220,8 @@ class SQLiteHandler(CrewTrainingHandler):
       :class:`~crewtrain_nb.StoreWriteError`.
     * ``load()`` reads every row; use :meth:`agents`, :meth:`iterations`,
       :meth:`get`, :meth:`entry` and :meth:`records` to read less.
+    * No versions (``backups``) and no audit log: ``supports_versions`` and
+      ``supports_audit`` are ``False``; ``backups`` is ``0``, ``audit`` ``False``.
 
     Examples
     --------
@@ -229,6 +238,17 @@ class SQLiteHandler(CrewTrainingHandler):
     >>> handler.close()
     """
 
+    supports_lazy_reads = True
+    supports_versions = False
+    supports_audit = False
+    supports_any_object = False
+    #: SQLite locks the database file itself: there is no lock file.
+    lock_path: str | None = None
+    backups = 0
+    audit = False
+    #: Reads never retry: a SQLite reader never sees a half-written store.
+    read_retry_timeout = 0.0
+
     def __init__(
         self,
         file_name: str | os.PathLike[str],
@@ -242,6 +262,7 @@ class SQLiteHandler(CrewTrainingHandler):
         audit: bool = False,
         allowed_classes: Any = None,
     ) -> None:
+        super().__init__()
         name = check_file_name(file_name, example="runs.db")
         # The pickle handler's file-level options do not apply to a database: refuse them rather than ignore them.
         unsupported = [
@@ -256,38 +277,27 @@ class SQLiteHandler(CrewTrainingHandler):
                 f"{name}: {', '.join(unsupported)} apply to pickle stores only, not to a SQLite store; "
                 "use a .pkl name (see convert()) or leave them out."
             )
-        if is_url(name):
-            local = local_path_of(name)
-            if local is None:
-                raise ValueError(
-                    f"{name}: a SQLite store must be a local file (SQLite needs file locks); "
-                    "use a local path, or a .pkl store for fsspec URLs."
-                )
-            name = local
-        if add_suffix and not name.lower().endswith(SQLITE_SUFFIXES):
-            name += ".db"
+        path, remote = resolve_store_path(
+            name, suffixes=SQLITE_SUFFIXES, default_suffix=".db", add_suffix=add_suffix, ignore_case=True
+        )
+        if remote:
+            raise ValueError(
+                f"{name}: a SQLite store must be a local file (SQLite needs file locks); "
+                "use a local path, or a .pkl store for fsspec URLs."
+            )
         check_lock_timeout(lock_timeout)
-        self.file_path: str = os.path.abspath(os.path.join(os.getcwd(), name))
+        self.file_path: str = path
         self.trusted = bool(trusted)
         self.lock_timeout = float(lock_timeout)
-        self._state_lock = threading.RLock()
         self._connection_box: list[_Connection | None] = [None]
         self._finalizer = weakref.finalize(self, _close_connection, self._connection_box)
-        self._batch_depth = 0
         self._cache: _Cache | None = None
+        #: Writes committed through this handler: part of the change token.
+        self._writes = 0
         self.allowed_classes: tuple[type, ...] = tuple(allowed_class_map(allowed_classes).values())
         self._unpickle: Callable[..., Any] = (
             trusted_loads if self.trusted else functools.partial(safe_loads, allowed_classes=self.allowed_classes)
         )
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.file_path!r}, trusted={self.trusted})"
-
-    def __enter__(self) -> SQLiteHandler:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- writing -------------------------------------------------------------------
 
@@ -390,30 +400,22 @@ class SQLiteHandler(CrewTrainingHandler):
             )
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[SQLiteHandler]:
+    def _outermost_batch(self) -> Iterator[None]:
         """One transaction around the block: all of it is committed at the end, or nothing if it raises.
 
         The write lock is held for the whole block; ``load`` and the lazy
-        reads inside it see the block's changes. A nested ``batch`` joins the outer one.
+        reads inside it see the block's changes.
         """
-        with self._state_lock:
-            if self._batch_depth:
-                self._batch_depth += 1
-                try:
-                    yield self
-                finally:
-                    self._batch_depth -= 1
-                return
-            conn = self._begin_write()
-            self._batch_depth = 1
-            try:
-                yield self
-            except BaseException:
-                self._batch_depth = 0
-                self._rollback(conn)
-                raise
+        conn = self._begin_write()
+        self._batch_depth = 1
+        try:
+            yield
+        except BaseException:
             self._batch_depth = 0
-            self._commit(conn)
+            self._rollback(conn)
+            raise
+        self._batch_depth = 0
+        self._commit(conn)
 
     def exists(self) -> bool:
         """Whether the database file exists (inside :meth:`batch`: always, the batch writes it)."""
@@ -426,12 +428,27 @@ class SQLiteHandler(CrewTrainingHandler):
             self._cache = None
             _close_connection(self._connection_box)
 
+    def change_token(self) -> Hashable:
+        """A value that differs whenever the stored data may have changed (see the store contract).
+
+        The file's identity, SQLite's ``data_version`` (which changes when
+        another connection commits), this connection's change count, and the
+        count of this handler's writes (``None`` first when there is no store file).
+        """
+        with self._state_lock:
+            return (self._version(), self._writes)
+
+    def companion_paths(self) -> list[str]:
+        """SQLite's ``-wal`` and ``-shm`` files beside the database (they exist while a connection is open)."""
+        return [self.file_path + "-wal", self.file_path + "-shm"]
+
     # -- reading ---------------------------------------------------------------------
 
     def load(self) -> dict[Any, Any]:
         """The whole store as a dict (a copy: yours to mutate); ``{}`` when the file is missing or empty."""
         with self._state_lock:
-            return copy_plain(self._read_all())
+            data: dict[Any, Any] = copy_plain(self._read_all())
+            return data
 
     def peek(self) -> dict[Any, Any]:
         """The whole store *without* copying it (read-only; cached while the database is unchanged)."""
@@ -450,7 +467,7 @@ class SQLiteHandler(CrewTrainingHandler):
         """The iterations of ``agent_id`` in stored order (one indexed query; no record is unpickled)."""
         agent = check_agent_key(agent_id)
         with self._reading() as conn:
-            position, value = self._find(conn, agent)
+            conn, position, value = self._find(conn, agent)
             if value is None:
                 found = [
                     row[0]
@@ -466,7 +483,7 @@ class SQLiteHandler(CrewTrainingHandler):
         number = check_iteration_key(iteration)
         agent = check_agent_key(agent_id)
         with self._reading() as conn:
-            position, value = self._find(conn, agent)
+            conn, position, value = self._find(conn, agent)
             if value is None:
                 row = conn.execute(
                     "SELECT record FROM records WHERE agent = ? AND iteration = ?", (position, number)
@@ -494,7 +511,7 @@ class SQLiteHandler(CrewTrainingHandler):
         """The whole entry of ``agent_id`` (its iterations dict, or its value), reading only that agent."""
         agent = check_agent_key(agent_id)
         with self._reading() as conn:
-            position, value = self._find(conn, agent)
+            conn, position, value = self._find(conn, agent)
             if value is not None:
                 return self._loads(value, path=self.file_path)
             return {
@@ -512,7 +529,7 @@ class SQLiteHandler(CrewTrainingHandler):
         if agent_id is not None:
             agent = check_agent_key(agent_id)
             with self._reading() as conn:
-                position, value = self._find(conn, agent)
+                conn, position, value = self._find(conn, agent)
             if value is not None:
                 self._as_iterations(agent, value)  # raises: not iterations
             return self._stream([(agent, position)])
@@ -603,17 +620,18 @@ class SQLiteHandler(CrewTrainingHandler):
         entry = self._loads(value, path=self.file_path)
         if not is_iteration_entry(entry):
             raise not_iterations(self.file_path, agent, entry)
-        return entry
+        iterations: dict[int, Any] = entry
+        return iterations
 
-    def _find(self, conn: sqlite3.Connection | None, agent: str) -> tuple[int, bytes | None]:
-        """``(position, value)`` of ``agent``, or a KeyError listing the agents there are."""
+    def _find(self, conn: sqlite3.Connection | None, agent: str) -> tuple[sqlite3.Connection, int, bytes | None]:
+        """``(conn, position, value)`` of ``agent``, or a KeyError listing the agents there are (none: no file)."""
         row = (
             None
             if conn is None
             else conn.execute("SELECT position, value FROM agents WHERE name = ?", (agent,)).fetchone()
         )
-        if row is not None:
-            return row[0], row[1]
+        if row is not None and conn is not None:
+            return conn, row[0], row[1]
         names: list[Any] = []
         total = 0
         if conn is not None:
@@ -657,7 +675,7 @@ class SQLiteHandler(CrewTrainingHandler):
         return data
 
     def _version(self) -> tuple[int, ...] | None:
-        """A token that changes whenever the store may have (``None``: no store file)."""
+        """The part of :meth:`change_token` the file gives (``None``: no store file)."""
         with self._reading() as conn:
             return None if conn is None else self._token(conn)
 
@@ -910,6 +928,7 @@ class SQLiteHandler(CrewTrainingHandler):
                     raise
                 with self._translated("write"):
                     conn.execute("RELEASE one_write")
+                self._writes += 1
                 return
             conn = self._begin_write()
             try:
@@ -919,6 +938,7 @@ class SQLiteHandler(CrewTrainingHandler):
                 self._rollback(conn)
                 raise
             self._commit(conn)
+            self._writes += 1
 
     def _translated(self, action: str) -> _Translated:
         return _Translated(self, action)
