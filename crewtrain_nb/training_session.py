@@ -223,7 +223,7 @@ class TrainingSession(widgets.VBox):
 
     def _refresh_live(self) -> None:
         from .browser import TrainingBrowser
-        from .crewai.training import recorded_roles
+        from .crewai.sidecar import recorded_roles
         from .store import CrewTrainingHandler
 
         try:

@@ -31,6 +31,7 @@ __all__ = [
     "Sidecar",
     "find_sidecar",
     "read_sidecar",
+    "recorded_roles",
     "sidecar_path",
     "write_sidecar",
 ]
@@ -235,3 +236,15 @@ def find_sidecar(sidecar: Any, training_path: str | None) -> Sidecar | None:
         agents = {str(agent): _agent_info(str(agent), value, "sidecar: ") for agent, value in sidecar.items()}
         return Sidecar("", agents)
     return read_sidecar(sidecar)
+
+
+def recorded_roles(training: str | os.PathLike[str]) -> dict[str, str]:
+    """Agent id -> role from the sidecar beside ``training`` (empty when there is none).
+
+    Raises
+    ------
+    StoreFormatError
+        The sidecar exists but is not one crewtrain_nb reads.
+    """
+    found = find_sidecar(None, os.fspath(training))
+    return found.roles() if found is not None else {}

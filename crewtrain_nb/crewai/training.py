@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..store import CrewTrainingHandler, FeedbackJournal, RunArchive, read_journal, safe_loads, utc_now, write_file
 from .exchange import FeedbackExchange, FeedbackRequest, TrainingStopped
 from .files import FEEDBACK_KEYS
-from .sidecar import find_sidecar, sidecar_path, write_sidecar
+from .sidecar import recorded_roles, sidecar_path, write_sidecar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -801,18 +801,6 @@ def _missing(record: Any) -> list[str]:
     if not isinstance(record, Mapping):
         return list(FEEDBACK_KEYS)
     return [key for key in FEEDBACK_KEYS if not record.get(key)]
-
-
-def recorded_roles(training: str | os.PathLike[str]) -> dict[str, str]:
-    """Agent id -> role from the sidecar beside ``training`` (empty when there is none).
-
-    Raises
-    ------
-    StoreFormatError
-        The sidecar exists but is not one crewtrain_nb reads.
-    """
-    found = find_sidecar(None, os.fspath(training))
-    return found.roles() if found is not None else {}
 
 
 def _roles_of(training_path: str, data: Mapping[str, Any]) -> dict[str, str]:
