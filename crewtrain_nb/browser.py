@@ -18,7 +18,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .crewai import explain_empty_file, misplaced_files
+from .crewai.files import explain_empty_file, misplaced_files
 from .errors import CorruptStoreError, StoreNotFoundError
 from .export import export_csv
 from .frames import store_kind

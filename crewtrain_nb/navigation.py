@@ -14,8 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from .crewai import agent_roles, is_feedback_record
+from .crewai.files import is_feedback_record
 from .frames import feedback_frame, metrics_frame
+from .store import record_roles as agent_roles
 from .store import resolve_agent
 
 __all__ = [

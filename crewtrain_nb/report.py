@@ -21,7 +21,7 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .crewai import (
+from .crewai.files import (
     FEEDBACK_STATUSES,
     STATUS_LABELS,
     explain_empty_file,

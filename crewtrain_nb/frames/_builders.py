@@ -9,7 +9,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..crewai import FEEDBACK_KEYS, assign_roles, feedback_status, role_label, similarity, text_of
+from ..crewai.files import FEEDBACK_KEYS, feedback_status, similarity, text_of
+from ..crewai.roles import assign_roles, role_label
 from ._columns import (
     Layout,
     empty_frame,

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..crewai import TRAINED_KEYS
+from ..crewai.files import TRAINED_KEYS
 from ..errors import StoreFormatError
 from ..store import MAX_ITERATION, open_source, record_roles, resolve_agents
 from ._leaves import is_integer_type
