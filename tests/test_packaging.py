@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import crewtrain_nb
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,6 +35,8 @@ def test_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> None:
     run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, source)
     wheels = sorted(dist.glob("crewtrain_nb-*-py3-none-any.whl"))
     assert len(wheels) == 1, list(dist.iterdir())
+    # The version is written once (crewtrain_nb.__version__); the wheel's name and metadata carry it.
+    assert wheels[0].name == f"crewtrain_nb-{crewtrain_nb.__version__}-py3-none-any.whl"
 
     env_dir = tmp_path / "clean-venv"
     venv.create(env_dir, with_pip=True)
@@ -52,6 +56,8 @@ def test_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> None:
         "assert len(frame) > 0, frame\n"
         "plot_feedback('stores/training_data.pkl').savefig('feedback.png')\n"
         "assert importlib.resources.files('crewtrain_nb').joinpath('py.typed').is_file()\n"
+        "import crewtrain_nb, importlib.metadata\n"
+        "assert importlib.metadata.version('crewtrain-nb') == crewtrain_nb.__version__, crewtrain_nb.__version__\n"
     )
     run(python, "-c", script, cwd=work)
     assert (work / "feedback.png").stat().st_size > 0
