@@ -6,7 +6,7 @@ import os
 import weakref
 from collections.abc import ItemsView, Iterable, Iterator, Mapping, ValuesView
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..errors import StoreFormatError, StoreNotFoundError
 from ._agents import resolve_agents, stored_roles
@@ -17,8 +17,10 @@ from .handler import CrewTrainingHandler, PickleHandler
 
 __all__ = ["LazyEntry", "LazyStore", "Source", "as_handler", "missing_store", "open_source", "open_view"]
 
-#: What every frames/plots/browser function accepts as its data source.
-Source = PickleHandler | str | os.PathLike | Mapping
+#: What every function that reads a store accepts (frames, plots, exports, the report, the browser, crewai's
+#: logic): a handler, the path of a store file (``str`` or ``os.PathLike``, or an fsspec URL), or the dict
+#: a store holds. :func:`open_source` is the one place that tells them apart.
+Source: TypeAlias = PickleHandler | str | os.PathLike[str] | Mapping[Any, Any]
 
 
 def open_source(
