@@ -30,7 +30,7 @@ from matplotlib.text import Annotation
 from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 
-from .frames import feedback_frame, metrics_frame, open_store, trained_agents_frame
+from .frames import FrameSource, feedback_frame, given_frame, metrics_frame, open_store, trained_agents_frame
 from .navigation import short_id
 from .store import agent_names_argument, resolve_agents
 
@@ -53,7 +53,6 @@ __all__ = [
 
 Direction = Literal["min", "max"]
 Best = Direction | Literal["auto"] | Mapping[str, Direction | None] | None
-_METRIC_COLUMNS = ("agent", "iteration", "metric", "value")
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -276,14 +275,12 @@ def _new_axes(figsize: tuple[float, float]) -> NotebookAxes:
 # -- input ----------------------------------------------------------------------------------
 
 
-def _metrics_data(source: Any, agents: str | Sequence[str] | None = None, *, trusted: bool = False) -> pd.DataFrame:
-    if isinstance(source, pd.DataFrame):
-        missing = [column for column in _METRIC_COLUMNS if column not in source.columns]
-        if missing:
-            raise ValueError(
-                f"a DataFrame source needs the columns of metrics_frame() {list(_METRIC_COLUMNS)}; missing {missing}"
-            )
-        return source
+def _metrics_data(
+    source: FrameSource, agents: str | Sequence[str] | None = None, *, trusted: bool = False
+) -> pd.DataFrame:
+    given = given_frame(source, metrics_frame)
+    if given is not None:
+        return given
     # Asking for the agents up front lets a SQLite store read only their rows.
     return metrics_frame(source, agents=agents, trusted=trusted)
 
@@ -512,7 +509,7 @@ def _draw_metric(
 
 
 def plot_metric(
-    source: Any,
+    source: FrameSource,
     metric: str,
     *,
     ax: Axes | None = None,
@@ -568,7 +565,7 @@ def plot_metric(
 
 
 def plot_metrics(
-    source: Any,
+    source: FrameSource,
     metrics: str | Sequence[str] | None = None,
     *,
     agents: str | Sequence[str] | None = None,
@@ -752,25 +749,30 @@ class MarkedFigure:
         return buffer.getvalue()
 
 
-def plot_quality(trained_source: Any, *, ax: Axes | None = None, trusted: bool = False) -> Axes:
+def plot_quality(trained_source: FrameSource, *, ax: Axes | None = None, trusted: bool = False) -> Axes:
     """Quality per trained agent role on a 0-10 scale, sorted, values labelled.
 
     Parameters
     ----------
     trained_source
-        A ``trained_agents_data.pkl`` handler, path or dict.
+        A ``trained_agents_data.pkl`` handler, path or dict, or the DataFrame
+        :func:`~crewtrain_nb.trained_agents_frame` returns for one.
     ax
         Where to draw; a new :class:`NotebookAxes` (shown in Jupyter as its figure) when ``None``.
     trusted
         As in :func:`plot_metrics`.
     """
-    store = open_store(trained_source, trusted=trusted)
-    if store.kind == "iterations":
-        raise ValueError(
-            f"{store.path or 'the source'}: plot_quality needs a trained_agents_data.pkl-shaped store; this one holds "
-            "agent -> iteration records: use plot_feedback() for training_data.pkl, plot_metrics() for a metric log"
-        )
-    frame = trained_agents_frame(store.data).sort_values("quality", kind="stable", na_position="first")
+    frame = given_frame(trained_source, trained_agents_frame)
+    if frame is None:
+        store = open_store(trained_source, trusted=trusted)
+        if store.kind == "iterations":
+            raise ValueError(
+                f"{store.path or 'the source'}: plot_quality needs a trained_agents_data.pkl-shaped store; this one "
+                "holds agent -> iteration records: use plot_feedback() for training_data.pkl, plot_metrics() for a "
+                "metric log"
+            )
+        frame = trained_agents_frame(store.data)
+    frame = frame.sort_values("quality", kind="stable", na_position="first")
     if frame.empty:
         raise ValueError("the trained-agents store is empty: nothing to plot")
     if ax is None:
@@ -819,7 +821,7 @@ def _fit(text: str, width: float, size: float) -> str:
 
 
 def plot_feedback(
-    training_source: Any, *, agent_names: Mapping[str, str] | None = None, trusted: bool = False
+    training_source: FrameSource, *, agent_names: Mapping[str, str] | None = None, trusted: bool = False
 ) -> Figure:
     """Per agent and iteration: length of the initial vs improved output, and their similarity.
 
@@ -830,7 +832,8 @@ def plot_feedback(
     Parameters
     ----------
     training_source
-        A ``training_data.pkl`` handler, path or dict.
+        A ``training_data.pkl`` handler, path or dict, or the DataFrame
+        :func:`~crewtrain_nb.feedback_frame` returns for one.
     agent_names
         Row headings by agent id, e.g. ``{uuid: "Writer · 42af9fc3"}``; agents not
         in it are headed with their short id (a uuid's first 8 characters, as in
@@ -844,13 +847,15 @@ def plot_feedback(
         One row per agent, in store order (a subfigure headed with the agent):
         two panels (lengths, similarity), and one legend for all.
     """
-    store = open_store(training_source, trusted=trusted)  # opened once: the kind check and the frame read the same data
-    if store.kind == "trained_agents":
-        raise ValueError(
-            f"{store.path or 'the source'}: plot_feedback needs a training_data.pkl-shaped store; "
-            "this is a trained-agents store (role -> suggestions, quality): use plot_quality()"
-        )
-    frame = feedback_frame(store.data)
+    frame = given_frame(training_source, feedback_frame)
+    if frame is None:
+        store = open_store(training_source, trusted=trusted)  # opened once: the kind check and the frame read it
+        if store.kind == "trained_agents":
+            raise ValueError(
+                f"{store.path or 'the source'}: plot_feedback needs a training_data.pkl-shaped store; "
+                "this is a trained-agents store (role -> suggestions, quality): use plot_quality()"
+            )
+        frame = feedback_frame(store.data)
     if frame.empty:
         raise ValueError("the training store is empty: no feedback to plot")
     labels = _labels(agent_names)

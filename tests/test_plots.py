@@ -21,7 +21,15 @@ from matplotlib.testing.compare import compare_images
 from matplotlib.testing.decorators import check_figures_equal
 from matplotlib.ticker import MaxNLocator
 
-from crewtrain_nb import CrewTrainingHandler, StoreFormatError, StoreNotFoundError, UnsafePickleError, metrics_frame
+from crewtrain_nb import (
+    CrewTrainingHandler,
+    StoreFormatError,
+    StoreNotFoundError,
+    UnsafePickleError,
+    feedback_frame,
+    metrics_frame,
+    trained_agents_frame,
+)
 from crewtrain_nb.demo import make_training_data
 from crewtrain_nb.plots import (
     MarkedFigure,
@@ -238,6 +246,44 @@ def test_dataframe_source_and_bad_input(metrics_store: CrewTrainingHandler) -> N
         plot_metrics(pd.DataFrame({"x": [1]}))
     with pytest.raises(ValueError, match="no numeric metrics"):
         plot_metrics({"a": {0: {"initial_output": "text only"}}})
+
+
+@pytest.fixture
+def trained_store(tmp_path: Path, trained_data: dict[str, Any]) -> CrewTrainingHandler:
+    """``trained_agents_data.pkl`` on disk, written the way CrewAI writes it: one role at a time."""
+    handler = CrewTrainingHandler(tmp_path / "trained_agents_data.pkl")
+    for role, entry in trained_data.items():
+        handler.save_trained_data(role, entry)
+    return handler
+
+
+def figure_of(drawn: Figure | Axes) -> Figure:
+    return drawn if isinstance(drawn, Figure) else drawn.figure
+
+
+@pytest.mark.parametrize(
+    ("plot", "frame_of", "store", "options"),
+    [
+        (plot_metrics, metrics_frame, "metrics_store", {"smoothing": 0.5, "best": "auto"}),
+        (lambda source, **kw: plot_metric(source, "metrics.f1", **kw), metrics_frame, "metrics_store", {"best": "max"}),
+        (plot_feedback, feedback_frame, "training_store", {}),
+        (plot_quality, trained_agents_frame, "trained_store", {}),
+    ],
+    ids=["plot_metrics", "plot_metric", "plot_feedback", "plot_quality"],
+)
+def test_every_plot_draws_the_frame_its_frame_function_returns_as_it_draws_the_store(
+    plot: Any, frame_of: Any, store: str, options: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    handler = request.getfixturevalue(store)
+    from_store = figure_of(plot(handler, **options))
+    frame = frame_of(handler)
+    before = frame.copy()
+    from_frame = figure_of(plot(frame, **options))
+    assert png_bytes(from_frame) == png_bytes(from_store)
+    assert [ax.get_title() for ax in from_frame.axes] == [ax.get_title() for ax in from_store.axes]
+    pd.testing.assert_frame_equal(frame, before)  # the frame is drawn, not changed
+    with pytest.raises(ValueError, match=rf"a DataFrame source needs the columns of {frame_of.__name__}\(\)"):
+        plot(frame.drop(columns=frame.columns[-1]), **options)
 
 
 def test_plot_metric_on_a_given_axes(metrics_store: CrewTrainingHandler) -> None:

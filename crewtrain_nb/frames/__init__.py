@@ -12,15 +12,19 @@ The package holds one idea per module, each importing only those above it:
   (:class:`OpenStore`, :func:`open_store`, :func:`store_kind`), its records in row order;
 - ``_flatten``: records walked column by column into pieces by leaf path;
 - ``_columns``: pieces -> pandas columns and the wide, long and tidy frames;
-- ``_builders``: the public frame functions.
+- ``_builders``: the public frame functions;
+- ``_given``: :data:`FrameSource`, what the views take (a store or one of these frames), and :func:`given_frame`.
 """
 
 from __future__ import annotations
 
 from ..store import OpaqueObject as OpaqueObject  # re-exported: the exports import it from here
+from ..store import Source as Source
 from ._builders import feedback_frame, metrics_frame, runs_frame, to_frame, trained_agents_frame
 from ._columns import Layout as Layout
 from ._flatten import Arrays as Arrays
+from ._given import FrameSource as FrameSource
+from ._given import given_frame as given_frame
 from ._shapes import OpenStore, open_store, store_kind
 from ._shapes import StoreKind as StoreKind
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..crewai.files import FEEDBACK_KEYS, feedback_status, similarity, text_of
 from ..crewai.roles import assign_roles, role_label
+from ..store import Source
 from ._columns import (
     Layout,
     empty_frame,
@@ -44,13 +45,13 @@ def _check_sep(sep: Any) -> None:
 
 
 def to_frame(
-    source: Any,
+    source: Source,
     *,
     layout: Layout = "wide",
     sep: str = ".",
     arrays: Arrays = "keep",
     agents: str | Iterable[str] | None = None,
-    trained: Any = None,
+    trained: Source | None = None,
     trusted: bool = False,
 ) -> pd.DataFrame:
     """The records of a store as a DataFrame.
@@ -130,7 +131,7 @@ def to_frame(
 _ROLE_COLUMNS = frozenset({"role", "label"})
 
 
-def _with_roles(frame: pd.DataFrame, store: OpenStore, source: Any, trained: Any) -> pd.DataFrame:
+def _with_roles(frame: pd.DataFrame, store: OpenStore, source: Source, trained: Source) -> pd.DataFrame:
     """``frame`` with ``role`` and ``label`` columns after ``iteration``, from :func:`crewtrain_nb.crewai.assign_roles`.
 
     ``role``: the agent's role, recorded (the sidecar), stored (CrewAI 0.86 records) or inferred from its
@@ -178,11 +179,12 @@ def _frame(
     return frame
 
 
-_METRIC_COLUMNS = {"agent": string_dtype(), "iteration": np.int64, "metric": string_dtype(), "value": np.float64}
+#: The columns of :func:`metrics_frame` and their dtypes (also those of an empty one).
+METRIC_COLUMNS = {"agent": string_dtype(), "iteration": np.int64, "metric": string_dtype(), "value": np.float64}
 
 
 def metrics_frame(
-    source: Any,
+    source: Source,
     *,
     sep: str = ".",
     arrays: Literal["drop", "summary"] = "drop",
@@ -236,7 +238,7 @@ def metrics_frame(
     rows = collect_rows(store, agents)
     columns = flatten(rows, sep=sep, arrays=arrays, mode="metrics", reserved=frozenset())
     if not columns:
-        frame = empty_frame(_METRIC_COLUMNS)
+        frame = empty_frame(METRIC_COLUMNS)
         frame.attrs = frame_facts(store, rows, metrics=0)
         return frame
     columns.sort(key=itemgetter(0))
@@ -260,7 +262,8 @@ def metrics_frame(
 _MAX_BLOCKS = 100_000
 
 
-_FEEDBACK_COLUMNS = {
+#: The columns every :func:`feedback_frame` has (``agent_role``, ``role``, ``label`` only at times) and their dtypes.
+FEEDBACK_COLUMNS = {
     "agent": string_dtype(),
     "iteration": np.int64,
     "initial_output": string_dtype(),
@@ -275,7 +278,7 @@ _FEEDBACK_COLUMNS = {
 
 
 def feedback_frame(
-    source: Any, *, agents: str | Iterable[str] | None = None, trained: Any = None, trusted: bool = False
+    source: Source, *, agents: str | Iterable[str] | None = None, trained: Source | None = None, trusted: bool = False
 ) -> pd.DataFrame:
     """One row per ``training_data.pkl`` record: the texts, a status, their sizes and a similarity.
 
@@ -319,7 +322,7 @@ def feedback_frame(
         )
     rows = collect_rows(store, agents)
     if not rows.n:
-        frame = empty_frame(_FEEDBACK_COLUMNS)
+        frame = empty_frame(FEEDBACK_COLUMNS)
         frame.attrs = frame_facts(store, rows, statuses={})
         return frame if trained is None else _with_roles(frame, store, source, trained)
     records = [record if isinstance(record, Mapping) else {} for record in rows.items]
@@ -347,7 +350,8 @@ def feedback_frame(
     return frame if trained is None else _with_roles(frame, store, source, trained)
 
 
-_TRAINED_COLUMNS = {
+#: The columns of :func:`trained_agents_frame` and their dtypes.
+TRAINED_COLUMNS = {
     "agent": string_dtype(),
     "quality": np.float64,
     "n_suggestions": np.int64,
@@ -364,7 +368,7 @@ def _suggestions(value: Any) -> list[Any]:
     return [copy_leaf(value)]
 
 
-def trained_agents_frame(source: Any, *, trusted: bool = False) -> pd.DataFrame:
+def trained_agents_frame(source: Source, *, trusted: bool = False) -> pd.DataFrame:
     """One row per role of a ``trained_agents_data.pkl``-shaped store.
 
     Parameters
@@ -405,7 +409,7 @@ def trained_agents_frame(source: Any, *, trusted: bool = False) -> pd.DataFrame:
         )
     rows = collect_rows(store, None)
     if not rows.n:
-        frame = empty_frame(_TRAINED_COLUMNS)
+        frame = empty_frame(TRAINED_COLUMNS)
         frame.attrs = frame_facts(store, rows)
         return frame
     suggestions = [_suggestions(entry.get("suggestions")) for entry in rows.items]
@@ -426,7 +430,7 @@ def trained_agents_frame(source: Any, *, trusted: bool = False) -> pd.DataFrame:
 
 
 def runs_frame(
-    runs: Mapping[str, Any],
+    runs: Mapping[str, Source],
     *,
     sep: str = ".",
     arrays: Arrays = "keep",

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..crewai.files import TRAINED_KEYS
 from ..errors import StoreFormatError
-from ..store import MAX_ITERATION, open_source, record_roles, resolve_agents
+from ..store import MAX_ITERATION, Source, open_source, record_roles, resolve_agents
 from ._leaves import is_integer_type
 
 StoreKind = Literal["iterations", "trained_agents", "empty"]
@@ -92,7 +92,7 @@ def _classify(data: Any, path: str | None) -> StoreKind:
     return kind
 
 
-def open_store(source: Any, *, agents: str | Iterable[str] | None = None, trusted: bool = False) -> OpenStore:
+def open_store(source: Source, *, agents: str | Iterable[str] | None = None, trusted: bool = False) -> OpenStore:
     """Open a source and check its shape once (for modules that read a store, e.g. the exports).
 
     With ``agents``, a SQLite store reads only those agents (through the
@@ -113,7 +113,7 @@ def open_store(source: Any, *, agents: str | Iterable[str] | None = None, truste
     return OpenStore(data, path, _classify(data, path))
 
 
-def store_kind(source: Any, *, trusted: bool = False) -> StoreKind:
+def store_kind(source: Source, *, trusted: bool = False) -> StoreKind:
     """What kind of store ``source`` is.
 
     Returns
