@@ -25,7 +25,7 @@ from .frames import store_kind
 from .navigation import agent_options, agent_role, curve_frame, iteration_options, resolve_agent, step_iteration
 from .plots import MarkedFigure, plot_metrics
 from .render import message_html, record_html, trained_html
-from .store import as_handler, open_source, open_view
+from .store import Source, as_handler, open_source, open_view
 
 __all__ = ["TrainingBrowser"]
 
@@ -97,9 +97,9 @@ class TrainingBrowser(widgets.VBox):
 
     def __init__(
         self,
-        source: Any,
+        source: Source,
         *,
-        trained: Any = None,
+        trained: Source | None = None,
         agent_names: Mapping[str, str] | None = None,
         auto_refresh: float | None = None,
         export_dir: str | os.PathLike[str] = ".",

@@ -48,7 +48,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from .frames import Layout, OpaqueObject, open_store, to_frame
-from .store import SHARED_MODE, atomic_file
+from .store import SHARED_MODE, Source, atomic_file
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -155,7 +155,7 @@ def _arrays_as_json(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def export_csv(
-    source: Any,
+    source: Source,
     path: str | os.PathLike[str],
     *,
     layout: Layout = "wide",
@@ -352,7 +352,7 @@ _dumps = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False)
 
 
 def export_json(
-    source: Any,
+    source: Source,
     path: str | os.PathLike[str],
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -535,7 +535,7 @@ def _arrow_table(frame: pd.DataFrame, pa: Any) -> Any:
 
 
 def export_parquet(
-    source: Any,
+    source: Source,
     path: str | os.PathLike[str],
     *,
     layout: Layout = "wide",

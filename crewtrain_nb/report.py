@@ -33,7 +33,7 @@ from .frames import feedback_frame, metrics_frame, open_store, store_kind, train
 from .navigation import agent_label, agent_role, curve_frame
 from .plots import plot_feedback, plot_metrics, plot_quality
 from .render import message_html, record_html, trained_html
-from .store import SHARED_MODE, atomic_file, open_source
+from .store import SHARED_MODE, Source, atomic_file, open_source
 
 __all__ = ["Report", "ReportSummary", "build_report", "render_report_html", "summarize_report", "write_report"]
 
@@ -119,9 +119,9 @@ def _agent_rows(
 
 
 def summarize_report(
-    source: Any,
+    source: Source,
     *,
-    trained: Any = None,
+    trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
     title: str | None = None,
     trusted: bool = False,
@@ -200,7 +200,7 @@ def summarize_report(
     )
 
 
-def _stored_bytes(source: Any, path: str | None) -> int | None:
+def _stored_bytes(source: Source, path: str | None) -> int | None:
     """Bytes on disk of the store behind ``source`` (``None`` for in-memory data or a remote store)."""
     stats = getattr(source, "stats", None)
     if callable(stats):
@@ -350,9 +350,9 @@ class Report:
 
 
 def build_report(
-    source: Any,
+    source: Source,
     *,
-    trained: Any = None,
+    trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
     title: str | None = None,
     trusted: bool = False,
@@ -362,10 +362,10 @@ def build_report(
 
 
 def write_report(
-    source: Any,
+    source: Source,
     path: str | os.PathLike[str],
     *,
-    trained: Any = None,
+    trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
     title: str | None = None,
     trusted: bool = False,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..store import Source
 from .files import FEEDBACK_KEYS, similarity, text_of
 from .roles import MIN_ROLE_SCORE, assign_roles
 from .sidecar import find_sidecar
@@ -150,7 +151,9 @@ def _repeats(agent: str, records: Mapping[int, Any]) -> list[Finding]:
     return found
 
 
-def check_training(training: Any, trained: Any = None, *, sidecar: Any = None, trusted: bool = False) -> list[Finding]:
+def check_training(
+    training: Source, trained: Source | None = None, *, sidecar: Any = None, trusted: bool = False
+) -> list[Finding]:
     """Everything :data:`FINDING_CODES` describes that holds for this run, in file order.
 
     Parameters

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..store import Source
 from .sources import read_trained
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def _suggestions(entry: Any) -> list[str]:
     return [item if isinstance(item, str) else str(item) for item in value]
 
 
-def compare_entries(a: Any, b: Any, *, trusted: bool = False) -> list[RoleComparison]:
+def compare_entries(a: Source, b: Source, *, trusted: bool = False) -> list[RoleComparison]:
     """Compare two trained files role by role: the roles of ``a`` in its order, then those only in ``b``.
 
     Parameters
@@ -89,7 +90,7 @@ def compare_entries(a: Any, b: Any, *, trusted: bool = False) -> list[RoleCompar
     return rows
 
 
-def compare_trained(a: Any, b: Any, *, trusted: bool = False) -> pd.DataFrame:
+def compare_trained(a: Source, b: Source, *, trusted: bool = False) -> pd.DataFrame:
     """Per role: quality before, after and the change; suggestions added, removed and kept.
 
     Parameters

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..store import Source
 from .sources import read_trained
 
 __all__ = [
@@ -74,7 +75,7 @@ def instructions_text(suggestions: Any, *, role: str = "?", where: str = "") -> 
     return INSTRUCTIONS_PREFIX + "\n - ".join(suggestions)
 
 
-def prompt_preview(trained: Any, role: str | None = None, *, trusted: bool = False) -> dict[str, str]:
+def prompt_preview(trained: Source, role: str | None = None, *, trusted: bool = False) -> dict[str, str]:
     """The text CrewAI 1.x appends to the task prompt of an agent with each role of ``trained``.
 
     Parameters

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..store import Source
 from .files import text_of
 from .sidecar import find_sidecar
 from .sources import read_trained, read_training
@@ -224,8 +225,8 @@ def _recorded_role(records: Any) -> str | None:
 
 
 def assign_roles(
-    training: Any,
-    trained: Any = None,
+    training: Source,
+    trained: Source | None = None,
     *,
     sidecar: Any = None,
     min_score: float = MIN_ROLE_SCORE,
@@ -305,8 +306,8 @@ def role_label(agent: Any, role: str | None, how: RoleHow | None = None) -> str:
 
 
 def match_roles(
-    training: Any,
-    trained: Any = None,
+    training: Source,
+    trained: Source | None = None,
     *,
     sidecar: Any = None,
     min_score: float = MIN_ROLE_SCORE,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import StoreFormatError
-from ..store import PickleHandler, open_source
+from ..store import PickleHandler, Source, open_source
 from .files import is_feedback_record, is_trained_entry
 
 __all__ = ["read_trained", "read_training", "source_path"]
@@ -21,7 +21,7 @@ def _where(path: str | None, name: str) -> str:
     return f"{path}: " if path else f"{name}: "
 
 
-def source_path(source: Any) -> str | None:
+def source_path(source: Source) -> str | None:
     """The file behind ``source`` (a path or a handler), without reading it; ``None`` for a dict."""
     if isinstance(source, PickleHandler):
         return source.file_path
@@ -31,7 +31,7 @@ def source_path(source: Any) -> str | None:
 
 
 def read_training(
-    source: Any, *, trusted: bool = False, name: str = "training"
+    source: Source, *, trusted: bool = False, name: str = "training"
 ) -> tuple[Mapping[Any, Any], str | None]:
     """``(data, path)`` of a ``training_data.pkl``-shaped source: ``{agent_id: {iteration: record}}``.
 
@@ -69,7 +69,9 @@ def read_training(
     return data, path
 
 
-def read_trained(source: Any, *, trusted: bool = False, name: str = "trained") -> tuple[Mapping[str, Any], str | None]:
+def read_trained(
+    source: Source, *, trusted: bool = False, name: str = "trained"
+) -> tuple[Mapping[str, Any], str | None]:
     """``(data, path)`` of a ``trained_agents_data.pkl``-shaped source: ``{role: {"suggestions", ...}}``.
 
     Raises
