@@ -14,9 +14,12 @@ files ``crewai train`` writes; code that drives CrewAI imports it only when call
 - :mod:`~crewtrain_nb.crewai.training` and :mod:`~crewtrain_nb.crewai.exchange`: ``train()``, CrewAI's training
   through crewtrain_nb's store (imports crewai when called).
 
-Layers: these modules read and write only through :mod:`crewtrain_nb.store` and never import the frames,
-plots or views (which import them). :func:`match_roles` and :func:`compare_trained` return DataFrames
-(the frames layer's currency) and import pandas when called; everything else returns plain objects.
+Layers: the logic modules read and write only through :mod:`crewtrain_nb.store` and never import the frames,
+plots or views (which import them); :mod:`~crewtrain_nb.crewai.training` is the integration, above the views,
+and imports the frames and widgets it drives when called. This ``__init__`` is a facade for users: modules of
+crewtrain_nb import the module that defines a name (``from ..crewai.files import text_of``), not this one.
+:func:`match_roles` and :func:`compare_trained` return DataFrames (the frames layer's currency) and import
+pandas when called; everything else returns plain objects.
 """
 
 from __future__ import annotations
