@@ -30,9 +30,9 @@ from matplotlib.text import Annotation
 from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 
-from .frames import FrameSource, feedback_frame, given_frame, metrics_frame, open_store, trained_agents_frame
+from .frames import FrameSource, feedback_frame, frame_for, metrics_frame, open_store, trained_agents_frame
 from .navigation import short_id
-from .store import agent_names_argument, resolve_agents
+from .store import Source, agent_names_argument, resolve_agents
 
 __all__ = [
     "MarkedFigure",
@@ -278,11 +278,8 @@ def _new_axes(figsize: tuple[float, float]) -> NotebookAxes:
 def _metrics_data(
     source: FrameSource, agents: str | Sequence[str] | None = None, *, trusted: bool = False
 ) -> pd.DataFrame:
-    given = given_frame(source, metrics_frame)
-    if given is not None:
-        return given
     # Asking for the agents up front lets a SQLite store read only their rows.
-    return metrics_frame(source, agents=agents, trusted=trusted)
+    return frame_for(source, metrics_frame, lambda store: metrics_frame(store, agents=agents, trusted=trusted))
 
 
 Line = tuple[np.ndarray, np.ndarray]
@@ -749,6 +746,26 @@ class MarkedFigure:
         return buffer.getvalue()
 
 
+def _quality_frame(source: Source, *, trusted: bool) -> pd.DataFrame:
+    store = open_store(source, trusted=trusted)  # opened once: the kind check and the frame read the same data
+    if store.kind == "iterations":
+        raise ValueError(
+            f"{store.path or 'the source'}: plot_quality needs a trained_agents_data.pkl-shaped store; this one holds "
+            "agent -> iteration records: use plot_feedback() for training_data.pkl, plot_metrics() for a metric log"
+        )
+    return trained_agents_frame(store.data)
+
+
+def _feedback_frame(source: Source, *, trusted: bool) -> pd.DataFrame:
+    store = open_store(source, trusted=trusted)  # opened once: the kind check and the frame read the same data
+    if store.kind == "trained_agents":
+        raise ValueError(
+            f"{store.path or 'the source'}: plot_feedback needs a training_data.pkl-shaped store; "
+            "this is a trained-agents store (role -> suggestions, quality): use plot_quality()"
+        )
+    return feedback_frame(store.data)
+
+
 def plot_quality(trained_source: FrameSource, *, ax: Axes | None = None, trusted: bool = False) -> Axes:
     """Quality per trained agent role on a 0-10 scale, sorted, values labelled.
 
@@ -762,16 +779,7 @@ def plot_quality(trained_source: FrameSource, *, ax: Axes | None = None, trusted
     trusted
         As in :func:`plot_metrics`.
     """
-    frame = given_frame(trained_source, trained_agents_frame)
-    if frame is None:
-        store = open_store(trained_source, trusted=trusted)
-        if store.kind == "iterations":
-            raise ValueError(
-                f"{store.path or 'the source'}: plot_quality needs a trained_agents_data.pkl-shaped store; this one "
-                "holds agent -> iteration records: use plot_feedback() for training_data.pkl, plot_metrics() for a "
-                "metric log"
-            )
-        frame = trained_agents_frame(store.data)
+    frame = frame_for(trained_source, trained_agents_frame, lambda source: _quality_frame(source, trusted=trusted))
     frame = frame.sort_values("quality", kind="stable", na_position="first")
     if frame.empty:
         raise ValueError("the trained-agents store is empty: nothing to plot")
@@ -847,15 +855,7 @@ def plot_feedback(
         One row per agent, in store order (a subfigure headed with the agent):
         two panels (lengths, similarity), and one legend for all.
     """
-    frame = given_frame(training_source, feedback_frame)
-    if frame is None:
-        store = open_store(training_source, trusted=trusted)  # opened once: the kind check and the frame read it
-        if store.kind == "trained_agents":
-            raise ValueError(
-                f"{store.path or 'the source'}: plot_feedback needs a training_data.pkl-shaped store; "
-                "this is a trained-agents store (role -> suggestions, quality): use plot_quality()"
-            )
-        frame = feedback_frame(store.data)
+    frame = frame_for(training_source, feedback_frame, lambda source: _feedback_frame(source, trusted=trusted))
     if frame.empty:
         raise ValueError("the training store is empty: no feedback to plot")
     labels = _labels(agent_names)

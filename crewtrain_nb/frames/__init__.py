@@ -13,7 +13,7 @@ The package holds one idea per module, each importing only those above it:
 - ``_flatten``: records walked column by column into pieces by leaf path;
 - ``_columns``: pieces -> pandas columns and the wide, long and tidy frames;
 - ``_builders``: the public frame functions;
-- ``_given``: :data:`FrameSource`, what the views take (a store or one of these frames), and :func:`given_frame`.
+- ``_given``: :data:`FrameSource`, what the views take (a store or one of these frames), and :func:`frame_for`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ._builders import feedback_frame, metrics_frame, runs_frame, to_frame, trai
 from ._columns import Layout as Layout
 from ._flatten import Arrays as Arrays
 from ._given import FrameSource as FrameSource
-from ._given import given_frame as given_frame
+from ._given import frame_for as frame_for
 from ._shapes import OpenStore, open_store, store_kind
 from ._shapes import StoreKind as StoreKind
 

@@ -51,12 +51,13 @@ def _column(n: int, chunks: list[Chunk]) -> Any:
     """One wide column of length ``n``: numpy for numbers and bools, pandas inference for the rest."""
     parts = [values for _, values in chunks]
     covered = sum(map(len, parts))
-    if all(isinstance(part, np.ndarray) for part in parts):
-        kinds = {part.dtype.kind for part in parts}
+    arrays = [part for part in parts if isinstance(part, np.ndarray)]
+    if len(arrays) == len(parts):
+        kinds = {part.dtype.kind for part in arrays}
         if kinds <= {"i", "f"} or (kinds == {"b"} and covered == n):
             if covered == n and in_order(n, chunks):
-                return parts[0] if len(parts) == 1 else np.concatenate(parts)
-            target = np.empty(n, dtype=np.result_type(*parts)) if covered == n else np.full(n, np.nan)
+                return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+            target = np.empty(n, dtype=np.result_type(*arrays)) if covered == n else np.full(n, np.nan)
             for rows, values in chunks:
                 target[rows] = values
             return target
@@ -124,7 +125,8 @@ def tidy_complete(rows: Rows, columns: list[tuple[str, list[Chunk]]]) -> Tidy:
     full: list[np.ndarray] = []
     while columns:  # free each metric's pieces once joined
         _, chunks = columns.pop(0)
-        full.append(chunks[0][1] if len(chunks) == 1 else np.concatenate([values for _, values in chunks]))
+        # Metric values are always arrays (the flattener makes them float64); asarray only tells the type checker.
+        full.append(np.asarray(chunks[0][1]) if len(chunks) == 1 else np.concatenate([values for _, values in chunks]))
     count = len(full)
     bounds = np.concatenate([[0], np.cumsum(rows.counts)])
     spans = [(int(start), int(stop)) for start, stop in zip(bounds[:-1], bounds[1:], strict=True) if stop > start]

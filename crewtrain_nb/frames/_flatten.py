@@ -162,6 +162,7 @@ class _Flattener:
         if any(is_array_type(kind) for kind in kinds) and (self.arrays != "keep" or self.mode == "metrics"):
             is_array = [is_array_type(type(value)) for value in values]
             plain = [i for i, flag in enumerate(is_array) if not flag]
+            array_rows: slice | np.ndarray
             if plain:
                 picked = [i for i, flag in enumerate(is_array) if flag]
                 arrays, array_rows = [values[i] for i in picked], _take(rows, picked)

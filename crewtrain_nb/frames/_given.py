@@ -1,8 +1,7 @@
 """What the views take as data: a store :data:`~crewtrain_nb.store.Source`, or the frame a frame function made of one.
 
 Which of the two a value is, is decided here (a DataFrame) and in :func:`crewtrain_nb.store.open_source`
-(a handler, a path, the dict), nowhere else: a plot asks :func:`given_frame` first and reads the store
-only when it says ``None``.
+(a handler, a path, the dict), nowhere else: a view gets the frame it draws from :func:`frame_for`.
 """
 
 from __future__ import annotations
@@ -34,16 +33,21 @@ _COLUMNS: dict[Callable[..., pd.DataFrame], Mapping[str, Any]] = {
 }
 
 
-def given_frame(source: FrameSource, made_by: Callable[..., pd.DataFrame]) -> pd.DataFrame | None:
-    """``source`` itself when it is a DataFrame with the columns ``made_by`` gives, ``None`` when it is not a frame.
+def frame_for(
+    source: FrameSource, made_by: Callable[..., pd.DataFrame], build: Callable[[Source], pd.DataFrame]
+) -> pd.DataFrame:
+    """The frame a view draws: ``source`` itself when it is a DataFrame, else ``build(source)`` (from the store).
 
     Parameters
     ----------
     source
-        What a view was given.
+        What the view was given.
     made_by
         The frame function whose frames the view draws: :func:`metrics_frame`,
-        :func:`feedback_frame` or :func:`trained_agents_frame`.
+        :func:`feedback_frame` or :func:`trained_agents_frame`. A DataFrame
+        must have the columns it gives.
+    build
+        Makes the frame of a store (``made_by`` with the view's options, say).
 
     Raises
     ------
@@ -53,11 +57,13 @@ def given_frame(source: FrameSource, made_by: Callable[..., pd.DataFrame]) -> pd
     Examples
     --------
     >>> frame = metrics_frame({"a": {0: {"loss": 0.5}}})
-    >>> given_frame(frame, metrics_frame) is frame, given_frame({"a": {}}, metrics_frame)
-    (True, None)
+    >>> frame_for(frame, metrics_frame, metrics_frame) is frame
+    True
+    >>> frame_for({"a": {0: {"loss": 0.5}}}, metrics_frame, metrics_frame).equals(frame)
+    True
     """
     if not isinstance(source, pd.DataFrame):
-        return None
+        return build(source)
     columns = list(_COLUMNS[made_by])
     missing = [column for column in columns if column not in source.columns]
     if missing:

@@ -8,7 +8,7 @@ import decimal
 import functools
 import numbers
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,28 +40,34 @@ _IMMUTABLE: frozenset[type] = frozenset(
 # -- type predicates (cached per type: stores hold few distinct types) -----------
 
 
-@functools.lru_cache(maxsize=256)
+def _cached_per_type(predicate: Callable[[type], bool]) -> Callable[[type], bool]:
+    """``predicate`` behind an LRU cache, typed as taking any class (``lru_cache`` types its key as ``Hashable``,
+    which mypy does not see ``type(value)`` to be)."""
+    return functools.lru_cache(maxsize=256)(predicate)
+
+
+@_cached_per_type
 def is_mapping_type(kind: type) -> bool:
     return issubclass(kind, Mapping)
 
 
-@functools.lru_cache(maxsize=256)
+@_cached_per_type
 def is_numeric_type(kind: type) -> bool:
     """int, float and numpy numbers; never bool (``True`` is not a metric)."""
     return issubclass(kind, numbers.Real) and not issubclass(kind, (bool, np.bool_))
 
 
-@functools.lru_cache(maxsize=256)
+@_cached_per_type
 def is_integer_type(kind: type) -> bool:
     return issubclass(kind, numbers.Integral) and not issubclass(kind, (bool, np.bool_))
 
 
-@functools.lru_cache(maxsize=256)
+@_cached_per_type
 def is_array_type(kind: type) -> bool:
     return issubclass(kind, (list, tuple, np.ndarray))
 
 
-@functools.lru_cache(maxsize=256)
+@_cached_per_type
 def is_immutable_type(kind: type) -> bool:
     return kind in _IMMUTABLE or issubclass(kind, np.generic)
 

@@ -185,8 +185,8 @@ def collect_rows(store: OpenStore, agents: str | Iterable[str] | None) -> Rows:
     chosen, given = _select(store, agents)
     names = [name for name, _ in chosen]
     if store.kind == "trained_agents":
-        items = [store.data[key] for _, key in chosen]
-        return Rows(names, np.ones(len(names), dtype=np.int64), None, items, given)
+        entries = [store.data[key] for _, key in chosen]
+        return Rows(names, np.ones(len(names), dtype=np.int64), None, entries, given)
     items: list[Any] = []
     iterations: list[Any] = []
     counts = np.zeros(len(names), dtype=np.int64)
