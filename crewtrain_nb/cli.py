@@ -86,7 +86,7 @@ def _feedback_records(handler: Any, data: Any, outline: dict[Any, list[int]]) ->
 
     A SQLite store is asked for one record first: a metric log is never read whole.
     """
-    from .crewai import holds_feedback, is_feedback_record
+    from .crewai.files import holds_feedback, is_feedback_record
 
     if data is not outline:  # a loaded pickle store
         return data if holds_feedback(data) else None
@@ -97,7 +97,7 @@ def _feedback_records(handler: Any, data: Any, outline: dict[Any, list[int]]) ->
 
 
 def _status_counts(records: Any) -> str:
-    from .crewai import FEEDBACK_STATUSES, STATUS_LABELS, feedback_status
+    from .crewai.files import FEEDBACK_STATUSES, STATUS_LABELS, feedback_status
 
     statuses = [feedback_status(record) for record in records.values()]
     return " · ".join(
@@ -106,9 +106,10 @@ def _status_counts(records: Any) -> str:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .crewai import agent_roles, explain_empty_file, explain_statuses
+    from .crewai.files import explain_empty_file, explain_statuses
     from .frames import store_kind
     from .store import SQLITE_SUFFIXES
+    from .store import record_roles as agent_roles
 
     handler = _handler(args.path, args.trusted)
     # A SQLite store of iterations is described from its keys alone: a large one is never loaded.
@@ -164,7 +165,7 @@ def _format_leaf(value: Any) -> str:
 
 def _print_trained(role: Any, entry: Any) -> None:
     """A trained agent: quality, each suggestion on its own line, the summary."""
-    from .crewai import TRAINED_KEYS, is_trained_entry
+    from .crewai.files import TRAINED_KEYS, is_trained_entry
     from .render import flatten_record
 
     print(f"{role}:")
@@ -186,7 +187,7 @@ def _print_trained(role: Any, entry: Any) -> None:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .crewai import FEEDBACK_KEYS, field_notes, is_feedback_record, text_of
+    from .crewai.files import FEEDBACK_KEYS, field_notes, is_feedback_record, text_of
     from .render import flatten_record
     from .store import resolve_agent, stored_roles
 
@@ -249,13 +250,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _empty_store(path: str, handler: Any) -> str:
-    from .crewai import explain_empty_file
+    from .crewai.files import explain_empty_file
 
     return f"{path}: the store is empty ({explain_empty_file(handler.stats().bytes)})"
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .crewai import holds_feedback
+    from .crewai.files import holds_feedback
     from .frames import store_kind
     from .navigation import agent_options
     from .plots import plot_feedback, plot_metrics, plot_quality
@@ -294,7 +295,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .crewai import misplaced_files
+    from .crewai.files import misplaced_files
     from .frames import store_kind
     from .report import write_report
 
@@ -403,7 +404,7 @@ def _cmd_restore_run(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     """Exit 0 when nothing is wrong, 1 with findings (2, from main, when a file cannot be read)."""
-    from .crewai import check_training
+    from .crewai.checks import check_training
 
     training = _handler(args.path, args.trusted)
     trained = _handler(args.trained, args.trusted) if args.trained else None
@@ -425,7 +426,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_prompt(args: argparse.Namespace) -> int:
-    from .crewai import explain_trained_file, prompt_preview, trained_file_for
+    from .crewai.prompt import explain_trained_file, prompt_preview, trained_file_for
 
     if args.explain:
         print(explain_trained_file())
@@ -457,7 +458,7 @@ def _cmd_prompt(args: argparse.Namespace) -> int:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from .crewai import compare_entries
+    from .crewai.compare import compare_entries
 
     rows = compare_entries(_handler(args.a, args.trusted), _handler(args.b, args.trusted))
     if not rows:

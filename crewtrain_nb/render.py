@@ -11,7 +11,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from .crewai import FEEDBACK_KEYS, diff_words, field_notes, is_feedback_record
+from .crewai.files import FEEDBACK_KEYS, diff_words, field_notes, is_feedback_record
 from .store import OpaqueObject
 
 __all__ = [
