@@ -156,9 +156,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _format_leaf(value: Any) -> str:
-    from .render import leaf_text
+    from .render import is_array, summarize_array
 
-    return leaf_text(value)
+    if is_array(value):
+        return summarize_array(value)
+    return value if isinstance(value, str) else repr(value)
 
 
 def _print_trained(role: Any, entry: Any) -> None:

@@ -18,7 +18,6 @@ __all__ = [
     "diff_html",
     "flatten_record",
     "is_array",
-    "leaf_text",
     "message_html",
     "record_html",
     "summarize_array",
@@ -110,19 +109,6 @@ def summarize_array(value: Any) -> str:
 def is_array(value: Any) -> bool:
     """Whether a leaf is shown as an array summary: a list, a tuple or a numpy array."""
     return isinstance(value, (list, tuple)) or type(value).__name__ == "ndarray"
-
-
-def leaf_text(value: Any) -> str:
-    """A leaf of a record as one line of plain text: an array's summary, text as it is, anything else its repr.
-
-    Examples
-    --------
-    >>> leaf_text([1.0, 3.0]), leaf_text("ok"), leaf_text(None)
-    ('shape (2,) · min 1 · mean 2 · max 3', 'ok', 'None')
-    """
-    if is_array(value):
-        return summarize_array(value)
-    return value if isinstance(value, str) else repr(value)
 
 
 def flatten_record(record: Any, *, sep: str = ".") -> list[tuple[str, Any]]:

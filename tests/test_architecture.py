@@ -18,15 +18,10 @@ import crewtrain_nb
 PACKAGE = Path(crewtrain_nb.__file__).parent
 
 #: Import edges allowed in a cycle for now, each with why (a stale entry fails the test).
-KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {
-    ("crewtrain_nb.store.handler", "crewtrain_nb.store._sqlite"): "h-contract: being restructured",
-}
+KNOWN_CYCLE_EDGES: dict[tuple[str, str], str] = {}
 
 #: ``(importing module, module.name read)`` pairs allowed across modules, each with why (a stale entry fails).
-KNOWN_PRIVATE_READS: dict[tuple[str, str], str] = {
-    ("crewtrain_nb.store._source", "crewtrain_nb.store._sqlite._version"): "h-contract: being restructured",
-    ("crewtrain_nb.store._source", "crewtrain_nb.store.handler._snapshot_box"): "h-contract: being restructured",
-}
+KNOWN_PRIVATE_READS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,14 @@ from ._agents import resolve_agents, stored_roles
 from ._checks import check_file_name
 from ._contract import TrainingStore
 from ._remote import is_url, local_path_of, url_exists
-from .handler import CrewTrainingHandler, PickleHandler
+from .handler import CrewTrainingHandler
 
 __all__ = ["LazyEntry", "LazyStore", "Source", "as_handler", "missing_store", "open_source", "open_view"]
 
 #: What every function that reads a store accepts (frames, plots, exports, the report, the browser, crewai's
-#: logic): a handler, the path of a store file (``str`` or ``os.PathLike``, or an fsspec URL), or the dict
-#: a store holds. :func:`open_source` is the one place that tells them apart.
-Source: TypeAlias = PickleHandler | str | os.PathLike[str] | Mapping[Any, Any]
+#: logic): a handler of any backend, the path of a store file (``str`` or ``os.PathLike``, or an fsspec URL),
+#: or the dict a store holds. :func:`open_source` is the one place that tells them apart.
+Source: TypeAlias = TrainingStore | str | os.PathLike[str] | Mapping[Any, Any]
 
 
 def open_source(
