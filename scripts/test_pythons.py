@@ -28,7 +28,8 @@ from tests.pythons import (  # noqa: E402
     venv_python,
 )
 
-CORE_TESTS = ["tests/test_store.py", "tests/test_hostile_pickles.py", "tests/test_fuzz_loader.py",
+CORE_TESTS = ["tests/test_store.py", "tests/test_unpickle.py", "tests/test_lazy.py", "tests/test_source.py",
+              "tests/test_pieces.py", "tests/test_hostile_pickles.py", "tests/test_fuzz_loader.py",
               "tests/test_frames.py", "tests/test_codec.py"]  # fmt: skip
 
 

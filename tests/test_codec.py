@@ -33,7 +33,8 @@ from crewtrain_nb import (
 from crewtrain_nb.store import _atomic, _codec
 from crewtrain_nb.store._codec import ENCRYPTED_MAGIC, KEY_ENV_VAR
 
-from .test_store import hostile_payloads, temp_files
+from .test_store import temp_files
+from .test_unpickle import hostile_payloads
 
 #: Suffix -> how a user's own tools would open that file.
 CODECS: dict[str, Callable[..., Any]] = {".pkl.gz": gzip.open, ".pkl.bz2": bz2.open, ".pkl.xz": lzma.open}

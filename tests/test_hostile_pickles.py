@@ -2,7 +2,7 @@
 
 The payloads are loaded in a fresh child process with a ``sys.addaudithook``
 hook (hooks cannot be removed, and a payload that got through could crash the
-interpreter), under an address-space limit. ``test_store.py`` covers the basic
+interpreter), under an address-space limit. ``test_unpickle.py`` covers the basic
 refusals in-process; this file covers the whole corpus.
 """
 

@@ -226,3 +226,55 @@ def assert_strict_safe(payload: bytes) -> Any:
 
     pickletools.dis(payload, out=io.StringIO())
     return safe_loads(payload, path="t.pkl")
+
+
+def test_pieced_pickle_is_a_plain_pickle_of_the_dict(
+    training_data: dict[str, Any], metrics_data: dict[str, Any]
+) -> None:
+    import io
+
+    from crewtrain_nb.store._pieces import dumps_dict
+
+    shared = ["same", "list"]
+    for data in (training_data, metrics_data, {}, {"a": shared, "b": shared, 3: (b"x", {1.5}, None)}):
+        payload = dumps_dict(data, {})
+        assert payload.startswith(b"\x80\x04")
+        assert pickle.loads(payload) == data
+        assert pickle._Unpickler(io.BytesIO(payload)).load() == data  # the pure-Python unpickler agrees
+    aliased = pickle.loads(dumps_dict({"a": {"x": shared, "y": shared}}, {}))
+    assert aliased["a"]["x"] is aliased["a"]["y"]  # references inside one agent survive
+
+
+def test_only_changed_agents_are_repickled_and_the_file_stays_exact(
+    tmp_path: Path, metrics_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crewtrain_nb.store import _pieces
+
+    handler = CrewTrainingHandler(tmp_path / "m.pkl")
+    handler.save(metrics_data)
+    handler.load()
+    handler.append(100, "planner", {"loss": 0.1})  # first write after a read pickles every agent
+    repickled: list[Any] = []
+    real_piece = _pieces.pickle_piece
+    monkeypatch.setattr(
+        _pieces, "pickle_piece", lambda key, value, **where: repickled.append(key) or real_piece(key, value, **where)
+    )
+    handler.append(101, "coder", {"loss": 0.2})
+    handler.save_trained_data("critic", {"quality": 7.5})
+    with handler.batch():
+        handler.append(102, "planner", {"loss": 0.3})
+        handler.append(103, "planner", {"loss": 0.4})
+    assert repickled == ["coder", "critic", "planner"]
+    expected = {**metrics_data, "critic": {"quality": 7.5}}
+    expected["planner"] = {**metrics_data["planner"], 100: {"loss": 0.1}, 102: {"loss": 0.3}, 103: {"loss": 0.4}}
+    expected["coder"] = {**metrics_data["coder"], 101: {"loss": 0.2}}
+    with open(handler.file_path, "rb") as file:
+        assert pickle.load(file) == expected
+    # another writer changes the file: our pieces must not be reused for it
+    other = CrewTrainingHandler(handler.file_path)
+    other.append(104, "coder", {"loss": 0.5})
+    handler.append(105, "planner", {"loss": 0.6})
+    expected["coder"][104] = {"loss": 0.5}
+    expected["planner"][105] = {"loss": 0.6}
+    with open(handler.file_path, "rb") as file:
+        assert pickle.load(file) == expected

@@ -27,7 +27,7 @@ from crewtrain_nb import (
 from crewtrain_nb.store import as_handler, open_source
 from crewtrain_nb.store._codec import ENCRYPTED_MAGIC
 
-from .test_store import hostile_payloads
+from .test_unpickle import hostile_payloads
 
 MEMORY = fsspec.filesystem("memory")
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.hostile_corpus import hostile_payloads
 from tests.pythons import MAIN, OLDEST_NUMPY, ROOT, find_interpreters, installed, oldest_numpy_python, venv_python
-from tests.test_store import numpy_scalar_records, plain_array_layouts
+from tests.test_unpickle import numpy_scalar_records, plain_array_layouts
 
 MUTATIONS_PER_BASE = 300
 
