@@ -303,7 +303,7 @@ def watch(directory: str, stop_file: str, *, browse_every: int) -> dict[str, Any
     return {**counts, "problems": problems[:20]}
 
 
-# -- driving the commands from a test or scripts/reliability_report.py ------------------------------------
+# -- driving the commands from a test or tests/reliability_report.py ------------------------------------
 
 SCRIPT = str(Path(__file__).resolve())
 ROOT = str(Path(__file__).resolve().parents[1])

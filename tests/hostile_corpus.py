@@ -7,7 +7,7 @@ payload that safe loading let through would either run code (create the marker
 file, call a refused function), read or write out of bounds inside numpy, or
 allocate gigabytes from a few bytes.
 
-Used by ``tests/test_hostile_pickles.py`` and ``scripts/reliability_report.py``;
+Used by ``tests/test_hostile_pickles.py`` and ``tests/reliability_report.py``;
 it imports nothing from crewtrain_nb.
 """
 

@@ -1,4 +1,4 @@
-"""Machinery shared by the reliability tests and ``scripts/reliability_report.py``.
+"""Machinery shared by the reliability tests and ``tests/reliability_report.py``.
 
 Real processes, real files: a *zygote* (a Python process that imports the
 package once and forks a fresh child per run) keeps hundreds of crashes and

@@ -1,6 +1,6 @@
 """Run the reliability checks and write RELIABILITY.md (the figures of this run).
 
-    .venv/bin/python scripts/reliability_report.py [--output RELIABILITY.md] [--kills 200] [--fuzz 25000]
+    .venv/bin/python -m tests.reliability_report [--output RELIABILITY.md] [--kills 200] [--fuzz 25000]
         [--sqlite-fuzz 10000] [--model-examples 600] [--sqlite-model-examples 300] [--crewai-python PYTHON]
 
 The CrewAI checks (a real ``crew.train()`` beside readers, ``tests/crewai_script.py``) run with
@@ -10,6 +10,9 @@ The checks are the same code the tests run (``tests/reliability_lib.py``,
 ``tests/hostile_corpus.py``, ``tests/test_store_model.py``), for each store
 backend (pickle and SQLite); the tests assert on them, this script counts. It
 exits non-zero if any check found a problem.
+
+It lives in the tests package, beside the harness it shares with the tests (and a test module's state
+machine), and runs as a module from the repository root: every import is the package's own, no path is set.
 """
 
 from __future__ import annotations
@@ -24,11 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from . import crewai_script
+from . import reliability_lib as lib
 
-from tests import crewai_script  # noqa: E402
-from tests import reliability_lib as lib  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED_ERROR = {"unsafe": "UnsafePickleError", "corrupt": "CorruptStoreError"}
 
@@ -366,7 +368,7 @@ def run_model(backend: str, examples: int) -> int:
     from hypothesis import settings
     from hypothesis.stateful import run_state_machine_as_test
 
-    from tests.test_store_model import MODELS
+    from .test_store_model import MODELS
 
     run_state_machine_as_test(
         MODELS[backend],
@@ -383,7 +385,7 @@ def render(rows: list[Row], problems: list[str], seconds: dict[str, float]) -> s
     lines = [
         "# Reliability",
         "",
-        "Figures from the last run of `scripts/reliability_report.py` (the same checks the test suite asserts; "
+        "Figures from the last run of `python -m tests.reliability_report` (the same checks the test suite asserts; "
         "real processes and real files). Re-run it to refresh this file.",
         "",
         f"Run {datetime.date.today().isoformat()} on {platform.system()} {platform.machine()}, "
