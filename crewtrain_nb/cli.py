@@ -27,6 +27,11 @@ TRUSTED_HELP = (
     "the current directory (as python -m does); only for files you trust: pickles can run code"
 )
 
+TRAINED_HELP = (
+    "the trained_agents_data.pkl of the same run, to label agents with their roles "
+    "(default: trained_agents_data.pkl beside the training file, when there is one)"
+)
+
 
 class CommandError(Exception):
     """A user-facing error: printed as one line, exit status 2."""
@@ -57,6 +62,48 @@ def _names(path: str | None) -> dict[str, str] | None:
     if not isinstance(names, dict):
         raise CommandError(f"{path}: agent names must be a JSON object {{agent_id: role}}")
     return {str(key): str(value) for key, value in names.items()}
+
+
+def _trained_for(args: argparse.Namespace) -> Any:
+    """The trained file for a command on ``args.path``: ``--trained``, else the one beside it, else ``None``.
+
+    CrewAI writes ``trained_agents_data.pkl`` beside ``training_data.pkl`` (both in the folder where
+    ``crewai train`` runs): a file of that name there is used unless ``--trained`` names another one.
+    """
+    from .crewai.prompt import DEFAULT_TRAINED_FILE
+    from .frames import store_kind
+
+    if getattr(args, "trained", None):
+        return _handler(args.trained, args.trusted)
+    beside = Path(args.path).with_name(DEFAULT_TRAINED_FILE)
+    if not beside.is_file() or beside.resolve() == Path(args.path).resolve():
+        return None
+    handler = _handler(str(beside), args.trusted)
+    try:
+        kind = store_kind(handler)
+    except (StoreError, ValueError):  # not a trained file after all: nothing to label with
+        return None
+    return handler if kind in ("trained_agents", "empty") else None
+
+
+def _roles_of(data: Any, path: str, trained: Any) -> dict[str, tuple[str, str]]:
+    """``{agent: (role, how)}`` as the browser finds roles; CrewAI 0.86's stored roles too."""
+    from .crewai.sources import read_trained
+    from .navigation import role_matches
+    from .store import record_roles as agent_roles
+
+    trained_data = read_trained(trained)[0] if trained is not None else None
+    stored = {str(agent): (role, "record") for agent, role in agent_roles(data).items()}
+    return {**stored, **role_matches(data, trained=trained_data, path=path)}
+
+
+def _labels_of(data: Any, path: str, trained: Any) -> dict[str, str]:
+    """Each agent's label as the browser shows it (roles from the sidecar, 0.86 records, or the trained file)."""
+    from .crewai.sources import read_trained
+    from .navigation import agent_labels
+
+    trained_data = read_trained(trained)[0] if trained is not None else None
+    return agent_labels(data, trained=trained_data, path=path)
 
 
 # -- commands ------------------------------------------------------------------------
@@ -109,7 +156,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from .crewai.files import explain_empty_file, explain_statuses
     from .frames import store_kind
     from .store import SQLITE_SUFFIXES
-    from .store import record_roles as agent_roles
 
     handler = _handler(args.path, args.trusted)
     # A SQLite store of iterations is described from its keys alone: a large one is never loaded.
@@ -133,8 +179,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"agents:       {len(data)}")
     if outline is not None:
         feedback = _feedback_records(handler, data, outline) if any(outline.values()) else None
-        roles = agent_roles(feedback) if feedback else {}
-        labels = {agent: f"{agent} ({roles[agent]})" if agent in roles else str(agent) for agent in outline}
+        trained = _trained_for(args) if feedback else None
+        if trained is not None:
+            print(f"trained:      {trained.file_path}")
+        # The full id (to copy), then the role as the browser finds it: sidecar, 0.86 records, trained file.
+        found = _roles_of(feedback, handler.file_path, trained) if feedback else {}
+        labels = {
+            agent: f"{agent} ({found[str(agent)][0]}{', inferred' if found[str(agent)][1] == 'inferred' else ''})"
+            if str(agent) in found and found[str(agent)][0] != str(agent)
+            else str(agent)
+            for agent in outline
+        }
         print(f"records:      {sum(len(iterations) for iterations in outline.values())}")
         width = max(map(len, labels.values()), default=0)
         for agent, iterations in outline.items():
@@ -188,6 +243,7 @@ def _print_trained(role: Any, entry: Any) -> None:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     from .crewai.files import FEEDBACK_KEYS, field_notes, is_feedback_record, text_of
+    from .crewai.sidecar import sidecar_path
     from .render import flatten_record
     from .store import resolve_agent, stored_roles
 
@@ -196,10 +252,22 @@ def _cmd_show(args: argparse.Namespace) -> int:
     agents = handler.agents()
     if not agents:
         raise CommandError(_empty_store(args.path, handler))
+    matched: dict[str, str] = {}  # agent -> label, for feedback records (roles found as the browser finds them)
+
+    def roles() -> dict[str, str]:
+        found = stored_roles(handler, agents)
+        if matched:
+            found = {**found, **{agent: label.split(" · ")[0] for agent, label in matched.items() if label != agent}}
+        return found
+
+    trained = None
+    first = handler.entry(agents[0])
+    if isinstance(first, dict) and first and is_feedback_record(next(iter(first.values()))):
+        trained = _trained_for(args)
+        if trained is not None or sidecar_path(handler.file_path) and os.path.exists(sidecar_path(handler.file_path)):
+            matched = _labels_of(handler.peek(), handler.file_path, trained)
     agent = (
-        resolve_agent(agents, args.agent, roles=lambda: stored_roles(handler, agents), path=handler.file_path)
-        if args.agent is not None
-        else agents[0]
+        resolve_agent(agents, args.agent, roles=roles, path=handler.file_path) if args.agent is not None else agents[0]
     )
     try:
         iterations = sorted(handler.iterations(agent))
@@ -213,6 +281,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
         raise CommandError(f"agent {agent!r} has no iteration {iteration}; it has {iterations[0]}..{iterations[-1]}")
     record = handler.get(agent, iteration)
     print(f"agent {agent} · iteration {iteration}")
+    if matched.get(str(agent), str(agent)) != str(agent):
+        print(f"label: {matched[str(agent)]}" + (f" (trained file: {trained.file_path})" if trained is not None else ""))
     if is_feedback_record(record):
         notes = field_notes(record)  # what a missing or empty field means
         for key in FEEDBACK_KEYS:
@@ -258,7 +328,6 @@ def _empty_store(path: str, handler: Any) -> str:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .crewai.files import holds_feedback
     from .frames import store_kind
-    from .navigation import agent_options
     from .plots import plot_feedback, plot_metrics, plot_quality
 
     out = Path(args.output)
@@ -284,9 +353,8 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if kind == "trained_agents":
         figure = plot_quality(handler).figure
     elif crewai is not None:
-        # Titles name the role where the records do (CrewAI 0.86); plot_feedback shortens the other ids.
-        roles = {agent: label for label, agent in agent_options(data) if label != agent}
-        figure = plot_feedback(handler, agent_names=roles)
+        # Rows are headed as the browser labels agents; plot_feedback shortens the other ids.
+        figure = plot_feedback(handler, trained=_trained_for(args))
     else:
         figure = plot_metrics(handler, args.metric or None, smoothing=args.smoothing, logy=args.logy)
     figure.savefig(out, dpi=120, bbox_inches="tight")
@@ -300,7 +368,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     source = _handler(args.path, args.trusted)
-    trained = _handler(args.trained, args.trusted) if args.trained else None
+    trained = _trained_for(args) if store_kind(source) != "trained_agents" or args.trained else None
+    if args.compare and trained is None:
+        raise CommandError(f"--compare {args.compare}: compares a trained file with --trained; give --trained too")
+    compare = _handler(args.compare, args.trusted) if args.compare else None
     problem = misplaced_files(
         store_kind(source),
         store_kind(trained) if trained is not None else None,
@@ -310,7 +381,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )
     if problem:
         raise CommandError(problem)
-    path = write_report(source, args.output, trained=trained, agent_names=_names(args.agent_names))
+    path = write_report(
+        source, args.output, trained=trained, agent_names=_names(args.agent_names), compare_with=compare
+    )
     print(f"wrote {path}")
     return 0
 
@@ -533,6 +606,7 @@ def _parser() -> argparse.ArgumentParser:
 
     info = command("info", _cmd_info, "store kind, agents, iterations per agent, file size, last change")
     store_arguments(info)
+    info.add_argument("--trained", help=TRAINED_HELP)
 
     show = command("show", _cmd_show, "print one record, readable")
     store_arguments(show)
@@ -540,6 +614,7 @@ def _parser() -> argparse.ArgumentParser:
         "--agent", help="an agent id, else a role, else a unique prefix of an id (default: the first); shows the id"
     )
     show.add_argument("--iteration", type=int, help="iteration number (default: the first)")
+    show.add_argument("--trained", help=TRAINED_HELP)
 
     export = command("export", _cmd_export, "export to CSV, JSON or Parquet, chosen by the output's suffix")
     store_arguments(export)
@@ -559,12 +634,16 @@ def _parser() -> argparse.ArgumentParser:
         "--smoothing", type=float, default=0.0, help="EMA weight in [0, 1), as in TensorBoard (metric logs)"
     )
     plot.add_argument("--logy", action="store_true", help="log-scale y axis (metric logs)")
+    plot.add_argument("--trained", help=TRAINED_HELP)
 
     report = command("report", _cmd_report, "write a self-contained HTML report")
     store_arguments(report)
     report.add_argument("-o", "--output", required=True, help="output .html file")
-    report.add_argument("--trained", help="the trained_agents_data.pkl of the same run")
+    report.add_argument("--trained", help=TRAINED_HELP)
     report.add_argument("--agent-names", help="JSON file {agent_id: role} to label agents")
+    report.add_argument(
+        "--compare", metavar="B", help="another trained file (before; --trained is after): adds a comparison section"
+    )
 
     convert = command(
         "convert", _cmd_convert, "copy a store between pickle (.pkl) and SQLite (.db, .sqlite, .sqlite3), losslessly"

@@ -9,12 +9,16 @@ from __future__ import annotations
 import bisect
 import numbers
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from .crewai.files import is_feedback_record
+from .crewai.files import holds_feedback, is_feedback_record
+from .crewai.roles import assign_roles
+from .crewai.sidecar import find_sidecar
+from .errors import StoreError
 from .frames import feedback_frame, metrics_frame
 from .store import record_roles as agent_roles
 from .store import resolve_agent
@@ -22,12 +26,15 @@ from .store import resolve_agent
 __all__ = [
     "FEEDBACK_CURVES",
     "agent_label",
+    "agent_labels",
     "agent_options",
     "agent_role",
+    "check_agent_names",
     "curve_frame",
     "iteration_options",
     "record_matches",
     "resolve_agent",  # the one resolution (id, role, id prefix), from the store package
+    "role_matches",
     "short_id",
     "step_iteration",
 ]
@@ -89,18 +96,108 @@ def agent_label(agent: str, role: str | None) -> str:
     return f"{role} · {short_id(agent)}"
 
 
+def check_agent_names(names: Mapping[Any, Any] | None, agents: Iterable[Any], *, stacklevel: int = 3) -> None:
+    """Warn (``UserWarning``) when ``names`` is given but none of its keys is an agent id, naming the ids there are.
+
+    CrewAI's ``training_data.pkl`` is keyed by the ids of a *copy* of the crew that ``train()`` makes: the
+    ids of the agents a user built never match, and labels given for them would silently change nothing.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     check_agent_names({"mine": "Writer"}, ["0f8fad5b"])
+    >>> print(caught[0].message)  # doctest: +NORMALIZE_WHITESPACE
+    agent_names matches no agent id (it names 'mine'); the agents are '0f8fad5b'. CrewAI's ids belong to the
+    copy of the crew train() makes: pass trained= (roles are then matched) or see match_roles().
+    """
+    if not names:
+        return
+    known = [str(agent) for agent in agents]
+    if any(str(key) in set(known) for key in names):
+        return
+    given = [str(key) for key in names]
+    shown = ", ".join(map(repr, given[:5])) + (f" and {len(given) - 5} more" if len(given) > 5 else "")
+    listed = ", ".join(map(repr, known[:10])) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+    warnings.warn(
+        f"agent_names matches no agent id (it names {shown}); the agents are {listed or 'none'}. "
+        "CrewAI's ids belong to the copy of the crew train() makes: pass trained= (roles are then matched) "
+        "or see match_roles().",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def role_matches(
+    data: Mapping[Any, Any], *, trained: Mapping[str, Any] | None = None, path: str | None = None
+) -> dict[str, tuple[str, str]]:
+    """``{agent: (role, how)}`` for each agent :func:`crewtrain_nb.crewai.assign_roles` gives a role.
+
+    Only for CrewAI feedback records (an ML log has no roles to match): the sidecar beside ``path``
+    (``"recorded"``), CrewAI 0.86's ``agent_role`` (``"record"``), else inferred from ``trained``
+    (``"inferred"``). Empty when there is nothing to go by, or the data is not a ``training_data.pkl``.
+    """
+    if not isinstance(data, Mapping) or not data or not holds_feedback(data):
+        return {}
+    try:
+        found = find_sidecar(None, path)
+        if found is None and not trained:  # only CrewAI 0.86 records could tell: agent_role() reads those lazily
+            return {}
+        plain = {agent: dict(records.items()) for agent, records in data.items()}  # a lazy view, read as dicts
+        sidecar: Any = found if found is not None else False
+        if found is None and trained and any(agent in trained for agent in data):
+            sidecar = {agent: agent for agent in data if agent in trained}  # a store keyed by role already
+        matches = assign_roles(plain, trained or None, sidecar=sidecar)
+    except (StoreError, ValueError):  # a damaged sidecar or a store of another shape: no roles, not an error here
+        return {}
+    return {str(match.agent): (match.role, str(match.how)) for match in matches if match.role is not None}
+
+
+def agent_labels(
+    data: Mapping[Any, Any],
+    *,
+    names: Mapping[str, str] | None = None,
+    trained: Mapping[str, Any] | None = None,
+    path: str | None = None,
+) -> dict[str, str]:
+    """Each agent's label, as the browser, the report, the plots and the CLI show it.
+
+    ``names[agent]`` first (what the user says), then :func:`role_matches` (``"Role · 0f8fad5b"``, with
+    ``" (inferred)"`` after a role inferred from the text), then the agent itself when it is a role of the
+    trained file; else the id.
+
+    Examples
+    --------
+    >>> from crewtrain_nb.demo import make_crewai_run
+    >>> run = make_crewai_run("paraphrased")
+    >>> sorted(agent_labels(run["training"], trained=run["trained"]).values())[0].split(" · ")[0]
+    'Fact Checker'
+    """
+    matches = role_matches(data, trained=trained, path=path)
+    labels: dict[str, str] = {}
+    for agent, records in data.items():
+        key = str(agent)
+        if names and key in names:
+            labels[key] = agent_label(key, str(names[key]))
+        elif key in matches:
+            role, how = matches[key]
+            labels[key] = agent_label(key, role) + (" (inferred)" if how == "inferred" and role != key else "")
+        else:
+            labels[key] = agent_label(key, agent_role(key, records, trained=trained))
+    return labels
+
+
 def agent_options(
     data: Mapping[str, Any],
     *,
     names: Mapping[str, str] | None = None,
     trained: Mapping[str, Any] | None = None,
+    path: str | None = None,
 ) -> list[tuple[str, str]]:
-    """``(label, agent_id)`` pairs for every agent that has iterations, in store order."""
-    return [
-        (agent_label(str(agent), agent_role(str(agent), records, names=names, trained=trained)), agent)
-        for agent, records in data.items()
-        if isinstance(records, Mapping)
-    ]
+    """``(label, agent_id)`` pairs for every agent that has iterations, in store order (labels: :func:`agent_labels`)."""
+    labels = agent_labels(data, names=names, trained=trained, path=path)
+    return [(labels[str(agent)], agent) for agent, records in data.items() if isinstance(records, Mapping)]
 
 
 def _texts(value: Any) -> list[str]:

@@ -30,8 +30,9 @@ from matplotlib.text import Annotation
 from matplotlib.textpath import TextToPath
 from matplotlib.ticker import MaxNLocator
 
+from .crewai.sources import read_trained
 from .frames import FrameSource, feedback_frame, frame_for, metrics_frame, open_store, trained_agents_frame
-from .navigation import short_id
+from .navigation import agent_labels, check_agent_names, short_id
 from .store import Source, agent_names_argument, resolve_agents
 
 __all__ = [
@@ -536,6 +537,7 @@ def plot_metric(
     ema([], smoothing)  # validates the weight before any drawing
     lines, _, chosen_agents, available = _select(_metrics_data(source, agents, trusted=trusted), [metric], agents)
     modes = _best_modes(best, [metric], available)
+    check_agent_names(_labels(agent_names), chosen_agents)
     if ax is None:
         ax = _new_axes((6, 3.5))
     span = _span(lines.values())
@@ -606,7 +608,8 @@ def plot_metrics(
         Figure size in inches; chosen from the grid when ``None``.
     agent_names
         Legend labels by agent id, e.g. ``{uuid: "Writer"}`` (CrewAI's ids are
-        uuids); agents not in it are labelled with their id.
+        uuids); agents not in it are labelled with their id. A mapping none of
+        whose keys is an agent drawn warns (``UserWarning``), naming the agents.
     trusted
         A path is opened with the full unpickler, which imports the classes
         the file names: only for files you trust (pickles can run code).
@@ -639,6 +642,7 @@ def plot_metrics(
         _metrics_data(source, agents, trusted=trusted), metrics, agents
     )
     modes = _best_modes(best, chosen_metrics, available)
+    check_agent_names(_labels(agent_names), chosen_agents)
     columns = min(3, len(chosen_metrics))
     rows = math.ceil(len(chosen_metrics) / columns)
     figure = NotebookFigure(figsize=figsize or (4.2 * columns, 3.0 * rows + 0.6), layout="constrained")
@@ -766,6 +770,18 @@ def _feedback_frame(source: Source, *, trusted: bool) -> pd.DataFrame:
     return feedback_frame(store.data)
 
 
+def _feedback_records(frame: pd.DataFrame) -> dict[str, dict[int, dict[str, str]]]:
+    """The records behind a :func:`~crewtrain_nb.feedback_frame`, as far as roles go: its texts (and 0.86 roles)."""
+    keys = [key for key in ("initial_output", "human_feedback", "improved_output", "agent_role") if key in frame]
+    records: dict[str, dict[int, dict[str, str]]] = {}
+    for row in frame[["agent", "iteration", *keys]].itertuples(index=False):
+        values = dict(zip(keys, row[2:], strict=True))
+        records.setdefault(str(row[0]), {})[int(row[1])] = {
+            key: str(value) for key, value in values.items() if isinstance(value, str)
+        }
+    return records
+
+
 def plot_quality(trained_source: FrameSource, *, ax: Axes | None = None, trusted: bool = False) -> Axes:
     """Quality per trained agent role on a 0-10 scale, sorted, values labelled.
 
@@ -829,7 +845,11 @@ def _fit(text: str, width: float, size: float) -> str:
 
 
 def plot_feedback(
-    training_source: FrameSource, *, agent_names: Mapping[str, str] | None = None, trusted: bool = False
+    training_source: FrameSource,
+    *,
+    trained: Source | None = None,
+    agent_names: Mapping[str, str] | None = None,
+    trusted: bool = False,
 ) -> Figure:
     """Per agent and iteration: length of the initial vs improved output, and their similarity.
 
@@ -842,10 +862,16 @@ def plot_feedback(
     training_source
         A ``training_data.pkl`` handler, path or dict, or the DataFrame
         :func:`~crewtrain_nb.feedback_frame` returns for one.
+    trained
+        The run's ``trained_agents_data.pkl`` (handler, path or dict): rows are headed with each agent's
+        role as the browser labels agents (``"Role · 0f8fad5b"``, ``" (inferred)"`` after a role inferred
+        by :func:`~crewtrain_nb.crewai.match_roles`). Without it, a role comes from the sidecar beside the
+        training file, CrewAI 0.86's ``agent_role``, or the ``label`` column of a frame made with ``trained=``.
     agent_names
-        Row headings by agent id, e.g. ``{uuid: "Writer · 42af9fc3"}``; agents not
-        in it are headed with their short id (a uuid's first 8 characters, as in
-        the browser). A heading too long for the figure loses its middle to "…".
+        Row headings by agent id, e.g. ``{uuid: "Writer · 42af9fc3"}``, used as they are; other
+        agents are headed as above, else with their short id (a uuid's first 8 characters, as in the
+        browser). A mapping none of whose keys is an agent id warns (``UserWarning``), naming the ids.
+        A heading too long for the figure loses its middle to "…".
     trusted
         As in :func:`plot_metrics`.
 
@@ -858,8 +884,15 @@ def plot_feedback(
     frame = frame_for(training_source, feedback_frame, lambda source: _feedback_frame(source, trusted=trusted))
     if frame.empty:
         raise ValueError("the training store is empty: no feedback to plot")
-    labels = _labels(agent_names)
     agents = list(dict.fromkeys(frame["agent"]))
+    given = _labels(agent_names)
+    check_agent_names(given, agents)
+    roles_from = read_trained(trained, trusted=trusted)[0] if trained is not None else None
+    found = agent_labels(_feedback_records(frame), trained=roles_from, path=frame.attrs.get("source"))
+    if "label" in frame.columns and roles_from is None:  # a frame made with trained= carries its labels
+        found = {**found, **dict(zip(frame["agent"].astype(str), frame["label"].astype(str), strict=True))}
+    # An agent without a role is headed with its short id; a heading given in agent_names is used as it is.
+    labels = {**{agent: label for agent, label in found.items() if label != agent}, **given}
     width = 10.0
     figure = NotebookFigure(figsize=(width, 2.6 * len(agents) + 0.6), layout="constrained")
     rows = figure.subfigures(len(agents), 1, squeeze=False)[:, 0]

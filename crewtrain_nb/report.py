@@ -21,6 +21,8 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .crewai.checks import Finding, check_training
+from .crewai.compare import compare_trained
 from .crewai.files import (
     FEEDBACK_STATUSES,
     STATUS_LABELS,
@@ -29,8 +31,10 @@ from .crewai.files import (
     is_feedback_record,
     misplaced_files,
 )
+from .crewai.sidecar import find_sidecar
+from .errors import StoreFormatError
 from .frames import feedback_frame, metrics_frame, open_store, store_kind, trained_agents_frame
-from .navigation import agent_label, agent_role, curve_frame
+from .navigation import agent_labels, check_agent_names, curve_frame
 from .plots import plot_feedback, plot_metrics, plot_quality
 from .render import message_html, record_html, trained_html
 from .store import SHARED_MODE, Source, atomic_file, open_source
@@ -72,6 +76,13 @@ class ReportSummary:
         :func:`crewtrain_nb.crewai.explain_statuses`).
     trained_note
         Why the trained-agents file is empty, when it is.
+    findings
+        :func:`~crewtrain_nb.crewai.check_training` of CrewAI feedback records (and the trained file).
+    comparison
+        :func:`~crewtrain_nb.crewai.compare_trained` of ``compare_with`` (before) and ``trained``
+        (after), or ``None``.
+    compare_source
+        Path of the ``compare_with`` file (``None`` for a dict or without one).
     """
 
     title: str
@@ -87,6 +98,9 @@ class ReportSummary:
     trained_entries: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     trained_note: str | None = None
+    findings: tuple[Finding, ...] = ()
+    comparison: pd.DataFrame | None = None
+    compare_source: str | None = None
 
 
 def _agent_rows(
@@ -123,6 +137,7 @@ def summarize_report(
     *,
     trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
+    compare_with: Any = None,
     title: str | None = None,
     trusted: bool = False,
 ) -> ReportSummary:
@@ -133,9 +148,16 @@ def summarize_report(
     source
         A handler, a store path, or the store's dict.
     trained
-        Optional ``trained_agents_data.pkl`` source.
+        Optional ``trained_agents_data.pkl`` source: agents are labelled with their roles as the browser
+        labels them (``"Role · 0f8fad5b"``, ``" (inferred)"`` after a role
+        :func:`~crewtrain_nb.crewai.match_roles` inferred), and the findings check it too.
     agent_names
-        Optional ``{agent_id: role}``.
+        Optional ``{agent_id: role}``; before any role found. A mapping none of whose keys is an agent
+        id warns (``UserWarning``), naming the ids.
+    compare_with
+        Another trained file (an earlier run, or a version kept before curating): a "Compared" section
+        shows :func:`~crewtrain_nb.crewai.compare_trained` of it (before) and ``trained`` (after).
+        Needs ``trained``.
     title
         Heading; defaults to the store's file name.
     trusted
@@ -146,8 +168,11 @@ def summarize_report(
     ------
     ValueError
         ``source`` is a trained-agents file, or ``trained`` holds agent ->
-        iteration records (the two files swapped); the message says which is which.
+        iteration records (the two files swapped); the message says which is which;
+        ``compare_with`` without ``trained``.
     """
+    if compare_with is not None and trained is None:
+        raise ValueError("compare_with= compares a trained file with trained=; pass trained= too")
     store = open_store(source, trusted=trusted)  # checks the shape, naming the file when it is wrong
     data, path, kind = store.data, store.path, store.kind
     trained_data: Mapping[str, Any] = {}
@@ -161,10 +186,8 @@ def summarize_report(
     if problem:
         raise ValueError(problem)
     names = dict(agent_names or {})
-    labels = {
-        agent: agent_label(agent, agent_role(agent, records, names=names, trained=trained_data))
-        for agent, records in data.items()
-    }
+    check_agent_names(names, data, stacklevel=4)
+    labels = agent_labels(data, names=names, trained=trained_data, path=path)
     metrics = metrics_frame(data) if kind == "iterations" else pd.DataFrame()
     records = {agent: dict(records) for agent, records in data.items() if isinstance(records, Mapping)}
     has_feedback = kind == "iterations" and any(
@@ -180,6 +203,22 @@ def summarize_report(
     if trained is not None and not trained_data:
         why = explain_empty_file(_stored_bytes(trained, trained_path))
         trained_note = f"The trained-agents file is empty ({why})."
+    findings: tuple[Finding, ...] = ()
+    if has_feedback:
+        try:
+            recorded = find_sidecar(None, path)
+            findings = tuple(
+                check_training(data, trained_data if trained is not None else None, sidecar=recorded or False)
+            )
+        except StoreFormatError:  # records of several shapes: the feedback section shows them as they are
+            findings = ()
+    comparison = compare_trained(compare_with, trained_data, trusted=trusted) if compare_with is not None else None
+    compare_source = (
+        getattr(compare_with, "file_path", None)
+        or (os.path.abspath(os.fspath(compare_with)) if isinstance(compare_with, (str, os.PathLike)) else None)
+        if compare_with is not None
+        else None
+    )
     if has_feedback and metrics.empty:
         # CrewAI records hold text: their curves are output lengths and similarity per iteration.
         metrics = pd.concat([curve_frame(data, agent) for agent in records], ignore_index=True)
@@ -197,6 +236,9 @@ def summarize_report(
         trained_entries=dict(trained_data),
         notes=notes,
         trained_note=trained_note,
+        findings=findings,
+        comparison=comparison,
+        compare_source=compare_source,
     )
 
 
@@ -271,6 +313,9 @@ def render_report_html(summary: ReportSummary) -> str:
         parts.append(f"<ul class='ctn-notes'>{items}</ul>")
     parts.append("</section>")
 
+    if summary.feedback is not None:
+        parts.append(_findings_html(summary.findings, summary.labels))
+
     parts.append("<section id='curves'><h2>Training curves</h2>")
     if summary.metrics.empty:
         parts.append(message_html("No numeric metrics in this store."))
@@ -305,7 +350,57 @@ def render_report_html(summary: ReportSummary) -> str:
             parts.append(trained_html(str(role), entry))
         parts.append("</section>")
 
+    if summary.comparison is not None:
+        parts.append(_comparison_html(summary.comparison, summary.compare_source, summary.trained_source))
+
     parts.append("<p class='ctn-meta'>Made with crewtrain_nb.</p></div></body></html>")
+    return "".join(parts)
+
+
+def _findings_html(findings: tuple[Finding, ...], labels: Mapping[str, str]) -> str:
+    """The "Findings" section: what :func:`~crewtrain_nb.crewai.check_training` found, one row each."""
+    parts = ["<section id='findings'><h2>Findings</h2>"]
+    if not findings:
+        parts.append(message_html("No findings: CrewAI's evaluator will accept these records."))
+    else:
+        rows = pd.DataFrame(
+            {
+                "code": [finding.code for finding in findings],
+                "agent": [labels.get(finding.agent, finding.agent) if finding.agent else "—" for finding in findings],
+                "iteration": [finding.iteration for finding in findings],
+                "what is wrong": [finding.message for finding in findings],
+                "what to do": [finding.what_to_do for finding in findings],
+            }
+        ).astype(object)
+        parts.append(f"<p>{len(findings)} finding{'s' if len(findings) != 1 else ''}.</p>{_table(rows)}")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _comparison_html(comparison: pd.DataFrame, before: str | None, after: str | None) -> str:
+    """The "Compared" section: quality and suggestions per role, ``before`` -> ``after``."""
+    parts = [
+        "<section id='compare'><h2>Compared with another trained file</h2><p class='ctn-meta'>",
+        f"before: <code>{html.escape(_shown_path(before) or 'in-memory data')}</code> · "
+        f"after: <code>{html.escape(_shown_path(after) or 'in-memory data')}</code></p>",
+    ]
+    if comparison.empty:
+        parts.append(message_html("Both trained files are empty."))
+    else:
+        table = comparison[["role", "presence", "quality_before", "quality_after", "quality_delta"]].copy()
+        table["presence"] = table["presence"].map({"both": "both", "only_a": "before only", "only_b": "after only"})
+        for name in ("added", "removed", "kept"):
+            table[name] = comparison[f"n_{name}"]
+        parts.append(_table(table.round(2)))
+        for row in comparison.itertuples(index=False):
+            if row.added or row.removed:
+                items = [f"<li>− {html.escape(text)}</li>" for text in row.removed]
+                items += [f"<li>+ {html.escape(text)}</li>" for text in row.added]
+                parts.append(
+                    f"<details open><summary>{html.escape(str(row.role))}</summary>"
+                    f"<ul class='ctn-changes'>{''.join(items)}</ul></details>"
+                )
+    parts.append("</section>")
     return "".join(parts)
 
 
@@ -354,11 +449,16 @@ def build_report(
     *,
     trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
+    compare_with: Any = None,
     title: str | None = None,
     trusted: bool = False,
 ) -> Report:
     """Summarize ``source`` (as :func:`summarize_report`) and return a :class:`Report`."""
-    return Report(summarize_report(source, trained=trained, agent_names=agent_names, title=title, trusted=trusted))
+    return Report(
+        summarize_report(
+            source, trained=trained, agent_names=agent_names, compare_with=compare_with, title=title, trusted=trusted
+        )
+    )
 
 
 def write_report(
@@ -367,6 +467,7 @@ def write_report(
     *,
     trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
+    compare_with: Any = None,
     title: str | None = None,
     trusted: bool = False,
 ) -> Path:
@@ -374,7 +475,9 @@ def write_report(
 
     The file is replaced atomically; a new one gets the user's usual permissions.
     """
-    report = build_report(source, trained=trained, agent_names=agent_names, title=title, trusted=trusted)
+    report = build_report(
+        source, trained=trained, agent_names=agent_names, compare_with=compare_with, title=title, trusted=trusted
+    )
     return report.write_html(path)
 
 
