@@ -282,7 +282,8 @@ def _cmd_show(args: argparse.Namespace) -> int:
     record = handler.get(agent, iteration)
     print(f"agent {agent} · iteration {iteration}")
     if matched.get(str(agent), str(agent)) != str(agent):
-        print(f"label: {matched[str(agent)]}" + (f" (trained file: {trained.file_path})" if trained is not None else ""))
+        where = f" (trained file: {trained.file_path})" if trained is not None else ""
+        print(f"label: {matched[str(agent)]}{where}")
     if is_feedback_record(record):
         notes = field_notes(record)  # what a missing or empty field means
         for key in FEEDBACK_KEYS:

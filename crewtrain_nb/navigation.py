@@ -195,7 +195,7 @@ def agent_options(
     trained: Mapping[str, Any] | None = None,
     path: str | None = None,
 ) -> list[tuple[str, str]]:
-    """``(label, agent_id)`` pairs for every agent that has iterations, in store order (labels: :func:`agent_labels`)."""
+    """``(label, agent_id)`` for every agent that has iterations, in store order; labels by :func:`agent_labels`."""
     labels = agent_labels(data, names=names, trained=trained, path=path)
     return [(labels[str(agent)], agent) for agent, records in data.items() if isinstance(records, Mapping)]
 
