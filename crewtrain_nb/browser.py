@@ -5,10 +5,16 @@ record looks like from :mod:`crewtrain_nb.render`, the curves from
 :mod:`crewtrain_nb.plots`, and the data from the store through
 :func:`crewtrain_nb.store.open_view` (so safe loading applies). A SQLite store
 is browsed lazily: the agent list first, then only the agent being looked at.
+The trained pane's curation is :func:`crewtrain_nb.crewai.revise_suggestions`
+(the draft), :func:`~crewtrain_nb.crewai.instructions_text` (the preview) and
+:func:`~crewtrain_nb.crewai.edit_suggestions` (Save); findings come from
+:func:`~crewtrain_nb.crewai.check_training`, the compare view from
+:func:`~crewtrain_nb.crewai.compare_entries`.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import threading
 from collections.abc import Mapping
@@ -18,14 +24,29 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .crewai.files import explain_empty_file, misplaced_files
-from .errors import CorruptStoreError, StoreNotFoundError
+from .crewai.checks import Finding, check_training
+from .crewai.compare import compare_entries
+from .crewai.curate import Revision, edit_suggestions, revise_suggestions
+from .crewai.files import explain_empty_file, holds_feedback, misplaced_files
+from .crewai.prompt import instructions_text
+from .crewai.sidecar import find_sidecar
+from .crewai.sources import read_trained
+from .errors import CorruptStoreError, StoreError, StoreNotFoundError
 from .export import export_csv
 from .frames import store_kind
-from .navigation import agent_options, agent_role, curve_frame, iteration_options, resolve_agent, step_iteration
+from .navigation import (
+    agent_options,
+    agent_role,
+    check_agent_names,
+    curve_frame,
+    iteration_options,
+    resolve_agent,
+    role_matches,
+    step_iteration,
+)
 from .plots import MarkedFigure, plot_metrics
-from .render import message_html, record_html, trained_html
-from .store import Source, as_handler, open_source, open_view
+from .render import comparison_html, findings_html, message_html, prompt_html, record_html, trained_html
+from .store import PickleHandler, Source, SQLiteHandler, StoreVersion, as_handler, open_source, open_view
 
 __all__ = ["TrainingBrowser"]
 
@@ -61,9 +82,19 @@ class TrainingBrowser(widgets.VBox):
         on :meth:`refresh` (or by ``auto_refresh``) once training writes it.
     trained
         Optional ``trained_agents_data.pkl`` source: shows quality, suggestions
-        and summary for the selected agent's role.
+        and summary for the selected agent's role, and labels agents with roles
+        matched to it (:func:`~crewtrain_nb.crewai.match_roles`: ``"Role · 0f8fad5b
+        (inferred)"``). Given as a path or a handler, the pane also curates the
+        role's suggestions (remove, edit, reorder, add; Save writes the file
+        through :func:`~crewtrain_nb.crewai.edit_suggestions`, a version kept
+        first, and Undo restores it) and compares the file with one of its
+        versions or with ``compare_with``.
     agent_names
         Optional ``{agent_id: role}``; CrewAI's training file does not record roles.
+        A mapping none of whose keys is an agent id warns (``UserWarning``), naming the ids.
+    compare_with
+        Optional second trained file (path, handler or dict), offered in the
+        compare view beside the trained file's versions.
     auto_refresh
         Seconds between checks for a changed store file (``None``: off). The
         store is re-read only when the file changed; the selection is kept.
@@ -82,6 +113,15 @@ class TrainingBrowser(widgets.VBox):
     ----------
     agent, iteration, filter : ipywidgets widgets
         The controls; set ``.value`` to drive the browser from code.
+    suggestions, suggestion_text, compare : ipywidgets widgets
+        Curation: the draft's suggestions (a ``Select`` whose value is the index), the text for Replace and
+        Add, and the compare choice (``None``, or the path of a version or of ``compare_with``).
+    remove_button, up_button, down_button, replace_button, add_button, save_button, undo_button, discard_button
+        Curation buttons (``button.click()`` from code).
+    draft : list of str
+        The selected role's suggestions as curated so far (what Save writes).
+    findings : list of Finding
+        :func:`~crewtrain_nb.crewai.check_training` of the store (and the trained file).
     record_html : str
         The record pane's current HTML.
 
@@ -101,6 +141,7 @@ class TrainingBrowser(widgets.VBox):
         *,
         trained: Source | None = None,
         agent_names: Mapping[str, str] | None = None,
+        compare_with: Any = None,
         auto_refresh: float | None = None,
         export_dir: str | os.PathLike[str] = ".",
         draw_in_background: bool = True,
@@ -114,7 +155,15 @@ class TrainingBrowser(widgets.VBox):
         self._source = as_handler(source, trusted=trusted)
         self._trained_source = as_handler(trained, trusted=trusted) if trained is not None else None
         self._names = dict(agent_names or {})
+        self._compare_source = as_handler(compare_with, trusted=trusted) if compare_with is not None else None
+        self._trusted = trusted
         self._export_dir = Path(export_dir)
+        # Roles matched from the trained file (or recorded in the sidecar), and the run's findings; per load.
+        self._roles: dict[str, tuple[str, str]] = {}
+        self.findings: list[Finding] = []
+        # Curation: one draft per role, kept until saved or discarded (or the trained file changes).
+        self._drafts: dict[str, list[str]] = {}
+        self._saved: StoreVersion | None = None
         self._data: Mapping[str, Any] = {}
         self._trained: Mapping[str, Any] = {}
         self._trained_raw: Any = None
@@ -149,6 +198,40 @@ class TrainingBrowser(widgets.VBox):
         self.status = widgets.HTML()
         self.record = widgets.HTML()
         self.trained_pane = widgets.HTML()
+        self.findings_pane = widgets.HTML()
+        self.suggestions = widgets.Select(description="Draft", rows=6, layout=widgets.Layout(width="38em"))
+        self.suggestion_text = widgets.Textarea(
+            placeholder="the text for Replace or Add…", layout=widgets.Layout(width="38em", height="4em")
+        )
+        self.remove_button = widgets.Button(description="Remove", tooltip="remove the selected suggestion")
+        self.up_button = widgets.Button(description="Up", tooltip="move the selected suggestion up")
+        self.down_button = widgets.Button(description="Down", tooltip="move the selected suggestion down")
+        self.replace_button = widgets.Button(description="Replace", tooltip="replace the selected one with the text")
+        self.add_button = widgets.Button(description="Add", tooltip="add the text after the selected suggestion")
+        self.save_button = widgets.Button(
+            description="Save", button_style="primary", tooltip="write the draft to the trained file (a version kept)"
+        )
+        self.undo_button = widgets.Button(description="Undo save", tooltip="restore the version kept by the last Save")
+        self.discard_button = widgets.Button(description="Discard", tooltip="forget the draft's changes")
+        self.prompt_pane = widgets.HTML()
+        self.curation_status = widgets.HTML()
+        self.compare = widgets.Dropdown(description="Compare", options=[("—", None)], layout={"width": "38em"})
+        self.compare_pane = widgets.HTML()
+        self.curation = widgets.VBox(
+            [
+                self.suggestions,
+                self.suggestion_text,
+                widgets.HBox(
+                    [self.remove_button, self.up_button, self.down_button, self.replace_button, self.add_button]
+                ),
+                widgets.HBox([self.save_button, self.undo_button, self.discard_button]),
+                self.curation_status,
+                self.prompt_pane,
+                self.compare,
+                self.compare_pane,
+            ],
+            layout=widgets.Layout(display="none"),
+        )
         self.curve = widgets.Image(format="png", layout=widgets.Layout(max_width="900px"))
         self.curve.add_class("ctn-figure")  # a white card in any theme (render's styles): the curves are light
 
@@ -163,6 +246,22 @@ class TrainingBrowser(widgets.VBox):
             (self.status, "ctn-status"),
             (self.record, "ctn-record"),
             (self.trained_pane, "ctn-trained"),
+            (self.findings_pane, "ctn-findings"),
+            (self.suggestions, "ctn-suggestions"),
+            (self.suggestion_text, "ctn-suggestion-text"),
+            (self.remove_button, "ctn-remove"),
+            (self.up_button, "ctn-up"),
+            (self.down_button, "ctn-down"),
+            (self.replace_button, "ctn-replace"),
+            (self.add_button, "ctn-add"),
+            (self.save_button, "ctn-save"),
+            (self.undo_button, "ctn-undo"),
+            (self.discard_button, "ctn-discard"),
+            (self.prompt_pane, "ctn-prompt"),
+            (self.curation_status, "ctn-curation-status"),
+            (self.compare, "ctn-compare"),
+            (self.compare_pane, "ctn-compare-pane"),
+            (self.curation, "ctn-curation"),
             (self.curve, "ctn-curve"),
         ):
             widget.add_class(name)
@@ -174,18 +273,33 @@ class TrainingBrowser(widgets.VBox):
         self.next_button.on_click(lambda _: self._step(1))
         self.refresh_button.on_click(lambda _: self.refresh())
         self.export_button.on_click(lambda _: self.export())
+        self.suggestions.observe(self._on_suggestion, names="value")
+        for button, action in (
+            (self.remove_button, "remove"),
+            (self.up_button, "up"),
+            (self.down_button, "down"),
+            (self.replace_button, "replace"),
+            (self.add_button, "add"),
+        ):
+            button.on_click(lambda _, action=action: self._revise(action))
+        self.save_button.on_click(lambda _: self.save_suggestions())
+        self.undo_button.on_click(lambda _: self.undo_save())
+        self.discard_button.on_click(lambda _: self._discard())
+        self.compare.observe(lambda _: self._show_compare(), names="value")
 
         super().__init__(
             [
                 widgets.HBox([self.agent, self.filter, self.refresh_button, self.export_button]),
                 widgets.HBox([self.previous_button, self.iteration, self.next_button]),
                 self.status,
-                widgets.HBox([self.record, self.trained_pane]),
+                self.findings_pane,
+                widgets.HBox([self.record, widgets.VBox([self.trained_pane, self.curation])]),
                 self.curve,
             ]
         )
         self.add_class("ctn-browser")
         self._load()
+        check_agent_names(self._names, [value for _, value in self.agent.options], stacklevel=3)
         if auto_refresh:
             self._thread = threading.Thread(target=self._watch, args=(float(auto_refresh),), daemon=True)
             self._thread.start()
@@ -227,11 +341,7 @@ class TrainingBrowser(widgets.VBox):
         agent = resolve_agent(
             agents,
             agent,
-            roles=lambda: {
-                key: role
-                for key in agents
-                if (role := agent_role(key, self._data[key], names=self._names, trained=self._trained)) is not None
-            },
+            roles=lambda: {key: role for key in agents if (role := self._role(key)) is not None},
             path=getattr(self._source, "file_path", None),
         )
         self.agent.value = agent
@@ -332,6 +442,8 @@ class TrainingBrowser(widgets.VBox):
             if not self.agent.options:
                 self.record.value = self.status.value
             return False
+        if trained is not self._trained_raw:
+            self._drafts.clear()  # drafts were of the file as it was
         self._data, self._trained_raw = data, trained
         self._trained = trained if isinstance(trained, Mapping) else {}
         self._generation += 1
@@ -355,7 +467,18 @@ class TrainingBrowser(widgets.VBox):
                 else "This store has no agent → iteration records (is it trained_agents_data.pkl? pass it as trained=)."
             )
             return True
-        options = agent_options(data, names=self._names, trained=self._trained)
+        path = getattr(self._source, "file_path", None)
+        self._roles = role_matches(data, trained=self._trained, path=path)
+        self.findings = self._check(data, path)
+        options = agent_options(data, names=self._names, trained=self._trained, path=path)
+        if self._lazy() and not self._trained:
+            self.findings_pane.value = message_html(
+                "Findings are not checked here: a SQLite store is read one agent at a time. "
+                "Run crewtrain_nb.check_training(store) or `crewtrain-nb check`."
+            )
+        else:
+            labels = {value: label for label, value in options}
+            self.findings_pane.value = findings_html(self.findings, labels=labels) if holds_feedback(data) else ""
         self._busy = True
         try:
             self.agent.options = options
@@ -382,6 +505,8 @@ class TrainingBrowser(widgets.VBox):
             self._busy = False
         self.record.value = message_html(text)
         self.trained_pane.value = ""
+        self.findings_pane.value = ""
+        self.curation.layout.display = "none"
         self.curve.value = b""
 
     # -- observers ----------------------------------------------------------------------
@@ -426,13 +551,23 @@ class TrainingBrowser(widgets.VBox):
                 self.iteration.value = keep_iteration if keep_iteration in options else options[0]
         finally:
             self._busy = False
-        role = agent_role(agent, records, names=self._names, trained=self._trained)
+        role = self._role(agent)
         if self._trained_source is None:
             self.trained_pane.value = ""
         elif role is None:
-            self.trained_pane.value = message_html("Role unknown: pass agent_names={agent_id: role} to link it.")
+            self.trained_pane.value = message_html(
+                "Role unknown: nothing links this agent to a role of the trained file; "
+                "pass agent_names={agent_id: role} to link it."
+            )
         else:
-            self.trained_pane.value = trained_html(role, self._trained.get(role))
+            how = self._roles.get(str(agent), (None, None))[1]
+            note = (
+                message_html(f"Role inferred from the feedback's resemblance to {role!r}'s suggestions.")
+                if how == "inferred" and str(agent) != role
+                else ""
+            )
+            self.trained_pane.value = note + trained_html(role, self._trained.get(role))
+        self._show_curation(role)
         self._show_record()
 
     def _show_record(self) -> None:
@@ -491,6 +626,204 @@ class TrainingBrowser(widgets.VBox):
                 self.status.value = message_html(f"Could not draw the curves of {agent!r}: {problem}")
             if self.agent.value == agent:
                 self._show_curve(agent, self.selected_iteration)
+
+    # -- roles, findings ------------------------------------------------------------------
+
+    def _role(self, agent: str) -> str | None:
+        """The agent's role: ``agent_names``, else the sidecar or the trained file's match, else 0.86 records."""
+        if agent in self._names:
+            return str(self._names[agent])
+        if str(agent) in self._roles:
+            return self._roles[str(agent)][0]
+        return agent_role(agent, self._data[agent], trained=self._trained) if agent in self._data else None
+
+    def _lazy(self) -> bool:
+        """Whether the store is read one agent at a time (SQLite): then nothing reads every agent unasked."""
+        return isinstance(self._source, SQLiteHandler)
+
+    def _check(self, data: Mapping[str, Any], path: str | None) -> list[Finding]:
+        if not holds_feedback(data) or (self._lazy() and not self._trained):
+            return []
+        try:
+            plain = {agent: dict(records.items()) for agent, records in data.items()}
+            found = find_sidecar(None, path)
+            trained = self._trained if self._trained_source is not None and self._trained_raw is not None else None
+            return check_training(plain, trained, sidecar=found if found is not None else False)
+        except (StoreError, ValueError):  # records of mixed shapes: the record pane shows them as they are
+            return []
+
+    # -- curation --------------------------------------------------------------------------
+
+    @property
+    def draft(self) -> list[str]:
+        """The selected role's suggestions as curated so far (empty when there is no role to curate)."""
+        role = self._curated_role()
+        return list(self._drafts.get(role, [])) if role is not None else []
+
+    def _trained_file(self) -> PickleHandler | None:
+        source = self._trained_source
+        if isinstance(source, PickleHandler) and not isinstance(source, SQLiteHandler):
+            return source
+        return None
+
+    def _curated_role(self) -> str | None:
+        agent = self.agent.value
+        if agent is None or self._trained_file() is None:
+            return None
+        role = self._role(agent)
+        return role if role is not None and role in self._trained else None
+
+    def _show_curation(self, role: str | None) -> None:
+        if role is None or self._trained_file() is None or role not in self._trained:
+            self.curation.layout.display = "none"
+            return
+        self.curation.layout.display = None
+        if role not in self._drafts:
+            suggestions = self._trained[role].get("suggestions")
+            self._drafts[role] = [str(item) for item in suggestions] if isinstance(suggestions, list) else []
+        self._show_draft(role, keep=self.suggestions.value)
+        self._refresh_compare_options()
+
+    def _show_draft(self, role: str, *, keep: Any = None) -> None:
+        draft = self._drafts[role]
+        self._busy = True
+        try:
+            self.suggestions.options = [(f"{number + 1}. {text}", number) for number, text in enumerate(draft)]
+            self.suggestions.value = keep if isinstance(keep, int) and 0 <= keep < len(draft) else None
+        finally:
+            self._busy = False
+        saved = self._trained[role].get("suggestions")
+        changed = draft != saved
+        try:
+            text = instructions_text(draft, role=role)
+        except ValueError as exc:
+            text = str(exc)
+        self.prompt_pane.value = prompt_html(role, text)
+        self.save_button.disabled = not changed
+        self.discard_button.disabled = not changed
+        self.undo_button.disabled = self._saved is None
+
+    def _on_suggestion(self, change: dict[str, Any]) -> None:
+        role = self._curated_role()
+        if self._busy or role is None or change["new"] is None:
+            return
+        self.suggestion_text.value = self._drafts[role][change["new"]]
+
+    def _revise(self, action: Revision) -> None:
+        with self._lock:
+            role = self._curated_role()
+            if role is None:
+                return
+            index = self.suggestions.value
+            try:
+                self._drafts[role] = revise_suggestions(
+                    self._drafts[role], action, index=index, text=self.suggestion_text.value
+                )
+            except ValueError as exc:
+                self.curation_status.value = message_html(str(exc))
+                return
+            keep = index
+            if action == "up" and index is not None:
+                keep = max(index - 1, 0)
+            elif action == "down" and index is not None:
+                keep = min(index + 1, len(self._drafts[role]) - 1)
+            elif action == "add":
+                keep = len(self._drafts[role]) - 1 if index is None else index + 1
+            elif action == "remove":
+                keep = None
+            self.curation_status.value = ""
+            self._show_draft(role, keep=keep)
+
+    def _discard(self) -> None:
+        with self._lock:
+            role = self._curated_role()
+            if role is not None:
+                del self._drafts[role]
+                self.curation_status.value = ""
+                self._show_curation(role)
+
+    def save_suggestions(self) -> StoreVersion | None:
+        """Write the draft of the selected role to the trained file; return the version kept of the file before.
+
+        Through :func:`~crewtrain_nb.crewai.edit_suggestions`: atomic, under the store's lock, the
+        previous file kept as a version (:meth:`undo_save` restores it). A problem is shown, not raised.
+        """
+        with self._lock:
+            role, handler = self._curated_role(), self._trained_file()
+            if role is None or handler is None:
+                self.curation_status.value = message_html("Nothing to save: no role of a trained file is selected.")
+                return None
+            try:
+                version = edit_suggestions(handler, role, self._drafts[role], trusted=self._trusted)
+            except (StoreError, TypeError, ValueError) as exc:
+                self.curation_status.value = message_html(f"Not saved: {exc}")
+                return None
+            self._saved = version
+            self._load()
+            self.curation_status.value = (
+                f"<span class='ctn-saved'>Saved {len(self.draft)} suggestions for {html.escape(role)} to "
+                f"{html.escape(handler.file_path)}; the file before is version {version.id} "
+                "(Undo save restores it).</span>"
+            )
+            return version
+
+    def undo_save(self) -> bool:
+        """Restore the version the last :meth:`save_suggestions` kept (the restore keeps the current file too)."""
+        with self._lock:
+            handler, version = self._trained_file(), self._saved
+            if handler is None or version is None:
+                self.curation_status.value = message_html("Nothing to undo: no save in this browser yet.")
+                return False
+            try:
+                handler.restore(version.id)
+            except StoreError as exc:
+                self.curation_status.value = message_html(f"Could not undo: {exc}")
+                return False
+            self._saved = None
+            self._load()
+            self.curation_status.value = (
+                f"<span class='ctn-saved'>Restored version {version.id} of {html.escape(handler.file_path)}.</span>"
+            )
+            return True
+
+    # -- compare ---------------------------------------------------------------------------
+
+    def _refresh_compare_options(self) -> None:
+        handler = self._trained_file()
+        options: list[tuple[str, Any]] = [("—", None)]
+        if self._compare_source is not None:
+            path = getattr(self._compare_source, "file_path", None)
+            options.append((f"with {path or 'compare_with'}", path or "compare_with"))
+        for version in handler.versions() if handler is not None else []:
+            stamp = version.time.strftime("%Y-%m-%d %H:%M:%S")
+            options.append((f"with version {version.id} ({stamp} UTC)", version.path))
+        if list(self.compare.options) != options:
+            current = self.compare.value
+            self._busy = True
+            try:
+                self.compare.options = options
+                self.compare.value = current if current in [value for _, value in options] else None
+            finally:
+                self._busy = False
+            self._show_compare()
+
+    def _show_compare(self) -> None:
+        chosen = self.compare.value
+        if chosen is None:
+            self.compare_pane.value = ""
+            return
+        if chosen == "compare_with" or (
+            self._compare_source is not None and chosen == getattr(self._compare_source, "file_path", None)
+        ):
+            before, name = self._compare_source, "compare_with"
+        else:
+            before, name = as_handler(chosen, trusted=self._trusted), f"version {os.path.basename(chosen)}"
+        try:
+            rows = compare_entries(read_trained(before, trusted=self._trusted)[0], self._trained)
+        except (StoreError, ValueError) as exc:
+            self.compare_pane.value = message_html(f"Cannot compare: {exc}")
+            return
+        self.compare_pane.value = comparison_html(rows, before=name, after="the trained file now")
 
     def _watch(self, seconds: float) -> None:
         while not self._stop.wait(seconds):

@@ -7,18 +7,24 @@ goes through :func:`html.escape`: a record is data, never markup.
 from __future__ import annotations
 
 import html
+import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .crewai.checks import Finding
+from .crewai.compare import RoleComparison
 from .crewai.files import FEEDBACK_KEYS, diff_words, field_notes, is_feedback_record
 from .store import OpaqueObject
 
 __all__ = [
+    "comparison_html",
     "diff_html",
+    "findings_html",
     "flatten_record",
     "is_array",
     "message_html",
+    "prompt_html",
     "record_html",
     "summarize_array",
     "trained_html",
@@ -209,7 +215,7 @@ def trained_html(role: str, entry: Any) -> str:
     quality = entry.get("quality")
     suggestions = entry.get("suggestions") or []
     items = "".join(f"<li>{_text(s)}</li>" for s in suggestions)
-    quality_text = f"{quality:.1f} / 10" if isinstance(quality, numbers.Real) else "—"
+    quality_text = f"{float(quality):.1f} / 10" if isinstance(quality, numbers.Real) else "—"  # also a Fraction
     return (
         f"{_STYLE}<div class='ctn-box ctn-trained'><h4>Trained agent: {html.escape(role)}</h4>"
         f"<div>Quality: <b>{html.escape(quality_text)}</b></div>"
@@ -221,3 +227,69 @@ def trained_html(role: str, entry: Any) -> str:
 def message_html(text: str) -> str:
     """A friendly, escaped message box (empty store, unknown agent, ...)."""
     return f"{_STYLE}<div class='ctn-box'><div class='ctn-note'>{html.escape(text)}</div></div>"
+
+
+def findings_html(findings: Sequence[Finding], *, labels: Mapping[str, str] | None = None) -> str:
+    """What :func:`~crewtrain_nb.crewai.check_training` found: one row per finding (code, agent, what to do).
+
+    ``labels`` shows an agent id as its label (e.g. ``"Writer · 0f8fad5b"``).
+    """
+    if not findings:
+        return message_html("No findings: CrewAI's evaluator will accept these records.")
+    names = labels or {}
+    rows = "".join(
+        f"<tr><td><code>{html.escape(finding.code)}</code></td>"
+        f"<td>{html.escape(names.get(finding.agent, finding.agent) if finding.agent is not None else '—')}</td>"
+        f"<td>{'—' if finding.iteration is None else finding.iteration}</td>"
+        f"<td>{html.escape(finding.message)}</td><td>{html.escape(finding.what_to_do)}</td></tr>"
+        for finding in findings
+    )
+    count = f"{len(findings)} finding" + ("" if len(findings) == 1 else "s")
+    return (
+        f"{_STYLE}<div class='ctn-box ctn-findings-list'><h4>Findings: {count}</h4><table class='ctn-table'>"
+        "<tr><th>code</th><th>agent</th><th>iteration</th><th>what is wrong</th><th>what to do</th></tr>"
+        f"{rows}</table></div>"
+    )
+
+
+def _quality_text(value: float, *, sign: bool = False) -> str:
+    return "—" if math.isnan(value) else (f"{value:+.1f}" if sign else f"{value:.1f}")
+
+
+def comparison_html(rows: Sequence[RoleComparison], *, before: str = "before", after: str = "after") -> str:
+    """Two trained files role by role (:func:`~crewtrain_nb.crewai.compare_entries`): quality, suggestions changed.
+
+    ``before`` and ``after`` name the two files in the heading.
+    """
+    if not rows:
+        return message_html("Both trained files are empty.")
+    presence = {"both": "both", "only_a": f"{before} only", "only_b": f"{after} only"}
+    lines = "".join(
+        f"<tr><td>{html.escape(row.role)}</td><td>{html.escape(presence[row.presence])}</td>"
+        f"<td>{_quality_text(row.quality_before)}</td><td>{_quality_text(row.quality_after)}</td>"
+        f"<td>{_quality_text(row.quality_delta, sign=True)}</td>"
+        f"<td>{len(row.added)}</td><td>{len(row.removed)}</td><td>{len(row.kept)}</td></tr>"
+        for row in rows
+    )
+    changes = "".join(
+        f"<h4>{html.escape(row.role)}</h4><ul class='ctn-changes'>"
+        + "".join(f"<li><del>{html.escape(text)}</del></li>" for text in row.removed)
+        + "".join(f"<li><ins>{html.escape(text)}</ins></li>" for text in row.added)
+        + "</ul>"
+        for row in rows
+        if row.added or row.removed
+    )
+    return (
+        f"{_STYLE}<div class='ctn-box ctn-comparison'><h4>{html.escape(before)} → {html.escape(after)}</h4>"
+        "<table class='ctn-table'><tr><th>role</th><th>in</th><th>quality before</th><th>after</th><th>change</th>"
+        f"<th>added</th><th>removed</th><th>kept</th></tr>{lines}</table>{changes}</div>"
+    )
+
+
+def prompt_html(role: str, text: str) -> str:
+    """The text CrewAI appends to the task prompt of an agent with ``role``, shown exactly (whitespace kept)."""
+    shown = text if text else "(nothing: CrewAI appends no instructions)"
+    return (
+        f"{_STYLE}<div class='ctn-box ctn-prompt-box'><h4>What CrewAI appends to a {html.escape(role)}'s task prompt"
+        f"</h4><div class='ctn-text'>{html.escape(shown)}</div></div>"
+    )

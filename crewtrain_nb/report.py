@@ -22,7 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .crewai.checks import Finding, check_training
-from .crewai.compare import compare_trained
+from .crewai.compare import RoleComparison, compare_entries
 from .crewai.files import (
     FEEDBACK_STATUSES,
     STATUS_LABELS,
@@ -32,11 +32,12 @@ from .crewai.files import (
     misplaced_files,
 )
 from .crewai.sidecar import find_sidecar
+from .crewai.sources import read_trained
 from .errors import StoreFormatError
 from .frames import feedback_frame, metrics_frame, open_store, store_kind, trained_agents_frame
 from .navigation import agent_labels, check_agent_names, curve_frame
 from .plots import plot_feedback, plot_metrics, plot_quality
-from .render import message_html, record_html, trained_html
+from .render import comparison_html, findings_html, message_html, record_html, trained_html
 from .store import SHARED_MODE, Source, atomic_file, open_source
 
 __all__ = ["Report", "ReportSummary", "build_report", "render_report_html", "summarize_report", "write_report"]
@@ -79,8 +80,8 @@ class ReportSummary:
     findings
         :func:`~crewtrain_nb.crewai.check_training` of CrewAI feedback records (and the trained file).
     comparison
-        :func:`~crewtrain_nb.crewai.compare_trained` of ``compare_with`` (before) and ``trained``
-        (after), or ``None``.
+        :func:`~crewtrain_nb.crewai.compare_entries` of ``compare_with`` (before) and ``trained``
+        (after): one :class:`~crewtrain_nb.crewai.RoleComparison` per role; ``None`` without ``compare_with``.
     compare_source
         Path of the ``compare_with`` file (``None`` for a dict or without one).
     """
@@ -99,7 +100,7 @@ class ReportSummary:
     notes: tuple[str, ...] = ()
     trained_note: str | None = None
     findings: tuple[Finding, ...] = ()
-    comparison: pd.DataFrame | None = None
+    comparison: tuple[RoleComparison, ...] | None = None
     compare_source: str | None = None
 
 
@@ -212,13 +213,11 @@ def summarize_report(
             )
         except StoreFormatError:  # records of several shapes: the feedback section shows them as they are
             findings = ()
-    comparison = compare_trained(compare_with, trained_data, trusted=trusted) if compare_with is not None else None
-    compare_source = (
-        getattr(compare_with, "file_path", None)
-        or (os.path.abspath(os.fspath(compare_with)) if isinstance(compare_with, (str, os.PathLike)) else None)
-        if compare_with is not None
-        else None
-    )
+    comparison: tuple[RoleComparison, ...] | None = None
+    compare_source = None
+    if compare_with is not None:
+        before, compare_source = read_trained(compare_with, trusted=trusted, name="compare_with")
+        comparison = tuple(compare_entries(before, trained_data))
     if has_feedback and metrics.empty:
         # CrewAI records hold text: their curves are output lengths and similarity per iteration.
         metrics = pd.concat([curve_frame(data, agent) for agent in records], ignore_index=True)
@@ -314,7 +313,9 @@ def render_report_html(summary: ReportSummary) -> str:
     parts.append("</section>")
 
     if summary.feedback is not None:
-        parts.append(_findings_html(summary.findings, summary.labels))
+        parts.append("<section id='findings'><h2>Findings</h2>")
+        parts.append(findings_html(summary.findings, labels=summary.labels))
+        parts.append("</section>")
 
     parts.append("<section id='curves'><h2>Training curves</h2>")
     if summary.metrics.empty:
@@ -351,56 +352,13 @@ def render_report_html(summary: ReportSummary) -> str:
         parts.append("</section>")
 
     if summary.comparison is not None:
-        parts.append(_comparison_html(summary.comparison, summary.compare_source, summary.trained_source))
+        before = _shown_path(summary.compare_source) or "compare_with"
+        after = _shown_path(summary.trained_source) or "trained"
+        parts.append("<section id='compare'><h2>Compared with another trained file</h2>")
+        parts.append(comparison_html(summary.comparison, before=before, after=after))
+        parts.append("</section>")
 
     parts.append("<p class='ctn-meta'>Made with crewtrain_nb.</p></div></body></html>")
-    return "".join(parts)
-
-
-def _findings_html(findings: tuple[Finding, ...], labels: Mapping[str, str]) -> str:
-    """The "Findings" section: what :func:`~crewtrain_nb.crewai.check_training` found, one row each."""
-    parts = ["<section id='findings'><h2>Findings</h2>"]
-    if not findings:
-        parts.append(message_html("No findings: CrewAI's evaluator will accept these records."))
-    else:
-        rows = pd.DataFrame(
-            {
-                "code": [finding.code for finding in findings],
-                "agent": [labels.get(finding.agent, finding.agent) if finding.agent else "—" for finding in findings],
-                "iteration": [finding.iteration for finding in findings],
-                "what is wrong": [finding.message for finding in findings],
-                "what to do": [finding.what_to_do for finding in findings],
-            }
-        ).astype(object)
-        parts.append(f"<p>{len(findings)} finding{'s' if len(findings) != 1 else ''}.</p>{_table(rows)}")
-    parts.append("</section>")
-    return "".join(parts)
-
-
-def _comparison_html(comparison: pd.DataFrame, before: str | None, after: str | None) -> str:
-    """The "Compared" section: quality and suggestions per role, ``before`` -> ``after``."""
-    parts = [
-        "<section id='compare'><h2>Compared with another trained file</h2><p class='ctn-meta'>",
-        f"before: <code>{html.escape(_shown_path(before) or 'in-memory data')}</code> · "
-        f"after: <code>{html.escape(_shown_path(after) or 'in-memory data')}</code></p>",
-    ]
-    if comparison.empty:
-        parts.append(message_html("Both trained files are empty."))
-    else:
-        table = comparison[["role", "presence", "quality_before", "quality_after", "quality_delta"]].copy()
-        table["presence"] = table["presence"].map({"both": "both", "only_a": "before only", "only_b": "after only"})
-        for name in ("added", "removed", "kept"):
-            table[name] = comparison[f"n_{name}"]
-        parts.append(_table(table.round(2)))
-        for row in comparison.itertuples(index=False):
-            if row.added or row.removed:
-                items = [f"<li>− {html.escape(text)}</li>" for text in row.removed]
-                items += [f"<li>+ {html.escape(text)}</li>" for text in row.added]
-                parts.append(
-                    f"<details open><summary>{html.escape(str(row.role))}</summary>"
-                    f"<ul class='ctn-changes'>{''.join(items)}</ul></details>"
-                )
-    parts.append("</section>")
     return "".join(parts)
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 from ..store import record_roles as agent_roles
 from .checks import FINDING_CODES, REPEAT_SIMILARITY, UNCHANGED_SIMILARITY, Finding, check_training
 from .compare import RoleComparison, compare_entries, compare_trained
-from .curate import edit_suggestions
+from .curate import REVISIONS, Revision, edit_suggestions, revise_suggestions
 from .exchange import FeedbackExchange, FeedbackRequest, TrainingStopped
 from .files import (
     EMPTY_FILE_NOTE,
@@ -96,6 +96,7 @@ __all__ = [
     "LEGACY_KEYS",
     "MIN_ROLE_SCORE",
     "REPEAT_SIMILARITY",
+    "REVISIONS",
     "SIDECAR_FORMAT",
     "SIDECAR_VERSION",
     "STATUS_LABELS",
@@ -110,6 +111,7 @@ __all__ = [
     "FeedbackStatus",
     "FieldNote",
     "Finding",
+    "Revision",
     "RoleComparison",
     "RoleMatch",
     "Sidecar",
@@ -144,6 +146,7 @@ __all__ = [
     "read_training",
     "record_version",
     "restore_run",
+    "revise_suggestions",
     "role_label",
     "role_scores",
     "runs",

@@ -7,14 +7,18 @@ lock, and the file before the edit is kept in ``<file>.versions/`` so ``handler.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import StoreError, StoreFormatError
 from ..store import CrewTrainingHandler, PickleHandler, SQLiteHandler, StoreVersion
 from .files import is_trained_entry
 from .sources import source_path
 
-__all__ = ["edit_suggestions"]
+__all__ = ["REVISIONS", "Revision", "edit_suggestions", "revise_suggestions"]
+
+Revision = Literal["remove", "up", "down", "replace", "add"]
+#: What :func:`revise_suggestions` can do to a list of suggestions.
+REVISIONS: tuple[Revision, ...] = ("remove", "up", "down", "replace", "add")
 
 
 def _checked(suggestions: Any) -> list[str]:
@@ -28,6 +32,59 @@ def _checked(suggestions: Any) -> list[str]:
             raise ValueError(f"suggestions[{number}] is blank; remove it instead (CrewAI would inject an empty ' - ')")
         cleaned.append(item.strip())
     return cleaned
+
+
+def revise_suggestions(
+    suggestions: list[str], action: Revision, *, index: int | None = None, text: str = ""
+) -> list[str]:
+    """A new list: ``suggestions`` with one change (the browser's curation buttons; nothing is written).
+
+    Parameters
+    ----------
+    suggestions
+        The current draft, in order (not changed).
+    action
+        ``"remove"``, ``"up"`` or ``"down"`` (move one place; at an end, nothing moves) the suggestion at
+        ``index``; ``"replace"`` it with ``text``; ``"add"`` ``text`` after ``index`` (at the end without one).
+    index
+        Position of the suggestion acted on (0-based); needed by every action but ``"add"``.
+    text
+        The new text, for ``"replace"`` and ``"add"``; stripped, and refused when blank.
+
+    Raises
+    ------
+    ValueError
+        An unknown action, a missing or out-of-range ``index``, or a blank ``text``.
+
+    Examples
+    --------
+    >>> revise_suggestions(["a", "b", "c"], "up", index=2)
+    ['a', 'c', 'b']
+    >>> revise_suggestions(["a"], "add", text="  be brief ")
+    ['a', 'be brief']
+    """
+    if action not in REVISIONS:
+        raise ValueError(f"action must be one of {', '.join(map(repr, REVISIONS))}; got {action!r}")
+    draft = list(suggestions)
+    if index is not None and not 0 <= index < len(draft):
+        raise ValueError(f"index {index} is out of range: there are {len(draft)} suggestions")
+    if index is None and action != "add":
+        raise ValueError(f"{action!r} needs the index of a suggestion: select one first")
+    if action in ("replace", "add") and not text.strip():
+        raise ValueError("the suggestion's text is blank; type the instruction CrewAI should follow")
+    if action == "add":
+        draft.insert(len(draft) if index is None else index + 1, text.strip())
+        return draft
+    assert index is not None
+    if action == "remove":
+        del draft[index]
+    elif action == "replace":
+        draft[index] = text.strip()
+    else:
+        other = index - 1 if action == "up" else index + 1
+        if 0 <= other < len(draft):
+            draft[index], draft[other] = draft[other], draft[index]
+    return draft
 
 
 def edit_suggestions(
