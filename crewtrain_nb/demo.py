@@ -14,20 +14,23 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .store import CrewTrainingHandler
+from .store import CrewTrainingHandler, OpaqueObject
 
 __all__ = [
     "CREWAI_SCENARIOS",
     "DEMO_FILES",
     "DEMO_ROLES",
     "demo_agent_names",
+    "STRUCTURED_CLASS",
     "make_crewai_run",
     "make_metrics_data",
+    "make_structured_run",
     "make_trained_agents_data",
     "make_training_data",
     "make_training_data_086",
     "write_crewai_run",
     "write_demo",
+    "write_structured_run",
 ]
 
 #: Roles of the demo crew, in the order their tasks first run.
@@ -573,6 +576,112 @@ def write_crewai_run(
         written (CrewAI writes none); pass the run's ``agents`` to :func:`crewtrain_nb.crewai.write_sidecar`.
     """
     run = make_crewai_run(scenario, iterations=iterations, seed=seed)
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    paths = {kind: target / DEMO_FILES[kind] for kind in ("training", "trained")}
+    for kind, path in paths.items():
+        with CrewTrainingHandler(path) as handler:
+            handler.save(run[kind])
+    return paths
+
+
+# -- A structured-output run: pydantic models in the records --------------------------------------------
+
+#: ``(module, qualname)`` of the user's pydantic model :func:`make_structured_run` stores, and of its nested one.
+STRUCTURED_CLASS: tuple[str, str] = ("ebike_crew.models", "MarketFacts")
+_SOURCE_CLASS: tuple[str, str] = ("ebike_crew.models", "MarketFacts.Source")
+
+
+def _pydantic_state(fields: dict[str, Any]) -> dict[str, Any]:
+    """The state pydantic v2's ``__getstate__`` gives (what ``pickle`` stores for a model)."""
+    return {
+        "__dict__": fields,
+        "__pydantic_extra__": None,
+        "__pydantic_fields_set__": set(fields),
+        "__pydantic_private__": None,
+    }
+
+
+def _market_facts(rng: random.Random, applied: list[str]) -> OpaqueObject:
+    pool = _CREW["Market Researcher"]["answer"]
+    facts = rng.sample(pool, k=2) + list(applied)
+    sources = [
+        OpaqueObject(*_SOURCE_CLASS, state=_pydantic_state({"name": name, "url": f"https://example.org/{slug}"}))
+        for name, slug in (("EU cycling survey", "survey"), ("Industry report", "report"))[: 1 + len(applied) % 2]
+    ]
+    fields = {
+        "title": "The European e-bike market",
+        "facts": facts,
+        "sources": sources,
+        "market_size_eur_bn": round(rng.uniform(14.0, 22.0), 1),
+        "confidence": round(0.5 + 0.1 * len(applied), 2),
+    }
+    return OpaqueObject(*STRUCTURED_CLASS, state=_pydantic_state(fields))
+
+
+def make_structured_run(*, iterations: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Both files of a ``crew.train()`` run whose research task has ``output_pydantic``, as CrewAI stores them.
+
+    The researcher's ``initial_output`` and ``improved_output`` are instances of the user's pydantic model
+    ``ebike_crew.models.MarketFacts`` (:data:`STRUCTURED_CLASS`; a list of nested ``MarketFacts.Source``
+    models among its fields); the writer's are text. Here they are :class:`~crewtrain_nb.store.OpaqueObject`
+    placeholders with pydantic v2's pickled state: written through the handler they become exactly what
+    CrewAI writes (a reference to the class and its state; no pydantic, no user code needed), and safe loading
+    gives the placeholders back. A process with the user's classes loads the real models.
+
+    Parameters
+    ----------
+    iterations
+        Training iterations, 1 to 4.
+    seed
+        Seed of the generator; the same seed gives equal runs.
+
+    Returns
+    -------
+    dict
+        ``{"training", "trained", "agents"}`` as :func:`make_crewai_run` returns them.
+
+    Examples
+    --------
+    >>> run = make_structured_run()
+    >>> facts = next(iter(run["training"].values()))[0]["initial_output"]
+    >>> facts.class_name, sorted(facts.fields)[:2]
+    ('ebike_crew.models.MarketFacts', ['confidence', 'facts'])
+    """
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or not 1 <= iterations <= 4:
+        raise ValueError(f"iterations must be an int from 1 to 4; got {iterations!r}")
+    rng = random.Random(f"structured_output/{seed}")
+    researcher, writer = _uuid(rng), _uuid(rng)
+    pool = _CREW["Market Researcher"]["feedback"]
+    records: dict[int, dict[str, Any]] = {}
+    applied: list[str] = []
+    for iteration in range(iterations):
+        feedback, suggestion = pool[iteration]
+        records[iteration] = {
+            "initial_output": _market_facts(rng, applied),
+            "human_feedback": feedback,
+            "improved_output": _market_facts(rng, [*applied, suggestion]),
+        }
+        applied.append(suggestion)
+    writer_records, writer_suggestions = _crew_records(rng, "Report Writer", iterations)
+    training = {researcher: records, writer: writer_records}
+    trained = {
+        "Report Writer": _trained_entry(rng, writer_suggestions),
+        "Market Researcher": _trained_entry(rng, [suggestion for _, suggestion in pool[:iterations]]),
+    }
+    agents = {researcher: _agent_info("Market Researcher"), writer: _agent_info("Report Writer")}
+    return {"training": training, "trained": trained, "agents": agents}
+
+
+def write_structured_run(directory: str | os.PathLike[str], *, iterations: int = 3, seed: int = 0) -> dict[str, Path]:
+    """Write :func:`make_structured_run`'s two files into ``directory`` through the handler.
+
+    Returns
+    -------
+    dict of str to Path
+        ``{"training": .../training_data.pkl, "trained": .../trained_agents_data.pkl}``.
+    """
+    run = make_structured_run(iterations=iterations, seed=seed)
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     paths = {kind: target / DEMO_FILES[kind] for kind in ("training", "trained")}

@@ -549,3 +549,148 @@ def test_the_browser_takes_trusted(untrusted_stores: dict[str, Path]) -> None:
         untrusted_stores["training"], trained=untrusted_stores["trained"], trusted=True, draw_in_background=False
     )
     assert len(trusted.agent.options) == 3 and trusted.status.value == ""
+
+
+# -- CrewAI insight: roles matched from the trained file, findings, curation, compare --------------------
+
+
+def crewai_browser(tmp_path: Path, scenario: str = "paraphrased", **options: Any) -> tuple[TrainingBrowser, Any]:
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+
+    paths = write_crewai_run(tmp_path, scenario)
+    browser = TrainingBrowser(paths["training"], trained=paths["trained"], draw_in_background=False, **options)
+    return browser, {"paths": paths, "run": make_crewai_run(scenario)}
+
+
+def test_agents_are_labelled_with_roles_matched_from_the_trained_file(tmp_path: Path) -> None:
+    browser, made = crewai_browser(tmp_path)
+    run = made["run"]
+    assert [label for label, _ in browser.agent.options] == [
+        f"{info['role']} · {agent[:8]} (inferred)" for agent, info in run["agents"].items()
+    ]
+    second = list(run["agents"])[1]
+    browser.agent.value = second
+    role = run["agents"][second]["role"]
+    assert f"Trained agent: {role}" in browser.trained_pane.value and "inferred" in browser.trained_pane.value
+    assert browser.select(role) == second  # a matched role selects its agent
+    # Recorded roles (the sidecar) are facts: no "(inferred)".
+    from crewtrain_nb import write_sidecar
+
+    write_sidecar(made["paths"]["training"], run["agents"])
+    recorded = TrainingBrowser(made["paths"]["training"], trained=made["paths"]["trained"], draw_in_background=False)
+    assert [label for label, _ in recorded.agent.options] == [
+        f"{info['role']} · {agent[:8]}" for agent, info in run["agents"].items()
+    ]
+
+
+def test_agent_names_matching_no_agent_warn_naming_the_ids(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import write_crewai_run
+
+    paths = write_crewai_run(tmp_path, "paraphrased")
+    ids = list(CrewTrainingHandler(paths["training"]).load())
+    with pytest.warns(UserWarning, match=f"agent_names matches no agent id .*'{ids[0]}'"):
+        TrainingBrowser(paths["training"], agent_names={"my-own-agent-id": "Writer"}, draw_in_background=False)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        TrainingBrowser(paths["training"], agent_names={ids[0]: "Writer"}, draw_in_background=False)
+
+
+def test_findings_are_shown(tmp_path: Path) -> None:
+    browser, made = crewai_browser(tmp_path, "repeated_correction")
+    codes = {(finding.code, finding.agent) for finding in browser.findings}
+    writer = list(made["run"]["agents"])[1]
+    assert ("repeated_feedback", writer) in codes
+    pane = browser.findings_pane.value
+    assert "repeated_feedback" in pane and f"Report Writer · {writer[:8]} (inferred)" in pane
+    clean, _ = crewai_browser(tmp_path / "clean")
+    assert clean.findings == [] and "No findings" in clean.findings_pane.value
+
+
+def test_curation_edits_a_draft_and_save_writes_it_with_a_version_kept(tmp_path: Path) -> None:
+    browser, made = crewai_browser(tmp_path)
+    trained = made["paths"]["trained"]
+    role = next(iter(made["run"]["agents"].values()))["role"]
+    original = made["run"]["trained"][role]["suggestions"]
+    before = trained.read_bytes()
+    assert browser.curation.layout.display is None and browser.draft == original
+    assert browser.save_button.disabled  # nothing changed yet
+    browser.suggestions.value = 0
+    assert browser.suggestion_text.value == original[0]
+    browser.remove_button.click()
+    assert browser.draft == original[1:] and original[0] not in browser.prompt_pane.value
+    browser.suggestions.value = 1
+    browser.up_button.click()
+    assert browser.draft == [original[2], original[1]]
+    browser.suggestion_text.value = "Say which country each figure is for."
+    browser.add_button.click()
+    browser.suggestions.value = 0
+    browser.suggestion_text.value = "Name a source for every figure."
+    browser.replace_button.click()
+    draft = ["Name a source for every figure.", "Say which country each figure is for.", original[1]]
+    assert browser.draft == draft
+    assert html.escape("\n - ".join(draft)) in browser.prompt_pane.value  # the live preview: CrewAI's text
+    assert trained.read_bytes() == before  # nothing written before Save
+    browser.save_button.click()
+    handler = CrewTrainingHandler(trained)
+    assert handler.load()[role]["suggestions"] == draft
+    assert {r: e for r, e in handler.load().items() if r != role} == {
+        r: e for r, e in made["run"]["trained"].items() if r != role
+    }
+    [version] = handler.versions()
+    assert Path(version.path).read_bytes() == before
+    assert "Saved 3 suggestions" in browser.curation_status.value and browser.draft == draft
+    browser.undo_button.click()  # Undo is restore
+    assert handler.load() == made["run"]["trained"] and browser.draft == original
+
+
+def test_curation_refuses_blank_text_and_discard_forgets_the_draft(tmp_path: Path) -> None:
+    browser, made = crewai_browser(tmp_path)
+    original = browser.draft
+    browser.suggestion_text.value = "   "
+    browser.add_button.click()
+    assert "blank" in browser.curation_status.value and browser.draft == original
+    browser.suggestions.value = None
+    browser.remove_button.click()
+    assert "select one first" in browser.curation_status.value
+    browser.suggestions.value = 0
+    browser.remove_button.click()
+    assert browser.draft == original[1:]
+    browser.discard_button.click()
+    assert browser.draft == original and browser.save_button.disabled
+
+
+def test_curation_needs_a_trained_file(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import make_crewai_run
+
+    run = make_crewai_run("paraphrased")
+    in_memory = TrainingBrowser(run["training"], trained=run["trained"], draw_in_background=False)
+    assert in_memory.curation.layout.display == "none" and in_memory.draft == []
+    assert in_memory.save_suggestions() is None and "Nothing to save" in in_memory.curation_status.value
+
+
+def test_the_compare_view_shows_a_version_against_the_file_now(tmp_path: Path) -> None:
+    from crewtrain_nb import edit_suggestions
+
+    browser, made = crewai_browser(tmp_path)
+    role = next(iter(made["run"]["agents"].values()))["role"]
+    old = made["run"]["trained"][role]["suggestions"]
+    assert [value for _, value in browser.compare.options] == [None]
+    edit_suggestions(made["paths"]["trained"], role, old[1:])
+    browser.refresh()
+    [(_, chosen)] = [(label, value) for label, value in browser.compare.options if value is not None]
+    browser.compare.value = chosen
+    pane = browser.compare_pane.value
+    assert "version" in pane and f"<del>{html.escape(old[0])}</del>" in pane
+    browser.compare.value = None
+    assert browser.compare_pane.value == ""
+
+
+def test_compare_with_another_trained_file(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import make_crewai_run
+
+    stale = make_crewai_run("stale_trained")["trained"]
+    browser, _ = crewai_browser(tmp_path, compare_with=stale)
+    browser.compare.value = "compare_with"
+    assert "Data Analyst" in browser.compare_pane.value and "compare_with only" in browser.compare_pane.value
