@@ -608,3 +608,52 @@ def test_show_takes_a_role_or_an_id_prefix_and_prints_the_full_id(
     assert by_prefix.stdout.startswith(f"agent {writer} · iteration 2"), by_prefix.stderr
     ambiguous = run("show", str(path), "--agent", "Writer")
     assert_clean_error(ambiguous, "'Writer' is ambiguous", writer, other_writer)
+
+
+def test_commands_label_agents_with_roles_from_the_trained_file_beside_or_given(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+
+    run_ = make_crewai_run("paraphrased")
+    paths = write_crewai_run(tmp_path / "run", "paraphrased")
+    agents = {agent: info["role"] for agent, info in run_["agents"].items()}
+    info = run("info", str(paths["training"]))  # trained_agents_data.pkl beside it is used
+    assert info.returncode == 0, info.stderr
+    assert f"trained:      {paths['trained']}" in info.stdout
+    for agent, role in agents.items():
+        assert f"{agent} ({role}, inferred)" in info.stdout
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(paths["training"], alone / "training_data.pkl")
+    bare = run("info", str(alone / "training_data.pkl"))
+    assert bare.returncode == 0 and "trained:" not in bare.stdout and "inferred" not in bare.stdout
+    given = run("info", str(alone / "training_data.pkl"), "--trained", str(paths["trained"]))
+    assert all(f"{agent} ({role}, inferred)" in given.stdout for agent, role in agents.items()), given.stdout
+    writer = next(agent for agent, role in agents.items() if role == "Report Writer")
+    show = run("show", str(paths["training"]), "--agent", "Report Writer", "--iteration", "1")
+    assert show.returncode == 0, show.stderr
+    assert show.stdout.startswith(f"agent {writer} · iteration 1\nlabel: Report Writer · {writer[:8]} (inferred)")
+    image = tmp_path / "f.png"
+    plot = run("plot", str(alone / "training_data.pkl"), "--trained", str(paths["trained"]), "-o", str(image))
+    assert plot.returncode == 0 and image.stat().st_size > 10_000, plot.stderr
+    out = tmp_path / "report.html"
+    report = run("report", str(paths["training"]), "-o", str(out))
+    assert report.returncode == 0, report.stderr
+    page = out.read_text(encoding="utf-8")
+    assert f"Report Writer · {writer[:8]} (inferred)" in page and "id='findings'" in page
+
+
+def test_report_compare_adds_the_comparison(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import write_crewai_run
+
+    paths = write_crewai_run(tmp_path / "run", "paraphrased")
+    stale = write_crewai_run(tmp_path / "stale", "stale_trained")
+    out = tmp_path / "report.html"
+    result = run("report", str(paths["training"]), "--compare", str(stale["trained"]), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    page = out.read_text(encoding="utf-8")
+    assert "<section id='compare'>" in page and "Data Analyst" in page and f"{stale['trained']} only" in page
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(paths["training"], alone / "training_data.pkl")
+    refused = run("report", str(alone / "training_data.pkl"), "--compare", str(stale["trained"]), "-o", str(out))
+    assert refused.returncode == 2 and "give --trained too" in refused.stderr and "Traceback" not in refused.stderr

@@ -66,3 +66,45 @@ def test_crewai_reads_the_curated_suggestions(tmp_path: Path) -> None:
     [seen] = run_crewai_agents([(paths["trained"], "Market Researcher", tmp_path)])
     assert seen["direct"] == "TASK" + preview
     assert "\n - Say which country each figure is for." in seen["prompts"][0]
+
+
+def test_revise_suggestions_makes_one_change_on_a_new_list() -> None:
+    from crewtrain_nb.crewai import revise_suggestions
+
+    items = ["a", "b", "c"]
+    assert revise_suggestions(items, "remove", index=1) == ["a", "c"]
+    assert revise_suggestions(items, "up", index=1) == ["b", "a", "c"]
+    assert revise_suggestions(items, "down", index=1) == ["a", "c", "b"]
+    assert revise_suggestions(items, "up", index=0) == items and revise_suggestions(items, "down", index=2) == items
+    assert revise_suggestions(items, "replace", index=2, text=" d ") == ["a", "b", "d"]
+    assert revise_suggestions(items, "add", index=0, text="x") == ["a", "x", "b", "c"]
+    assert revise_suggestions(items, "add", text="x") == ["a", "b", "c", "x"]
+    assert items == ["a", "b", "c"]  # the input is never changed
+    with pytest.raises(ValueError, match="select one first"):
+        revise_suggestions(items, "remove")
+    with pytest.raises(ValueError, match="index 3 is out of range: there are 3 suggestions"):
+        revise_suggestions(items, "up", index=3)
+    with pytest.raises(ValueError, match="blank"):
+        revise_suggestions(items, "add", text="  ")
+    with pytest.raises(ValueError, match="action must be one of 'remove'"):
+        revise_suggestions(items, "sort", index=0)  # type: ignore[arg-type]
+
+
+def test_crewai_reads_what_the_browser_saved(tmp_path: Path) -> None:
+    from crewtrain_nb import TrainingBrowser
+
+    paths = write_crewai_run(tmp_path, "paraphrased")
+    browser = TrainingBrowser(paths["training"], trained=paths["trained"], draw_in_background=False)
+    role = "Market Researcher"
+    browser.select(role)  # a role matched from the trained file
+    browser.suggestions.value = 0
+    browser.remove_button.click()
+    browser.suggestion_text.value = "Say which country each figure is for."
+    browser.add_button.click()
+    browser.save_button.click()
+    saved = browser.draft
+    assert saved[-1] == "Say which country each figure is for." and len(saved) == 3
+    [seen] = run_crewai_agents([(paths["trained"], role, tmp_path)])
+    assert seen["direct"] == "TASK" + prompt_preview(paths["trained"], role)[role]
+    assert seen["direct"].endswith("\n - ".join(saved))
+    assert "\n - Say which country each figure is for." in seen["prompts"][0]

@@ -59,3 +59,62 @@ def test_bad_arguments() -> None:
         make_crewai_run("nope")
     with pytest.raises(ValueError, match="iterations must be an int from 1 to 4"):
         make_crewai_run(iterations=5)
+
+
+def test_structured_run_loads_as_placeholders_and_shows_as_fields(tmp_path: Path) -> None:
+    from crewtrain_nb import CrewTrainingHandler, OpaqueObject, feedback_frame, to_frame
+    from crewtrain_nb.demo import STRUCTURED_CLASS, make_structured_run, write_structured_run
+    from crewtrain_nb.render import record_html
+
+    run = make_structured_run()
+    assert run == make_structured_run() and run != make_structured_run(seed=1)
+    paths = write_structured_run(tmp_path)
+    payload = paths["training"].read_bytes()
+    assert payload[:2] == b"\x80\x04" and b"ebike_crew.models" in payload
+    with pytest.raises(ModuleNotFoundError, match="ebike_crew"):
+        pickle.loads(payload)  # as CrewAI's file: plain pickle needs the user's classes
+    loaded = CrewTrainingHandler(paths["training"]).load()
+    assert loaded == run["training"]
+    researcher = next(iter(loaded))
+    facts = loaded[researcher][1]["improved_output"]
+    assert type(facts) is OpaqueObject and (facts.module, facts.qualname) == STRUCTURED_CLASS
+    assert set(facts.state) == {"__dict__", "__pydantic_extra__", "__pydantic_fields_set__", "__pydantic_private__"}
+    assert facts.fields["sources"][0].class_name == "ebike_crew.models.MarketFacts.Source"
+    frame = to_frame(paths["training"], agents=researcher)
+    assert {"improved_output.title", "improved_output.confidence", "improved_output.market_size_eur_bn"} <= set(
+        frame.columns
+    )
+    assert frame["improved_output.confidence"].tolist() == [0.6, 0.7, 0.8]
+    page = record_html(loaded[researcher][0], title="structured")
+    assert "The European e-bike market" in page and "https://example.org/survey" in page and "__pydantic" not in page
+    assert feedback_frame(paths["training"])["improved_output"].str.startswith("MarketFacts {").sum() == 3
+
+
+def test_structured_run_loads_as_the_real_models_where_the_classes_are(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import write_structured_run
+
+    paths = write_structured_run(tmp_path / "run")
+    package = tmp_path / "code" / "ebike_crew"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "models.py").write_text(
+        "from pydantic import BaseModel\n\n"
+        "class MarketFacts(BaseModel):\n"
+        "    class Source(BaseModel):\n"
+        "        name: str\n"
+        "        url: str\n"
+        "    title: str\n    facts: list[str]\n    sources: list[Source]\n"
+        "    market_size_eur_bn: float\n    confidence: float\n"
+    )
+    code = (
+        "import pickle, sys; from ebike_crew.models import MarketFacts\n"
+        f"data = pickle.load(open({str(paths['training'])!r}, 'rb'))\n"
+        "facts = next(iter(data.values()))[2]['improved_output']\n"
+        "assert isinstance(facts, MarketFacts) and isinstance(facts.sources[0], MarketFacts.Source)\n"
+        "print(facts.model_dump_json())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path / "code", capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"title":"The European e-bike market"' in result.stdout and '"confidence":0.8' in result.stdout

@@ -158,3 +158,44 @@ def test_one_unknown_agent_message_wherever_an_agent_is_named(tmp_path: Any, met
     assert all(where in str(failure) for failure in failures), [str(failure) for failure in failures]
     with pytest.raises(ValueError, match=f"agents: no agent 'ghost' in the store; {listed}"):
         metrics_frame(metrics_data, agents="ghost")
+
+
+def test_agent_labels_match_roles_from_the_trained_file_and_say_inferred(tmp_path: Any) -> None:
+    from crewtrain_nb import write_sidecar
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+    from crewtrain_nb.navigation import agent_labels
+
+    run = make_crewai_run("paraphrased")
+    truth = {agent: info["role"] for agent, info in run["agents"].items()}
+    assert agent_labels(run["training"], trained=run["trained"]) == {
+        agent: f"{role} · {agent[:8]} (inferred)" for agent, role in truth.items()
+    }
+    assert agent_labels(run["training"]) == {agent: agent for agent in truth}  # nothing to go by: the id
+    first = next(iter(truth))
+    named = agent_labels(run["training"], trained=run["trained"], names={first: "Lead"})
+    assert named[first] == f"Lead · {first[:8]}"  # what the user says comes first
+    # The sidecar beside the file: recorded roles are facts, labelled without "(inferred)".
+    paths = write_crewai_run(tmp_path, "paraphrased")
+    write_sidecar(paths["training"], run["agents"])
+    assert agent_labels(run["training"], path=str(paths["training"])) == {
+        agent: f"{role} · {agent[:8]}" for agent, role in truth.items()
+    }
+    # A trained file of {} (a failed or interrupted run) infers nothing.
+    interrupted = make_crewai_run("interrupted")
+    assert agent_labels(interrupted["training"], trained=interrupted["trained"]) == {
+        agent: agent for agent in interrupted["training"]
+    }
+
+
+def test_check_agent_names_warns_when_no_name_is_an_agent() -> None:
+    import warnings
+
+    from crewtrain_nb.navigation import check_agent_names
+
+    with pytest.warns(UserWarning, match=r"matches no agent id \(it names 'mine'\); the agents are 'a', 'b'"):
+        check_agent_names({"mine": "Writer"}, ["a", "b"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_agent_names({"a": "Writer", "other": "x"}, ["a", "b"])  # one matches: labels take effect
+        check_agent_names(None, ["a"])
+        check_agent_names({}, ["a"])

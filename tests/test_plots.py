@@ -853,3 +853,28 @@ def test_every_plot_takes_trusted(untrusted_stores: dict[str, Path], plot: Any, 
         plot(untrusted_stores[kind])
     drawn = plot(untrusted_stores[kind], trusted=True)
     assert (drawn.figure if isinstance(drawn, Axes) else drawn).axes
+
+
+def test_plot_feedback_heads_rows_with_roles_matched_from_the_trained_file(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+
+    run = make_crewai_run("paraphrased")
+    expected = [f"{info['role']} · {agent[:8]} (inferred)" for agent, info in run["agents"].items()]
+    figure = plot_feedback(run["training"], trained=run["trained"])
+    assert [ax.figure.get_suptitle() for ax in figure.axes[::2]] == expected
+    paths = write_crewai_run(tmp_path, "paraphrased")
+    from_files = plot_feedback(paths["training"], trained=paths["trained"])
+    assert [ax.figure.get_suptitle() for ax in from_files.axes[::2]] == expected
+    without = plot_feedback(run["training"])
+    assert [ax.figure.get_suptitle() for ax in without.axes[::2]] == [agent[:8] for agent in run["training"]]
+
+
+def test_agent_names_matching_no_agent_warn(training_data: dict[str, Any], metrics_data: dict[str, Any]) -> None:
+    mine = {"my-agent-id": "Writer"}
+    with pytest.warns(UserWarning, match="agent_names matches no agent id .*'planner', 'coder', 'critic'"):
+        plot_metrics(metrics_data, ["loss"], agent_names=mine)
+    with pytest.warns(UserWarning, match="agent_names matches no agent id"):
+        plot_metric(metrics_data, "loss", agent_names=mine)
+    first = next(iter(training_data))
+    with pytest.warns(UserWarning, match=f"agent_names matches no agent id .*'{first}'"):
+        plot_feedback(training_data, agent_names=mine)

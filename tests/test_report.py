@@ -21,7 +21,7 @@ from crewtrain_nb import (
     summarize_report,
     write_report,
 )
-from crewtrain_nb.demo import demo_agent_names, make_trained_agents_data, make_training_data
+from crewtrain_nb.demo import demo_agent_names, make_metrics_data, make_trained_agents_data, make_training_data
 from crewtrain_nb.report import render_report_html
 from crewtrain_nb.store import _atomic
 
@@ -297,3 +297,49 @@ def test_the_report_shows_store_paths_relative_to_the_folder_it_was_made_in(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # a store outside the working folder keeps its whole path
     assert f"Store: <code>{store}</code>" in build_report(store).html()
+
+
+def test_report_labels_roles_matched_from_the_trained_file_and_shows_findings(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+
+    paths = write_crewai_run(tmp_path, "repeated_correction")
+    run = make_crewai_run("repeated_correction")
+    summary = summarize_report(paths["training"], trained=paths["trained"])
+    labels = [f"{info['role']} · {agent[:8]} (inferred)" for agent, info in run["agents"].items()]
+    assert summary.agents["agent"].tolist() == labels
+    writer = list(run["agents"])[1]
+    assert ("repeated_feedback", writer, 1) in {(f.code, f.agent, f.iteration) for f in summary.findings}
+    page = render_report_html(summary)
+    findings = page[page.index("<section id='findings'>") : page.index("<section id='curves'>")]
+    assert "repeated_feedback" in findings and html.escape(labels[1]) in findings
+    assert "unchanged_output" in findings
+    clean_paths = write_crewai_run(tmp_path / "clean", "paraphrased")
+    clean = render_report_html(summarize_report(clean_paths["training"], trained=clean_paths["trained"]))
+    assert "No findings" in clean
+    metrics = build_report(make_metrics_data(iterations=4)).html()
+    assert "id='findings'" not in metrics  # a metric log has no feedback to check
+
+
+def test_report_compares_two_trained_files(tmp_path: Path) -> None:
+    from crewtrain_nb import edit_suggestions
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+
+    paths = write_crewai_run(tmp_path, "paraphrased")
+    run = make_crewai_run("paraphrased")
+    old = run["trained"]["Report Writer"]["suggestions"]
+    version = edit_suggestions(paths["trained"], "Report Writer", [*old[1:], "Name the audience first."])
+    summary = summarize_report(paths["training"], trained=paths["trained"], compare_with=version.path)
+    assert summary.comparison is not None and summary.compare_source == version.path
+    [writer] = [row for row in summary.comparison if row.role == "Report Writer"]
+    assert writer.removed == (old[0],) and writer.added == ("Name the audience first.",)
+    page = render_report_html(summary)
+    section = page[page.index("<section id='compare'>") :]
+    assert f"<del>{html.escape(old[0])}</del>" in section and "<ins>Name the audience first.</ins>" in section
+    assert "id='compare'" not in build_report(paths["training"], trained=paths["trained"]).html()
+    with pytest.raises(ValueError, match="compare_with= compares a trained file with trained=; pass trained= too"):
+        summarize_report(paths["training"], compare_with=version.path)
+
+
+def test_report_warns_when_agent_names_match_no_agent(training_data: dict[str, Any]) -> None:
+    with pytest.warns(UserWarning, match=f"agent_names matches no agent id .*'{next(iter(training_data))}'"):
+        summarize_report(training_data, agent_names={"my-agent": "Writer"})
