@@ -694,3 +694,14 @@ def test_compare_with_another_trained_file(tmp_path: Path) -> None:
     browser, _ = crewai_browser(tmp_path, compare_with=stale)
     browser.compare.value = "compare_with"
     assert "Data Analyst" in browser.compare_pane.value and "compare_with only" in browser.compare_pane.value
+
+
+def test_structured_outputs_show_as_their_fields(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import write_structured_run
+
+    paths = write_structured_run(tmp_path)
+    browser = TrainingBrowser(paths["training"], trained=paths["trained"], draw_in_background=False)
+    assert browser.agent.options[0][0].startswith("Market Researcher · ")
+    page = browser.record_html
+    assert "The European e-bike market" in page and "market_size_eur_bn" in page
+    assert "__pydantic" not in page and "OpaqueObject" not in page

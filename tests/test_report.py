@@ -343,3 +343,13 @@ def test_report_compares_two_trained_files(tmp_path: Path) -> None:
 def test_report_warns_when_agent_names_match_no_agent(training_data: dict[str, Any]) -> None:
     with pytest.warns(UserWarning, match=f"agent_names matches no agent id .*'{next(iter(training_data))}'"):
         summarize_report(training_data, agent_names={"my-agent": "Writer"})
+
+
+def test_report_shows_structured_outputs_as_their_fields(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import write_structured_run
+
+    paths = write_structured_run(tmp_path)
+    page = build_report(paths["training"], trained=paths["trained"]).html()
+    feedback = page[page.index("<section id='feedback'>") :]
+    assert "The European e-bike market" in feedback and "https://example.org/survey" in feedback
+    assert "__pydantic" not in page and "OpaqueObject" not in page
