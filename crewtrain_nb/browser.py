@@ -442,8 +442,14 @@ class TrainingBrowser(widgets.VBox):
             if not self.agent.options:
                 self.record.value = self.status.value
             return False
-        if trained is not self._trained_raw:
-            self._drafts.clear()  # drafts were of the file as it was
+        if trained is not self._trained_raw:  # drafts were of the file as it was
+            unsaved = [role for role, draft in self._drafts.items() if draft != self._saved_suggestions(role)]
+            self._drafts.clear()
+            self.curation_status.value = (
+                message_html(f"The trained file changed; unsaved changes for {', '.join(unsaved)} were dropped.")
+                if unsaved
+                else ""
+            )
         self._data, self._trained_raw = data, trained
         self._trained = trained if isinstance(trained, Mapping) else {}
         self._generation += 1
@@ -684,6 +690,10 @@ class TrainingBrowser(widgets.VBox):
         self._show_draft(role, keep=self.suggestions.value)
         self._refresh_compare_options()
 
+    def _saved_suggestions(self, role: str) -> Any:
+        entry = self._trained.get(role)
+        return entry.get("suggestions") if isinstance(entry, Mapping) else None
+
     def _show_draft(self, role: str, *, keep: Any = None) -> None:
         draft = self._drafts[role]
         self._busy = True
@@ -692,8 +702,7 @@ class TrainingBrowser(widgets.VBox):
             self.suggestions.value = keep if isinstance(keep, int) and 0 <= keep < len(draft) else None
         finally:
             self._busy = False
-        saved = self._trained[role].get("suggestions")
-        changed = draft != saved
+        changed = draft != self._saved_suggestions(role)
         try:
             text = instructions_text(draft, role=role)
         except ValueError as exc:

@@ -705,3 +705,16 @@ def test_structured_outputs_show_as_their_fields(tmp_path: Path) -> None:
     page = browser.record_html
     assert "The European e-bike market" in page and "market_size_eur_bn" in page
     assert "__pydantic" not in page and "OpaqueObject" not in page
+
+
+def test_a_draft_is_dropped_with_a_note_when_the_trained_file_changes(tmp_path: Path) -> None:
+    from crewtrain_nb import edit_suggestions
+
+    browser, made = crewai_browser(tmp_path)
+    role = next(iter(made["run"]["agents"].values()))["role"]
+    browser.suggestions.value = 0
+    browser.remove_button.click()
+    edit_suggestions(made["paths"]["trained"], role, ["Written elsewhere."])  # another writer
+    assert browser.refresh()
+    assert browser.draft == ["Written elsewhere."]
+    assert f"unsaved changes for {role} were dropped" in browser.curation_status.value
