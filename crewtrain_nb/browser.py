@@ -299,7 +299,8 @@ class TrainingBrowser(widgets.VBox):
         )
         self.add_class("ctn-browser")
         self._load()
-        check_agent_names(self._names, [value for _, value in self.agent.options], stacklevel=3)
+        if self.agent.options:  # a store not written yet has no agents to match names with
+            check_agent_names(self._names, [value for _, value in self.agent.options], stacklevel=3)
         if auto_refresh:
             self._thread = threading.Thread(target=self._watch, args=(float(auto_refresh),), daemon=True)
             self._thread.start()
