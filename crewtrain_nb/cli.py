@@ -364,12 +364,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .crewai.files import misplaced_files
+    from .crewai.files import holds_feedback, misplaced_files
     from .frames import store_kind
     from .report import write_report
 
     source = _handler(args.path, args.trusted)
-    trained = _trained_for(args) if store_kind(source) != "trained_agents" or args.trained else None
+    # The trained file beside is the run's only for CrewAI feedback (a metric log beside it is another matter).
+    data = source.peek()
+    trained = _trained_for(args) if args.trained or (isinstance(data, dict) and holds_feedback(data)) else None
     if args.compare and trained is None:
         raise CommandError(f"--compare {args.compare}: compares a trained file with --trained; give --trained too")
     compare = _handler(args.compare, args.trusted) if args.compare else None

@@ -640,6 +640,10 @@ def test_commands_label_agents_with_roles_from_the_trained_file_beside_or_given(
     assert report.returncode == 0, report.stderr
     page = out.read_text(encoding="utf-8")
     assert f"Report Writer · {writer[:8]} (inferred)" in page and "id='findings'" in page
+    write_demo(tmp_path / "demo")  # metrics.pkl beside trained_agents_data.pkl: that file is not the log's
+    metrics = run("report", str(tmp_path / "demo" / "metrics.pkl"), "-o", str(out))
+    assert metrics.returncode == 0, metrics.stderr
+    assert "id='trained'" not in out.read_text(encoding="utf-8")
 
 
 def test_report_compare_adds_the_comparison(tmp_path: Path) -> None:
