@@ -122,6 +122,8 @@ class TrainingBrowser(widgets.VBox):
         The selected role's suggestions as curated so far (what Save writes).
     findings : list of Finding
         :func:`~crewtrain_nb.crewai.check_training` of the store (and the trained file).
+    findings_pane, prompt_pane, curation_status, compare_pane : ipywidgets.HTML
+        The findings; what CrewAI will append for the draft; what Save or Undo did; the comparison.
     record_html : str
         The record pane's current HTML.
 
