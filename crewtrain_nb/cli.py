@@ -11,6 +11,7 @@ import errno
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -711,8 +712,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "trusted", False) and os.getcwd() not in sys.path:
         # As ``python -m`` does: a trusted pickle may name classes of modules in the current directory.
         sys.path.insert(0, os.getcwd())
+    def show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        # A warning the user should act on (e.g. --agent-names matching no agent): one line, no source path.
+        print(f"crewtrain-nb {args.command}: warning: {_error_text(Exception(str(message)))}", file=sys.stderr)
+
     try:
-        return int(args.run(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = show_warning
+            return int(args.run(args))
     except (CommandError, StoreError, ValueError, ImportError, OSError, RuntimeError) as exc:
         print(f"crewtrain-nb {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 2

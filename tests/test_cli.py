@@ -661,3 +661,13 @@ def test_report_compare_adds_the_comparison(tmp_path: Path) -> None:
     shutil.copy(paths["training"], alone / "training_data.pkl")
     refused = run("report", str(alone / "training_data.pkl"), "--compare", str(stale["trained"]), "-o", str(out))
     assert refused.returncode == 2 and "give --trained too" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_agent_names_matching_no_agent_warn_in_one_line(demo: dict[str, Path], tmp_path: Path) -> None:
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"my-own-agent-id": "Writer"}), encoding="utf-8")
+    first = next(iter(CrewTrainingHandler(demo["training"]).load()))
+    result = run("report", str(demo["training"]), "--agent-names", str(names), "-o", str(tmp_path / "r.html"))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("crewtrain-nb report: warning: agent_names matches no agent id")
+    assert f"'{first}'" in result.stderr and len(result.stderr.splitlines()) == 1 and ".py:" not in result.stderr
