@@ -28,7 +28,7 @@ from .crewai.checks import Finding, check_training
 from .crewai.compare import compare_entries
 from .crewai.curate import Revision, edit_suggestions, revise_suggestions
 from .crewai.files import explain_empty_file, holds_feedback, misplaced_files
-from .crewai.prompt import instructions_text
+from .crewai.prompt import DEFAULT_TRAINED_FILE, instructions_text
 from .crewai.sidecar import find_sidecar
 from .crewai.sources import read_trained
 from .errors import CorruptStoreError, StoreError, StoreNotFoundError
@@ -59,6 +59,15 @@ def _safe_file_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)[:80] or "agent"
 
 
+def _trained_beside(source: Any) -> str | None:
+    """``trained_agents_data.pkl`` beside a local training file, when it is there (CrewAI writes both in one folder)."""
+    path = getattr(source, "file_path", None)
+    if not isinstance(path, str) or "://" in path or isinstance(source, SQLiteHandler):
+        return None
+    beside = os.path.join(os.path.dirname(path), DEFAULT_TRAINED_FILE)
+    return beside if os.path.isfile(beside) and os.path.abspath(beside) != os.path.abspath(path) else None
+
+
 def _draw_curves(data: Mapping[str, Any], agent: str, label: str) -> MarkedFigure | None:
     """The agent's curves with a movable iteration marker, or ``None`` when it has no numbers to plot."""
     frame = curve_frame(data, agent)
@@ -81,7 +90,8 @@ class TrainingBrowser(widgets.VBox):
         A path that does not exist yet is shown as "no such file yet" and read
         on :meth:`refresh` (or by ``auto_refresh``) once training writes it.
     trained
-        Optional ``trained_agents_data.pkl`` source: shows quality, suggestions
+        Optional ``trained_agents_data.pkl`` source (by default the ``trained_agents_data.pkl`` beside a
+        training file given as a path or handler, when there is one; ``False``: none): shows quality, suggestions
         and summary for the selected agent's role, and labels agents with roles
         matched to it (:func:`~crewtrain_nb.crewai.match_roles`: ``"Role · 0f8fad5b
         (inferred)"``). Given as a path or a handler, the pane also curates the
@@ -155,7 +165,10 @@ class TrainingBrowser(widgets.VBox):
         # Long-lived handlers: re-reading an unchanged file returns the same object. A path
         # that does not exist yet is shown as such, and read once it appears.
         self._source = as_handler(source, trusted=trusted)
-        self._trained_source = as_handler(trained, trusted=trusted) if trained is not None else None
+        if trained is None:
+            trained = _trained_beside(self._source)
+        wanted = trained is not None and trained is not False
+        self._trained_source = as_handler(trained, trusted=trusted) if wanted else None
         self._names = dict(agent_names or {})
         self._compare_source = as_handler(compare_with, trusted=trusted) if compare_with is not None else None
         self._trusted = trusted
@@ -563,6 +576,10 @@ class TrainingBrowser(widgets.VBox):
         role = self._role(agent)
         if self._trained_source is None:
             self.trained_pane.value = ""
+        elif not self._trained:
+            self.trained_pane.value = message_html(
+                "The trained file holds no roles (yet): CrewAI writes them when training ends; a failed run leaves {}."
+            )
         elif role is None:
             self.trained_pane.value = message_html(
                 "Role unknown: nothing links this agent to a role of the trained file; "

@@ -718,3 +718,19 @@ def test_a_draft_is_dropped_with_a_note_when_the_trained_file_changes(tmp_path: 
     assert browser.refresh()
     assert browser.draft == ["Written elsewhere."]
     assert f"unsaved changes for {role} were dropped" in browser.curation_status.value
+
+
+def test_the_trained_file_beside_the_training_file_is_used_by_default(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import make_crewai_run, write_crewai_run
+
+    paths = write_crewai_run(tmp_path, "paraphrased")
+    run = make_crewai_run("paraphrased")
+    browser = TrainingBrowser(paths["training"], draw_in_background=False)
+    first, info = next(iter(run["agents"].items()))
+    assert browser.agent.options[0][0] == f"{info['role']} · {first[:8]} (inferred)"
+    assert f"Trained agent: {info['role']}" in browser.trained_pane.value and browser.draft
+    alone = TrainingBrowser(paths["training"], trained=False, draw_in_background=False)
+    assert alone.agent.options[0][0] == first and alone.trained_pane.value == ""
+    interrupted = write_crewai_run(tmp_path / "interrupted", "interrupted")  # its trained file is {}
+    waiting = TrainingBrowser(interrupted["training"], draw_in_background=False)
+    assert "holds no roles (yet)" in waiting.trained_pane.value
