@@ -165,6 +165,8 @@ class TrainingBrowser(widgets.VBox):
         # Long-lived handlers: re-reading an unchanged file returns the same object. A path
         # that does not exist yet is shown as such, and read once it appears.
         self._source = as_handler(source, trusted=trusted)
+        # The trained file beside, when none is given: the CrewAI run's, so dropped for a store of other records.
+        self._trained_by_default = trained is None
         if trained is None:
             trained = _trained_beside(self._source)
         wanted = trained is not None and trained is not False
@@ -415,6 +417,8 @@ class TrainingBrowser(widgets.VBox):
 
     def _read(self) -> tuple[Any, Any]:
         data, _ = open_view(self._source)
+        if self._trained_by_default and isinstance(data, Mapping) and data and not holds_feedback(data):
+            self._trained_source = None  # e.g. metrics.pkl beside a CrewAI run's trained_agents_data.pkl
         try:
             trained = open_source(self._trained_source)[0] if self._trained_source is not None else None
         except StoreNotFoundError:  # CrewAI writes trained_agents_data.pkl when training ends

@@ -734,3 +734,12 @@ def test_the_trained_file_beside_the_training_file_is_used_by_default(tmp_path: 
     interrupted = write_crewai_run(tmp_path / "interrupted", "interrupted")  # its trained file is {}
     waiting = TrainingBrowser(interrupted["training"], draw_in_background=False)
     assert "holds no roles (yet)" in waiting.trained_pane.value
+
+
+def test_the_trained_file_beside_a_metric_log_is_not_used(tmp_path: Path) -> None:
+    from crewtrain_nb.demo import write_demo
+
+    paths = write_demo(tmp_path)  # metrics.pkl beside the demo's trained_agents_data.pkl
+    browser = TrainingBrowser(paths["metrics"], draw_in_background=False)
+    assert browser.trained_pane.value == "" and browser.curation.layout.display == "none"
+    assert [label for label, _ in browser.agent.options] == list(CrewTrainingHandler(paths["metrics"]).load())
