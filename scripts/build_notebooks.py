@@ -53,7 +53,8 @@ QUICKSTART: list[Cell] = [
 CREWAI: list[Cell] = [
     ("md", "# CrewAI feedback: what the trainer said, and what changed\n\n`crewai train` writes "
      "`training_data.pkl` (keyed by agent uuid, then iteration) and `trained_agents_data.pkl` (keyed by role). "
-     "The uuids belong to a copy of the crew, so roles are linked by hand with `agent_names`."),
+     "The uuids belong to a copy of the crew, so roles are linked by hand with `agent_names`, or matched to the "
+     "trained file's suggestions with `trained=` (labelled \"(inferred)\")."),
     ("code", "import tempfile\nfrom pathlib import Path\n\n"
      "from crewtrain_nb import (\n"
      "    CrewTrainingHandler,\n"
@@ -79,7 +80,7 @@ CREWAI: list[Cell] = [
      "record = training.load()[complete[\"agent\"]][complete[\"iteration\"]]\n"
      "HTML(record_html(record, title=f\"{names[complete['agent']]} · iteration {complete['iteration']}\"))"),
     ("md", "## Output lengths and similarity"),
-    ("code", "plot_feedback(training)"),
+    ("code", "plot_feedback(training, trained=trained)  # rows headed with the roles matched to the trained file"),
     ("md", "## Quality of the trained agents"),
     ("code", "trained_agents_frame(trained)[[\"agent\", \"quality\", \"n_suggestions\"]]"),
     ("code", "plot_quality(trained)"),
