@@ -20,7 +20,7 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ipywidgets as widgets
 
@@ -151,9 +151,9 @@ class TrainingBrowser(widgets.VBox):
         self,
         source: Source,
         *,
-        trained: Source | None = None,
+        trained: Source | Literal[False] | None = None,
         agent_names: Mapping[str, str] | None = None,
-        compare_with: Any = None,
+        compare_with: Source | None = None,
         auto_refresh: float | None = None,
         export_dir: str | os.PathLike[str] = ".",
         draw_in_background: bool = True,
@@ -845,9 +845,9 @@ class TrainingBrowser(widgets.VBox):
         if chosen is None:
             self.compare_pane.value = ""
             return
-        if chosen == "compare_with" or (
-            self._compare_source is not None and chosen == getattr(self._compare_source, "file_path", None)
-        ):
+        before: Source
+        given = ("compare_with", getattr(self._compare_source, "file_path", "compare_with"))
+        if self._compare_source is not None and chosen in given:
             before, name = self._compare_source, "compare_with"
         else:
             before, name = as_handler(chosen, trusted=self._trusted), f"version {os.path.basename(chosen)}"

@@ -138,7 +138,7 @@ def summarize_report(
     *,
     trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
-    compare_with: Any = None,
+    compare_with: Source | None = None,
     title: str | None = None,
     trusted: bool = False,
 ) -> ReportSummary:
@@ -407,7 +407,7 @@ def build_report(
     *,
     trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
-    compare_with: Any = None,
+    compare_with: Source | None = None,
     title: str | None = None,
     trusted: bool = False,
 ) -> Report:
@@ -425,7 +425,7 @@ def write_report(
     *,
     trained: Source | None = None,
     agent_names: Mapping[str, str] | None = None,
-    compare_with: Any = None,
+    compare_with: Source | None = None,
     title: str | None = None,
     trusted: bool = False,
 ) -> Path:
