@@ -139,9 +139,14 @@ class PendingAudit:
         iteration: int | None,
         count: int | None,
         version: int | None,
-        payload: bytes,
+        payload: bytes | None = None,
+        size: int | None = None,
+        sha256: str | None = None,
     ) -> None:
-        """Append the line for a write whose resulting store file is ``payload``, and fsync it."""
+        """Append the line for a write whose resulting store file is ``payload``, and fsync it.
+
+        A tail gives the file's ``size`` and ``sha256`` instead (hashed as it grew, not read again).
+        """
         try:
             entry: dict[str, Any] = {
                 "seq": self.seq,
@@ -154,8 +159,8 @@ class PendingAudit:
                 "iteration": iteration,
                 "count": count,
                 "version": version,
-                "bytes": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(),
+                "bytes": len(payload) if payload is not None else size,
+                "sha256": hashlib.sha256(payload).hexdigest() if payload is not None else sha256,
                 "prev": self.prev,
             }
             entry["hash"] = _entry_hash(entry)
