@@ -36,6 +36,7 @@ rewrite instead, so a file never grows past about twice its compacted size.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import pickle
@@ -322,19 +323,27 @@ def write_tail(fd: int, end: int, tail: bytes) -> None:
     TailError
         The byte at ``end - 1`` is not ``STOP`` (the file is not the one described).
     OSError
-        The file system failed; the file reads as the old store unless step 2 had started.
+        The file system failed; before step 2 the file is cut back to its old size (when it had no
+        uncommitted tail) and reads as the old store; at step 2 it may read as either.
     """
     if end < 1 or os.pread(fd, 1, end - 1) != pickle.STOP:
         raise TailError(f"no STOP at offset {end - 1}")
+    size = os.fstat(fd).st_size
     view = memoryview(tail)
     offset = end
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view = view[written:]
-        offset += written
-    if os.fstat(fd).st_size > offset:
-        os.ftruncate(fd, offset)
-    _sync(fd)
+    try:
+        while view:
+            written = os.pwrite(fd, view, offset)
+            view = view[written:]
+            offset += written
+        if size > offset:
+            os.ftruncate(fd, offset)
+        _sync(fd)
+    except BaseException:
+        if size == end:  # the file had no uncommitted tail: leave it byte for byte as it was (best effort)
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+        raise
     if os.pwrite(fd, COMMIT, end - 1) != 1:
         raise OSError("short write of the commit byte")
     _sync(fd)
