@@ -182,10 +182,14 @@ def test_a_failing_step_of_any_write_keeps_the_old_file(
     # faulted in the SQLite section below: its C code does not call through ``os``.)
     filled_store = pickle_store
     path = Path(filled_store.file_path)
+    if step == "replace":  # a tail replaces no file; versions keep every write a full rewrite
+        filled_store = type(pickle_store)(path, backups=1)
     before = path.read_bytes()
     original = filled_store.load()
     with monkeypatch.context() as patch:
-        patch.setattr(_atomic.os, step, fail_with(code))
+        # A tail writes with pwrite and syncs with fdatasync; a full rewrite writes, fsyncs and replaces.
+        for name in {"write": ("write", "pwrite"), "fsync": ("fsync", "fdatasync")}.get(step, (step,)):
+            patch.setattr(_atomic.os, name, fail_with(code))
         with pytest.raises(StoreWriteError) as caught:
             write(filled_store)
     message = str(caught.value)

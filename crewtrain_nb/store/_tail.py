@@ -47,6 +47,7 @@ from typing import Any
 from ._placeholders import Piece, pickle_piece
 
 __all__ = [
+    "CommitFailed",
     "SetEntry",
     "SetKey",
     "TailError",
@@ -71,6 +72,14 @@ _TRAILER_SIZE = len(_TRAILER_HEAD) + 8 + len(pickle.POP) + len(pickle.STOP)
 
 class TailError(Exception):
     """The file is not where the tail expects it to be (its last committed byte is not ``STOP``)."""
+
+
+class CommitFailed(Exception):
+    """The commit step (one byte and a sync) failed: the file may read as the old store or the new one."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass
@@ -323,8 +332,10 @@ def write_tail(fd: int, end: int, tail: bytes) -> None:
     TailError
         The byte at ``end - 1`` is not ``STOP`` (the file is not the one described).
     OSError
-        The file system failed; before step 2 the file is cut back to its old size (when it had no
-        uncommitted tail) and reads as the old store; at step 2 it may read as either.
+        The file system failed before step 2; the file is cut back to its old size (when it had no
+        uncommitted tail) and reads as the old store.
+    CommitFailed
+        Step 2 failed (its ``error`` says how): the file may read as either.
     """
     if end < 1 or os.pread(fd, 1, end - 1) != pickle.STOP:
         raise TailError(f"no STOP at offset {end - 1}")
@@ -344,6 +355,9 @@ def write_tail(fd: int, end: int, tail: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, end)
         raise
-    if os.pwrite(fd, COMMIT, end - 1) != 1:
-        raise OSError("short write of the commit byte")
-    _sync(fd)
+    try:
+        if os.pwrite(fd, COMMIT, end - 1) != 1:
+            raise OSError("short write of the commit byte")
+        _sync(fd)
+    except OSError as exc:
+        raise CommitFailed(exc) from exc
