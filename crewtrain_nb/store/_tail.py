@@ -196,12 +196,12 @@ def _strictly_equal(old: Any, new: Any) -> bool:
     """Equal *and* of the same types and order all the way down (``1 == 1.0`` is not good enough here)."""
     if old is new:
         return True
-    if type(old) is not type(new) or old != new:
-        return False
     try:
+        if type(old) is not type(new) or old != new:
+            return False
         # marshal version 2 has no references (which depend on reference counts): equal bytes, same value.
         return marshal.dumps(old, 2) == marshal.dumps(new, 2)
-    except ValueError:  # a type marshal does not know (placeholders, numpy, datetime): count it as changed
+    except (ValueError, RecursionError):  # a type marshal does not know, or a cycle: count it as changed
         return False
 
 
