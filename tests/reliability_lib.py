@@ -12,6 +12,7 @@ assert on them and the report script prints them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import pickle
@@ -206,11 +207,41 @@ CRASH_SCRIPT: list[tuple[str, list[Any]]] = [
     ("append", [0, "agent-c", {"initial_output": "after clear"}]),
 ]
 
+#: The scripted writes of the tail crash test: tails of each kind, CrewAI's load/save pattern, a compaction.
+TAIL_SCRIPT: list[tuple[str, list[Any]]] = []  # filled below, once apply_operation is defined
+
+#: The crash scripts by name (what ``workers.crash_script`` runs).
+SCRIPTS: dict[str, list[tuple[str, list[Any]]]] = {"crash": CRASH_SCRIPT, "tails": TAIL_SCRIPT}
+
 #: One of each way of writing a store, as ``(operation, arguments)``: the read-only file tests try them all.
 READ_ONLY_WRITES: list[tuple[str, list[Any]]] = [*dict(CRASH_SCRIPT).items(), ("initialize_file", [])]
 
-#: The functions whose k-th call kills the child.
-CRASH_FUNCTIONS = ("write", "fsync", "replace")
+#: The functions whose k-th call kills the child: a full rewrite writes, fsyncs and replaces; a tail
+#: pwrites (the tail, then the one commit byte), may ftruncate and fdatasyncs (see ``store/_tail.py``).
+CRASH_FUNCTIONS = ("write", "fsync", "replace", "pwrite", "fdatasync", "ftruncate")
+
+
+def _tail_script() -> list[tuple[str, list[Any]]]:
+    """Writes that are tails on a store big enough for them, then enough appends for a compaction."""
+    seed = {f"agent-{a}": {n: {"initial_output": "x" * 100, "n": n} for n in range(6)} for a in range(3)}
+    script: list[tuple[str, list[Any]]] = [
+        ("save", [seed]),  # a full rewrite; the next write reads the file and takes its memo slots from the load
+        ("append", [6, "agent-0", {"initial_output": "a new record"}]),
+        ("append", [0, "agent-new", {"initial_output": "a new agent", "shared": "s" * 20}]),
+        ("append", [2, "agent-1", {"initial_output": "a replaced record"}]),
+        ("save_trained_data", ["agent-2", {"suggestions": ["a replaced entry"], "quality": 8.0}]),
+    ]
+    # CrewAI's own pattern: load(), change one agent's entry, save(the whole dict).
+    state: dict[Any, Any] = copy.deepcopy(seed)
+    for operation, arguments in script[1:]:
+        state = apply_operation(state, operation, arguments)
+    state["agent-0"][7] = {"initial_output": "saved whole", "human_feedback": "by save()"}
+    state["agent-0"][0] = {**state["agent-0"][0], "human_feedback": "changed by save()"}
+    script.append(("save", [state]))
+    # Records big enough that the tails outgrow the compacted file: the rule compacts (an atomic rewrite).
+    script += [("append", [10 + n, "agent-1", {"initial_output": "y" * 600, "n": n}]) for n in range(6)]
+    script += [("clear", []), ("append", [0, "agent-0", {"initial_output": "after clear"}])]
+    return script
 
 
 def apply_operation(data: dict[Any, Any], operation: str, arguments: list[Any]) -> dict[Any, Any]:
@@ -246,6 +277,9 @@ def run_operation(handler: Any, operation: str, arguments: list[Any]) -> None:
         getattr(handler, operation)(*arguments)
 
 
+TAIL_SCRIPT.extend(_tail_script())
+
+
 def script_states(script: list[tuple[str, list[Any]]] = CRASH_SCRIPT) -> list[dict[Any, Any]]:
     """``states[i]`` is the store before operation ``i``; ``states[-1]`` after the last."""
     states: list[dict[Any, Any]] = [{}]
@@ -259,12 +293,19 @@ class CrashReport:
     """What the crash-at-every-step run found."""
 
     calls: dict[str, int] = field(default_factory=dict)
+    #: How many of the ``pwrite`` calls were a tail's commit byte.
+    commits: int = 0
     crash_points: int = 0
     problems: list[str] = field(default_factory=list)
 
 
 def run_crash_points(
-    directory: Path, *, zygote: Zygote, modes: tuple[str, ...] = ("before", "after"), limit: int | None = None
+    directory: Path,
+    *,
+    zygote: Zygote,
+    modes: tuple[str, ...] = ("before", "after"),
+    limit: int | None = None,
+    script: str = "crash",
 ) -> CrashReport:
     """Kill a child at every call of ``os.write``/``os.fsync``/``os.replace`` the script makes.
 
@@ -274,15 +315,19 @@ def run_crash_points(
     a fresh child replays the script in a fresh directory and ``os._exit``\\ s
     there. The file must then equal the state before the interrupted operation
     (if its ``os.replace`` had not happened) or after it, and the next writer
-    must leave no temporary file.
+    must leave no temporary file. A tail's commit (its one-byte ``pwrite``)
+    counts as the replace. ``script``: ``"crash"`` (:data:`CRASH_SCRIPT`) or
+    ``"tails"`` (:data:`TAIL_SCRIPT`).
     """
     from crewtrain_nb import CrewTrainingHandler
 
     report = CrashReport()
-    states = script_states()
+    states = script_states(SCRIPTS[script])
     trace_dir = directory / "trace"
     trace_dir.mkdir()
-    pid, early = zygote.start("crash-script", path=str(trace_dir / "store.pkl"), function=None, k=0, mode="before")
+    pid, early = zygote.start(
+        "crash-script", path=str(trace_dir / "store.pkl"), function=None, k=0, mode="before", script=script
+    )
     lines, status = zygote.lines_until_exit(pid)
     lines = early + lines
     if status != 0:
@@ -291,6 +336,7 @@ def run_crash_points(
     trace = [json.loads(line[len("call ") :]) for line in lines if line.startswith("call ")]
     for function in CRASH_FUNCTIONS:
         report.calls[function] = sum(1 for entry in trace if entry["function"] == function)
+    report.commits = sum(1 for entry in trace if entry.get("commit"))
     run = 0
     for function in CRASH_FUNCTIONS:
         calls = [entry for entry in trace if entry["function"] == function]
@@ -299,7 +345,9 @@ def run_crash_points(
                 run += 1
                 if limit is not None and run > limit:
                     return report
-                problem = _crash_once(directory / f"{function}-{k}-{mode}", zygote, function, k, mode, entry, states)
+                problem = _crash_once(
+                    directory / f"{function}-{k}-{mode}", zygote, function, k, mode, entry, states, script
+                )
                 report.crash_points += 1
                 if problem:
                     report.problems.append(f"{function} #{k} ({mode}): {problem}")
@@ -310,13 +358,20 @@ def run_crash_points(
 
 
 def _crash_once(
-    run_dir: Path, zygote: Zygote, function: str, k: int, mode: str, entry: dict[str, Any], states: list[Any]
+    run_dir: Path,
+    zygote: Zygote,
+    function: str,
+    k: int,
+    mode: str,
+    entry: dict[str, Any],
+    states: list[Any],
+    script: str,
 ) -> str | None:
     from crewtrain_nb import CrewTrainingHandler, StoreError
 
     run_dir.mkdir()
     path = run_dir / "store.pkl"
-    pid, early = zygote.start("crash-script", path=str(path), function=function, k=k, mode=mode)
+    pid, early = zygote.start("crash-script", path=str(path), function=function, k=k, mode=mode, script=script)
     lines, status = zygote.lines_until_exit(pid)
     lines = early + lines
     if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 77):
@@ -325,8 +380,9 @@ def _crash_once(
     operation = started[-1] if started else 0
     if operation != entry["operation"]:
         return f"died in operation {operation}, the trace said {entry['operation']}"
-    # Dying after os.replace returned (or at the directory fsync that follows it) leaves the new file.
-    replaced = entry["replaced"] or (function == "replace" and mode == "after")
+    # Dying after os.replace returned (or at the directory fsync that follows it) leaves the new file; so does
+    # dying after a tail's commit byte was written (or at the sync that follows it).
+    replaced = entry["replaced"] or (mode == "after" and (function == "replace" or bool(entry.get("commit"))))
     expected = states[operation + 1] if replaced else states[operation]
     leftovers = temp_files(run_dir)
     if len(leftovers) > 1:
@@ -464,6 +520,8 @@ class SQLiteCrashReport:
     """What the SQLite crash-at-every-system-call run found."""
 
     calls: dict[str, int] = field(default_factory=dict)
+    #: How many of the ``pwrite`` calls were a tail's commit byte.
+    commits: int = 0
     crash_points: int = 0
     #: How many deaths left the state before the interrupted operation, and how many the state after it.
     before: int = 0

@@ -30,6 +30,7 @@ from tests.reliability_lib import (
     FAULT_WRITES,
     READ_ONLY_WRITES,
     STORE_BACKENDS,
+    TAIL_SCRIPT,
     Zygote,
     apply_operation,
     as_unprivileged,
@@ -106,9 +107,22 @@ def zygote() -> Iterator[Zygote]:
 def test_a_crash_at_every_write_fsync_and_replace_leaves_before_or_after(tmp_path: Path, zygote: Zygote) -> None:
     report = run_crash_points(tmp_path, zygote=zygote)
     assert report.problems == []
-    # Every operation writes, fsyncs the file and the directory, and replaces once.
-    assert report.calls["replace"] >= 9 and report.calls["write"] >= report.calls["replace"]
-    assert report.calls["fsync"] == 2 * report.calls["replace"]
+    # Every operation commits once: a full rewrite writes, fsyncs the file and the directory, and replaces;
+    # a tail pwrites itself and its commit byte, with an fdatasync after each.
+    assert report.calls["replace"] + report.commits == len(CRASH_SCRIPT)
+    assert report.calls["write"] >= report.calls["replace"] and report.calls["fsync"] == 2 * report.calls["replace"]
+    assert report.calls["pwrite"] == 2 * report.commits and report.calls["fdatasync"] == 2 * report.commits
+    assert report.crash_points == 2 * sum(report.calls[name] for name in CRASH_FUNCTIONS)
+
+
+def test_a_crash_at_every_step_of_tails_and_compaction_leaves_before_or_after(tmp_path: Path, zygote: Zygote) -> None:
+    # Appends, a new agent, a replaced record and entry, CrewAI's load/save pattern, tails outgrowing the file
+    # (compaction), clear: the child dies before and after each pwrite, fdatasync, ftruncate, write, fsync, replace.
+    report = run_crash_points(tmp_path, zygote=zygote, script="tails")
+    assert report.problems == []
+    assert report.commits >= 8  # most writes were tails ...
+    assert report.calls["replace"] >= 3  # ... the first save, at least one compaction and clear were rewrites
+    assert report.calls["replace"] + report.commits == len(TAIL_SCRIPT)
     assert report.crash_points == 2 * sum(report.calls[name] for name in CRASH_FUNCTIONS)
 
 

@@ -65,15 +65,15 @@ def measure_peak(path: str, operation: str) -> None:
     sys.stdout.write(json.dumps({"peak": peak}) + "\n")
 
 
-def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
-    """Run :data:`reliability_lib.CRASH_SCRIPT`; ``os._exit(77)`` at the ``k``-th call of ``os.<function>``.
+def crash_script(path: str, function: str | None, k: int, mode: str, script: str = "crash") -> None:
+    """Run ``reliability_lib.SCRIPTS[script]``; ``os._exit(77)`` at the ``k``-th call of ``os.<function>``.
 
     The hooks wrap ``os.write``, ``os.fsync`` and ``os.replace`` in this
     process before the handler is used (the store calls them through the
     ``os`` module). With ``function=None`` nothing dies and every call is
     printed as ``call {json}``: the trace the parent counts.
     """
-    from reliability_lib import CRASH_FUNCTIONS, CRASH_SCRIPT, run_operation
+    from reliability_lib import CRASH_FUNCTIONS, SCRIPTS, run_operation
 
     from crewtrain_nb import CrewTrainingHandler
 
@@ -84,13 +84,15 @@ def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
         def hooked(*args: Any) -> Any:
             counts[name] += 1
             hit = name == function and counts[name] == k
+            # A tail commits by writing one MARK byte over the old STOP (store/_tail.py).
+            commit = name == "pwrite" and bytes(args[1]) == b"("
             if function is None:
-                sys.stdout.write("call " + json.dumps({"function": name, **where}) + "\n")
+                sys.stdout.write("call " + json.dumps({"function": name, "commit": commit, **where}) + "\n")
             if hit and mode == "before":
                 sys.stdout.flush()
                 os._exit(77)
             result = real(*args)
-            if name == "replace":
+            if name == "replace" or commit:
                 where["replaced"] = True
             if hit and mode == "after":
                 sys.stdout.flush()
@@ -102,7 +104,7 @@ def crash_script(path: str, function: str | None, k: int, mode: str) -> None:
     for name in CRASH_FUNCTIONS:
         setattr(os, name, hook(name, getattr(os, name)))
     handler = CrewTrainingHandler(path)
-    for index, (operation, arguments) in enumerate(CRASH_SCRIPT):
+    for index, (operation, arguments) in enumerate(SCRIPTS[script]):
         where.update(operation=index, replaced=False)
         sys.stdout.write(f"op {index}\n")
         sys.stdout.flush()
@@ -144,7 +146,9 @@ def traced_script(path: str, go: str, script: str) -> None:
 
 ZYGOTE_JOBS = {
     "append": lambda job: append_many(job["path"], job["agent"], job["count"], job["start"], job["backend"]),
-    "crash-script": lambda job: crash_script(job["path"], job["function"], job["k"], job["mode"]),
+    "crash-script": lambda job: crash_script(
+        job["path"], job["function"], job["k"], job["mode"], job.get("script", "crash")
+    ),
     "traced-script": lambda job: traced_script(job["path"], job["go"], job["script"]),
 }
 
