@@ -697,6 +697,8 @@ class SoakReport:
     acknowledged: int = 0
     lost: int = 0
     problems: list[str] = field(default_factory=list)
+    #: The store file's inodes seen after the kills: a full rewrite makes a new one, a tail keeps it.
+    inodes: set[int] = field(default_factory=set)
 
 
 def run_kill_soak(
@@ -742,6 +744,8 @@ def run_kill_soak(
         except StoreError as exc:
             report.problems.append(f"after kill {report.kills}: {exc}")
             break
+        with contextlib.suppress(OSError):
+            report.inodes.add(os.stat(path).st_ino)
         missing = acknowledged - stored
         if missing:
             report.problems.append(f"after kill {report.kills}: lost {sorted(missing)[:5]}")

@@ -174,6 +174,8 @@ def test_two_hundred_kill_minus_nine_lose_no_acknowledged_append(tmp_path: Path,
     assert report.kills == 200
     assert report.lost == 0
     assert report.acknowledged >= 200  # each child acknowledged at least one append before its kill
+    if backend == "pickle":  # the appends were tails: most kills found the file the last one left, grown in place
+        assert len(report.inodes) < report.kills // 4, len(report.inodes)
 
 
 # -- faults -----------------------------------------------------------------------------------------

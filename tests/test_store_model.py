@@ -2,8 +2,12 @@
 
 Rules: ``append``, ``save_trained_data``, ``save``, ``clear``, ``batch()``
 blocks that succeed or raise inside, reopening a handler, and a second handler
-on the same file. After every step each handler's ``load()`` equals the model,
-and so does plain ``pickle.load`` of the file.
+on the same file; CrewAI's own pattern (``load()``, change one agent's entry,
+``save(the whole dict)``) and appends of big records, so that on a pickle store
+tails are written, chained and compacted. The pickle model also lets CrewAI
+rewrite the file in place and leaves uncommitted tails as a crashed writer
+would. After every step each handler's ``load()`` equals the model — with the
+same types and order, not only ``==`` — and so does plain ``pickle.load`` of the file.
 """
 
 from __future__ import annotations
@@ -30,6 +34,15 @@ LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow
 RECORDS = st.dictionaries(st.sampled_from(["initial_output", "human_feedback", "loss", "weights"]), LEAVES, max_size=3)
 WHOLE_STORES = st.dictionaries(AGENTS, st.dictionaries(ITERATIONS, RECORDS, max_size=2), max_size=2)
 HANDLER = st.sampled_from([0, 1])
+
+
+def typed(value: Any) -> Any:
+    """``value`` spelled out with its types and order, so ``1``, ``1.0`` and ``True`` (or reordered keys) differ."""
+    if type(value) is dict:
+        return ("dict", [(typed(key), typed(item)) for key, item in value.items()])
+    if type(value) in (list, tuple):
+        return (type(value).__name__, [typed(item) for item in value])
+    return (type(value).__name__, repr(value))
 
 
 class BlockFailed(Exception):
@@ -96,6 +109,27 @@ class StoreModel(RuleBasedStateMachine):
             return  # nothing was written: the model stays as it was
         self.model = expected
 
+    @rule(which=HANDLER, agent=AGENTS, iteration=ITERATIONS, record=RECORDS, replace=st.booleans())
+    def crewai_pattern(self, which: int, agent: str, iteration: int, record: dict[str, Any], replace: bool) -> None:
+        """CrewAI 1.x's training step: load(), change one agent's entry, save(the whole dict)."""
+        handler = self.handlers[which]
+        data = handler.load()
+        entry = data.get(agent)
+        if replace or not isinstance(entry, dict):
+            data[agent] = {iteration: record}
+        else:
+            entry[iteration] = record
+        handler.save(data)
+        self.model = copy.deepcopy(data)
+        record["mutated after save"] = True  # must not reach the store
+
+    @rule(which=HANDLER, agent=AGENTS, iteration=st.integers(5, 40), size=st.integers(100, 3000))
+    def append_big(self, which: int, agent: str, iteration: int, size: int) -> None:
+        """A record big enough that tails soon outgrow the compacted file (the compaction rule then rewrites it)."""
+        record = {"initial_output": "z" * size, "loss": float(size)}
+        self.handlers[which].append(iteration, agent, record)
+        self.model.setdefault(agent, {})[iteration] = record
+
     @rule(which=HANDLER)
     def reopen(self, which: int) -> None:
         self.handlers[which].close()
@@ -112,15 +146,40 @@ class StoreModel(RuleBasedStateMachine):
     @invariant()
     def every_handler_loads_the_model(self) -> None:
         for handler in self.handlers:
-            assert handler.load() == self.model
+            assert typed(handler.load()) == typed(self.model)
 
     @invariant()
     def the_file_is_a_plain_pickle_of_the_model(self) -> None:
         if self.path.exists():
             with open(self.path, "rb") as file:
-                assert pickle.load(file) == self.model
+                assert typed(pickle.load(file)) == typed(self.model)
         else:
             assert self.model == {}
+
+
+class PickleStoreModel(StoreModel):
+    """The rules, plus what only a pickle file meets: CrewAI writing it in place, and a crashed tail writer."""
+
+    @rule()
+    def crewai_writes_in_place(self) -> None:
+        """CrewAI's handler appends the way it does: pickle.load, change, pickle.dump over the same file."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as file:
+            data = pickle.load(file)
+        entry = data.get("agent-crewai")
+        data["agent-crewai"] = {**(entry if isinstance(entry, dict) else {}), len(data): {"initial_output": "crewai"}}
+        with open(self.path, "r+b") as file:  # same inode, as CrewAI's open(path, "wb")
+            file.truncate(0)
+            pickle.dump(data, file)
+        self.model = copy.deepcopy(data)
+
+    @rule(junk=st.binary(max_size=40))
+    def a_writer_dies_between_tail_and_commit(self, junk: bytes) -> None:
+        """What a writer killed after writing its tail, before the commit byte, leaves: ignored, then overwritten."""
+        if self.path.exists():
+            with open(self.path, "ab") as file:
+                file.write(b"1" + junk)
 
 
 class SQLiteStoreModel(StoreModel):
@@ -153,7 +212,7 @@ class SQLiteStoreModel(StoreModel):
         assert [(agent, iteration, pickle.loads(blob)) for agent, iteration, blob in rows] == expected
 
 
-StoreModel.TestCase.settings = settings(
+PickleStoreModel.TestCase.settings = settings(
     max_examples=600, stateful_step_count=30, deadline=None, derandomize=True, database=None
 )
 # Each SQLite write is an fsynced commit: fewer runs keep the test's time near the pickle one's.
@@ -161,8 +220,8 @@ SQLiteStoreModel.TestCase.settings = settings(
     max_examples=300, stateful_step_count=30, deadline=None, derandomize=True, database=None
 )
 #: One model per backend, by name (the report script counts their runs).
-MODELS = {"pickle": StoreModel, "sqlite": SQLiteStoreModel}
+MODELS = {"pickle": PickleStoreModel, "sqlite": SQLiteStoreModel}
 assert set(MODELS) == set(STORE_BACKENDS), "add a StoreModel subclass per backend (backend = name)"
 assert all(model.backend == name for name, model in MODELS.items())
-TestStoreModel = StoreModel.TestCase
+TestStoreModel = PickleStoreModel.TestCase
 TestSQLiteStoreModel = SQLiteStoreModel.TestCase
