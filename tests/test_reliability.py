@@ -406,6 +406,61 @@ def test_new_store_and_lock_files_are_owner_only_whatever_the_umask(
 # -- concurrency with a reader --------------------------------------------------------------------
 
 
+def test_two_handlers_and_three_processes_append_tails_while_a_lockless_reader_never_sees_half_a_tail(
+    tmp_path: Path,
+) -> None:
+    import json
+    import threading
+
+    from crewtrain_nb import CrewTrainingHandler
+
+    path = tmp_path / "shared.pkl"
+    CrewTrainingHandler(path).save({"seed": {0: {"text": "s" * 20_000}}})  # big enough that appends stay tails
+    stop = tmp_path / "stop"
+    reader = subprocess.Popen(
+        python_command("raw-read-loop", str(path), str(stop)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    appends = 60
+    writers = [
+        subprocess.Popen(
+            python_command("append", str(path), f"process-{n}", str(appends)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    handlers = [CrewTrainingHandler(path), CrewTrainingHandler(path)]
+    failures: list[BaseException] = []
+
+    def run(handler: CrewTrainingHandler, agent: str) -> None:
+        try:
+            for iteration in range(appends):
+                handler.append(iteration, agent, {"value": iteration, "text": "t" * 200})
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(handler, f"thread-{n}")) for n, handler in enumerate(handlers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=600)
+    errors = [proc.communicate(timeout=600)[1] for proc in writers]
+    assert [proc.returncode for proc in writers] == [0, 0, 0], errors
+    stop.touch()
+    out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert failures == []
+    assert summary["problems"] == []
+    assert summary["loads"] >= 10
+    assert summary["pending"] >= 1  # the reader did meet tails written but not yet committed, and read past them
+    final = pickle.loads(path.read_bytes())
+    agents = [f"process-{n}" for n in range(3)] + ["thread-0", "thread-1"]
+    assert all(list(final[agent]) == list(range(appends)) for agent in agents)
+    assert CrewTrainingHandler(path).load() == final
+
+
 @pytest.mark.slow
 def test_eight_writers_and_a_reader_lose_nothing_and_never_see_a_torn_file(tmp_path: Path, backend: str) -> None:
     report = run_writers_and_reader(tmp_path, writers=8, appends=200, backend=backend)

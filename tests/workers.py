@@ -402,9 +402,57 @@ def read_loop(path: str, stop: str, backend: str = "pickle") -> None:
     print(json.dumps({"loads": loads, "changes": changes, "records": len(seen), "problems": problems[:20]}))
 
 
+def raw_read_loop(path: str, stop: str) -> None:
+    """Read ``path`` without any lock until ``stop`` exists, as a script or CrewAI 0.x would, and check each state.
+
+    Odd reads are plain ``pickle.loads`` of the bytes; even ones a handler taking no lock
+    (``crewai_lock=False``) with no retries. Every read must load, every agent's iterations must be
+    ``0..k`` (the writers append in order), and no agent may ever lose records. Also counts the reads
+    that found bytes after the pickle (a tail written but not yet committed).
+    """
+    import io
+    import pickle
+
+    from crewtrain_nb import CrewTrainingHandler
+
+    handler = CrewTrainingHandler(path, crewai_lock=False, read_retry_timeout=0)
+    counts: dict[str, int] = {}
+    loads = pending = 0
+    problems: list[str] = []
+    while True:
+        finishing = os.path.exists(stop)
+        try:
+            if loads % 2:
+                with open(path, "rb") as file:
+                    blob = file.read()
+                buffer = io.BytesIO(blob)
+                data = pickle.Unpickler(buffer).load() if blob else {}
+                pending += buffer.tell() < len(blob)
+            else:
+                data = handler.load()
+        except FileNotFoundError:
+            data = {}
+        except Exception as exc:  # noqa: BLE001 - any error is the finding
+            problems.append(f"load {loads}: {type(exc).__name__}: {exc}")
+            data = None
+        loads += 1
+        if data is not None:
+            for agent, iterations in data.items():
+                if list(iterations) != list(range(len(iterations))):
+                    problems.append(f"load {loads}: {agent} has iterations {list(iterations)[:5]}... not 0..k")
+                if len(iterations) < counts.get(agent, 0):
+                    problems.append(f"load {loads}: {agent} went from {counts[agent]} to {len(iterations)} records")
+                counts[agent] = len(iterations)
+        if finishing:
+            break
+    print(json.dumps({"loads": loads, "pending": pending, "counts": counts, "problems": problems[:20]}))
+
+
 if __name__ == "__main__":
     command, *arguments = sys.argv[1:]
-    if command == "append":
+    if command == "raw-read-loop":
+        raw_read_loop(arguments[0], arguments[1])
+    elif command == "append":
         path, agent, count, *rest = arguments
         append_many(path, agent, int(count), int(rest[0]) if rest else 0, *rest[1:2])
     elif command == "peak":
