@@ -466,6 +466,11 @@ def test_audit_lines_of_tails_hash_the_whole_file_and_verify_audit_stays_exact(t
     last = json.loads(lines[-1])
     assert last["operation"] == "append" and last["iteration"] == 71
     assert last["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and last["bytes"] == path.stat().st_size
+    with path.open("ab") as file:  # a writer died between its tail and the commit: not part of the store
+        file.write(b"1" + b"uncommitted" * 5)
+    assert verify_audit(path).ok
+    handler.append(72, "agent-1", {"n": 72})  # writes over it
+    assert verify_audit(path).lines == 10 and verify_audit(path).ok
     with path.open("r+b") as file:  # a tail changed without the log is caught
         file.seek(-30, os.SEEK_END)
         file.write(b"X")

@@ -6,7 +6,12 @@ SHA-256. Every line carries ``hash``, the SHA-256 of its own canonical JSON
 without that field, and ``prev``, the ``hash`` of the line before (the first
 line chains to :data:`GENESIS`). :func:`verify_audit` recomputes both, so an
 edited, removed, reordered or inserted line is found, and compares the last
-line with the store file as it is now.
+line with the store file as it is now (up to an uncommitted tail a writer
+left when it died, which is not part of the store; see ``_tail``).
+
+A tail's line records the same fields as a full rewrite's: the file's size and
+SHA-256 after the tail, which the writer computes from the hash of the file
+before it (kept from its last write, or read once) plus the tail's bytes.
 
 The chain is tamper-*evident*, not tamper-proof: it holds no secret, so
 someone who rewrites the whole log consistently (and the store) is not caught.
@@ -27,6 +32,7 @@ from typing import Any
 
 from ..errors import StoreError, StoreWriteError
 from ._atomic import fsync_directory
+from ._tail import is_uncommitted_tail
 
 __all__ = ["AUDIT_SUFFIX", "GENESIS", "AuditReport", "PendingAudit", "audit_path", "verify_audit"]
 
@@ -295,7 +301,10 @@ def verify_audit(path: str | os.PathLike[str]) -> AuditReport:
         return bad(count, f"the store {store} is missing; the last line says it has {entry['bytes']} bytes")
     except OSError as exc:
         raise StoreError(f"{store}: cannot read the store ({exc.strerror or exc}).", path=store) from exc
-    if len(content) != entry["bytes"] or hashlib.sha256(content).hexdigest() != entry["sha256"]:
+    size = entry["bytes"]
+    if isinstance(size, int) and 0 < size < len(content) and is_uncommitted_tail(content, size):
+        content = content[:size]  # a tail written but not committed (a writer died): the store is what precedes it
+    if len(content) != size or hashlib.sha256(content).hexdigest() != entry["sha256"]:
         return bad(
             count,
             "the store file does not match the last line (changed without the audit log, "
