@@ -428,7 +428,9 @@ def test_a_reader_that_saw_an_uncommitted_tail_sees_its_commit_even_with_the_sam
     [{"backups": 2}, {"key": bytes(range(32))}, {"compressed": True}, {"tails": False}],
     ids=["versions", "encrypted", "compressed", "tails-off"],
 )
-def test_versions_encryption_compression_and_tails_off_keep_full_rewrites(tmp_path: Path, options: dict[str, Any]) -> None:
+def test_versions_encryption_compression_and_tails_off_keep_full_rewrites(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
     if options.pop("compressed", False):
         handler = CrewTrainingHandler(tmp_path / "t.pkl.gz")
         handler.save({"agent-0": {0: {"n": 0}}})
