@@ -87,7 +87,8 @@ def test_a_pieced_dict_defines_each_memo_slot_once_and_gives_every_agent_dict_it
 
 
 def test_appends_that_reuse_cached_pieces_stay_strict(tmp_path: Path, training_data: dict[str, Any]) -> None:
-    handler = CrewTrainingHandler(tmp_path / "t.pkl")
+    # Full rewrites are what reuse pieces (with tails on, these appends would be tails: see test_tail.py).
+    handler = CrewTrainingHandler(tmp_path / "t.pkl", tails=False)
     handler.save(training_data)
     handler.load()
     expected = {agent: dict(iterations) for agent, iterations in training_data.items()}
@@ -196,7 +197,7 @@ def test_an_append_walks_only_the_new_record_and_still_sees_sharing_inside_it(
     from crewtrain_nb.store import OpaqueObject, _placeholders
     from crewtrain_nb.store import _pieces as pieces_module
 
-    handler = CrewTrainingHandler(tmp_path / "t.pkl")
+    handler = CrewTrainingHandler(tmp_path / "t.pkl", tails=False)  # the full rewrite's pieces (tails: test_tail.py)
     handler.save(training_data)
     handler.peek()
     agent = next(iter(training_data))

@@ -498,3 +498,38 @@ def test_a_failing_commit_says_the_store_may_hold_either_state(tmp_path: Path, m
     assert handler.load() == original  # the commit byte never landed: the old store
     handler.append(51, "agent-0", {"x": 2})
     assert 50 not in handler.load()["agent-0"] and handler.load()["agent-0"][51] == {"x": 2}
+
+
+def test_a_tail_append_pickles_and_walks_only_the_new_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # What makes a tail's cost constant: nothing of the store but the new record is walked or pickled.
+    from crewtrain_nb.store import _pieces, _placeholders, _tail
+    from crewtrain_nb.store import handler as handler_module
+
+    handler = filled(tmp_path)
+    handler.load()
+    handler.append(50, "agent-0", {"initial_output": "first tail"})
+    walked: list[Any] = []
+    pickled: list[Any] = []
+    real_walk, real_piece = _placeholders.is_tree, _tail.pickle_piece
+
+    def walk(values: Any, **options: Any) -> bool:
+        walked.append(list(values))
+        return real_walk(values, **options)
+
+    def piece(key: Any, value: Any, **options: Any) -> Any:
+        pickled.append((key, value))
+        return real_piece(key, value, **options)
+
+    def whole(*args: Any) -> bytes:
+        raise AssertionError("the whole store was pickled")
+
+    monkeypatch.setattr(_placeholders, "is_tree", walk)
+    monkeypatch.setattr(_pieces, "is_tree", walk)
+    monkeypatch.setattr(_tail, "pickle_piece", piece)
+    monkeypatch.setattr(handler_module, "dumps_dict", whole)
+    record = {"initial_output": "second tail"}
+    handler.append(51, "agent-0", record)
+    monkeypatch.undo()
+    assert pickled == [(51, record)]
+    assert walked and all(value in (record, 51) for values in walked for value in values)
+    assert CrewTrainingHandler(handler.file_path).load()["agent-0"][51] == record
