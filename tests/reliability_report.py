@@ -129,6 +129,21 @@ def run_checks(args: argparse.Namespace) -> tuple[list[Row], list[str], dict[str
                 f"{len(lib.CRASH_SCRIPT)}-operation script; {len(crash.problems)} files neither before nor after",
             )
         )
+        (base / "tails").mkdir()
+        with timed("tail crash points"):
+            tails = lib.run_crash_points(base / "tails", zygote=zygote, script="tails")
+        problems += [f"tail crash: {p}" for p in tails.problems]
+        calls = ", ".join(f"{tails.calls[name]} {name}" for name in lib.CRASH_FUNCTIONS if tails.calls[name])
+        rows.append(
+            (
+                "crash points tested, tails and compaction",
+                "pickle",
+                f"{tails.crash_points}",
+                f"the same, on a {len(lib.TAIL_SCRIPT)}-operation script of tails ({tails.commits} commits: appends, "
+                f"a new agent, replaced entries, CrewAI's load/save pattern) and compactions ({calls} calls); "
+                f"{len(tails.problems)} files neither before nor after",
+            )
+        )
         (base / "soak").mkdir()
         with timed("kill soak"):
             soak = lib.run_kill_soak(base / "soak", zygote=zygote, kills=args.kills)
