@@ -238,6 +238,8 @@ def _tail_script() -> list[tuple[str, list[Any]]]:
     state["agent-0"][7] = {"initial_output": "saved whole", "human_feedback": "by save()"}
     state["agent-0"][0] = {**state["agent-0"][0], "human_feedback": "changed by save()"}
     script.append(("save", [state]))
+    # What a writer killed between its tail and the commit leaves; the next tail is shorter: it cuts the rest off.
+    script.append(("leave_uncommitted_tail", [3000]))
     # Records big enough that the tails outgrow the compacted file: the rule compacts (an atomic rewrite).
     script += [("append", [10 + n, "agent-1", {"initial_output": "y" * 600, "n": n}]) for n in range(6)]
     script += [("clear", []), ("append", [0, "agent-0", {"initial_output": "after clear"}])]
@@ -262,6 +264,8 @@ def apply_operation(data: dict[Any, Any], operation: str, arguments: list[Any]) 
         result = copy.deepcopy(arguments[0])
     elif operation in ("clear", "initialize_file"):
         result = {}
+    elif operation == "leave_uncommitted_tail":
+        pass  # bytes after the pickle that no commit made part of it: the store is unchanged
     else:
         raise ValueError(operation)
     return result
@@ -273,6 +277,9 @@ def run_operation(handler: Any, operation: str, arguments: list[Any]) -> None:
         with handler.batch():
             for append_arguments in arguments:
                 handler.append(*append_arguments)
+    elif operation == "leave_uncommitted_tail":  # through io, not the os calls the crash hooks count
+        with open(handler.file_path, "ab") as file:
+            file.write(b"1" + b"\xff" * (arguments[0] - 1))
     else:
         getattr(handler, operation)(*arguments)
 
