@@ -502,8 +502,7 @@ def test_a_failing_commit_says_the_store_may_hold_either_state(tmp_path: Path, m
 
 def test_a_tail_append_pickles_and_walks_only_the_new_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # What makes a tail's cost constant: nothing of the store but the new record is walked or pickled.
-    from crewtrain_nb.store import _pieces, _placeholders, _tail
-    from crewtrain_nb.store import handler as handler_module
+    from crewtrain_nb.store import _pickle_file, _pieces, _placeholders, _tail
 
     handler = filled(tmp_path)
     handler.load()
@@ -526,7 +525,7 @@ def test_a_tail_append_pickles_and_walks_only_the_new_record(tmp_path: Path, mon
     monkeypatch.setattr(_placeholders, "is_tree", walk)
     monkeypatch.setattr(_pieces, "is_tree", walk)
     monkeypatch.setattr(_tail, "pickle_piece", piece)
-    monkeypatch.setattr(handler_module, "dumps_dict", whole)
+    monkeypatch.setattr(_pickle_file, "dumps_dict", whole)
     record = {"initial_output": "second tail"}
     handler.append(51, "agent-0", record)
     monkeypatch.undo()

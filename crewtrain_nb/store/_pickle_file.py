@@ -14,6 +14,7 @@ The caller holds the handler's thread lock around every call.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 import weakref
@@ -30,11 +31,26 @@ from ._backups import StoreVersion, discard_version, find_version, finish_rotati
 from ._checks import check_writable
 from ._codec import StoreCodec
 from ._contract import PICKLE_PROTOCOL
+from ._copy import copy_plain
 from ._crewai_lock import CrewAILock, CrewAILockTimeout
 from ._pieces import dumps_dict, entry_after_insert
 from ._placeholders import dumps
 from ._remote import RemoteFile
-from ._unpickle import safe_loads, trusted_loads
+from ._tail import (
+    CommitFailed,
+    SetEntry,
+    SetKey,
+    TailError,
+    TailLayout,
+    diff_changes,
+    encode_tail,
+    layout_after_load,
+    layout_after_rewrite,
+    layout_after_tail,
+    should_compact,
+    write_tail,
+)
+from ._unpickle import OnEnd, safe_loads, trusted_loads
 
 __all__ = ["NOTHING", "AuditFields", "PickleFile"]
 
@@ -64,6 +80,37 @@ class _Snapshot:
     #: Pickled ``key, value`` pieces of a dict ``data`` (see ``_pieces``; a ``Piece``, or ``KNOWN_TREE`` for an
     #: entry known to share nothing); built on first write.
     pieces: dict[Any, Any] = field(default_factory=dict)
+    #: Where the file's pickle ends and its memo slots, for a change written as a tail (see ``_tail``).
+    layout: TailLayout | None = None
+    #: SHA-256 of the file up to its final STOP, for the audit line of the next tail; made on first need.
+    audit_hash: Any = None
+
+
+def _still_current(snapshot: _Snapshot) -> bool:
+    """A snapshot read while a tail was uncommitted is current only while that tail is (its STOP still there).
+
+    Committing a tail changes one byte and may leave size and times as they were (times tick coarsely).
+    """
+    layout = snapshot.layout
+    if layout is None or not layout.pending:
+        return True
+    try:
+        return os.pread(snapshot.fd, 1, layout.end - 1) == b"."
+    except OSError:
+        return False
+
+
+def _hash_prefix(fd: int, size: int) -> Any:
+    """SHA-256 of the first ``size`` bytes of the open file (read in blocks)."""
+    digest = hashlib.sha256()
+    offset = 0
+    while offset < size:
+        block = os.pread(fd, min(1 << 20, size - offset), offset)
+        if not block:
+            raise TailError("the file is shorter than its layout")
+        digest.update(block)
+        offset += len(block)
+    return digest
 
 
 def _close_snapshot(box: list[_Snapshot | None]) -> None:
@@ -95,6 +142,8 @@ class PickleFile:
         Also hold CrewAI's lock on the file around reads of a changed file and writes.
     read_retry_timeout
         Seconds a read retries a file that is empty or does not unpickle.
+    tails
+        Write a change of a few keys as a tail after the pickle (see ``_tail``) where the file allows it.
     """
 
     def __init__(
@@ -110,6 +159,7 @@ class PickleFile:
         audit: bool,
         crewai_lock: bool,
         read_retry_timeout: float,
+        tails: bool = True,
     ) -> None:
         self.file_path = file_path
         #: Where writes go: the file itself, or the target of a symlinked store (which stays a link).
@@ -122,6 +172,7 @@ class PickleFile:
         self.backups = backups
         self.audit = audit
         self.read_retry_timeout = read_retry_timeout
+        self.tails = tails
         self.crewai_lock: CrewAILock | None = CrewAILock(file_path) if crewai_lock and not remote else None
         #: The deadline of the lock being taken now (``lock_timeout`` covers our lock and CrewAI's together).
         self._lock_deadline: float | None = None
@@ -267,10 +318,13 @@ class PickleFile:
         except OSError as exc:
             raise StoreError(f"{self.file_path}: cannot read ({exc.strerror or exc}).", path=self.file_path) from exc
         snapshot = self._snapshot_box[0]
-        if snapshot is not None and snapshot.key == _stat_key(st):
+        if snapshot is not None and snapshot.key == _stat_key(st) and _still_current(snapshot):
             return snapshot.data  # unchanged: a stat, no lock
         give_up = time.monotonic() + self.read_retry_timeout
         pause = 0.002
+        # Where the pickle ended and its memo, for tails (see ``_tail``).
+        ended: list[Any] = []
+        on_end = None if not self.tails_possible() else lambda end, memo: ended.extend((end, memo.copy()))
         while True:
             with self.crewai_held():
                 opened = self._read_bytes()
@@ -278,8 +332,9 @@ class PickleFile:
                 self.drop_snapshot()
                 return {}
             fd, key, payload = opened
+            ended.clear()
             try:
-                data = self.loads(self.codec.decode(payload), path=self.file_path) if payload else {}
+                data = self.loads(self.codec.decode(payload), path=self.file_path, on_end=on_end) if payload else {}
             except CorruptStoreError:
                 os.close(fd)
                 # A writer without a lock may be between truncating and writing: retry for a bounded time.
@@ -295,7 +350,8 @@ class PickleFile:
                     # A file still empty after the retries (and read under CrewAI's lock) is {}, as in CrewAI;
                     # it is cached like any other, so the next load of it is a stat.
                     self._settled_corrupt = None
-                    self._replace_snapshot(_Snapshot(key, data, fd))
+                    layout = layout_after_load(data, payload, *ended[-2:]) if ended else None
+                    self._replace_snapshot(_Snapshot(key, data, fd, layout=layout))
                     return data
                 os.close(fd)
             time.sleep(pause)
@@ -324,11 +380,11 @@ class PickleFile:
             ) from exc
         return fd, _stat_key(st), payload
 
-    def loads(self, data: bytes, *, path: str) -> Any:
-        """Unpickle a decoded payload, safely unless ``trusted``."""
+    def loads(self, data: bytes, *, path: str, on_end: OnEnd | None = None) -> Any:
+        """Unpickle a decoded payload, safely unless ``trusted``; ``on_end``: see ``safe_loads``."""
         if self.trusted:
-            return trusted_loads(data, path=path)
-        return safe_loads(data, path=path, allowed_classes=self.allowed_classes)
+            return trusted_loads(data, path=path, on_end=on_end)
+        return safe_loads(data, path=path, allowed_classes=self.allowed_classes, on_end=on_end)
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -357,10 +413,153 @@ class PickleFile:
             return
         fd, st = self.replace_file(self.codec.encode(payload), audit_fields=audit_fields)
         if cache:
-            self._replace_snapshot(_Snapshot(_stat_key(st), data, fd, pieces))
+            tails = type(data) is dict and self.tails_possible()
+            layout = layout_after_rewrite(data, pieces, len(payload)) if tails else None
+            self._replace_snapshot(_Snapshot(_stat_key(st), data, fd, pieces, layout=layout))
         else:
             os.close(fd)
             self.drop_snapshot()
+
+    # -- tails: a change written after the pickle, in place (see ``_tail``) ----------------------------------
+
+    def tails_possible(self) -> bool:
+        """Whether this file's changes may be tails: local, plain (not compressed or encrypted), no versions.
+
+        Versions are hard links of the store file, which a tail written in place would change too; they keep
+        full rewrites (copying the file to break the link costs what the rewrite costs).
+        """
+        return self.tails and self.remote is None and self.codec.is_plain and not self.backups
+
+    def tail_layout(self) -> TailLayout | None:
+        """The layout of the snapshot, when it is the file as it is now (call under the locks, after :meth:`read`)."""
+        snapshot = self._snapshot_box[0]
+        if snapshot is None or snapshot.layout is None or not self.tails_possible():
+            return None
+        try:
+            if _stat_key(os.stat(self.target)) != snapshot.key or not _still_current(snapshot):
+                return None
+        except OSError:
+            return None
+        return snapshot.layout
+
+    def write_change(self, key: Any, entry: Any, *, audit_fields: AuditFields) -> bool:
+        """The snapshot's ``data[key]`` (or ``data[key][entry]``, unless ``entry`` is ``NOTHING``) changed, and only
+        that: write it as a tail if the file allows it (both locks held). ``False``: the caller rewrites the file.
+        """
+        layout = self.tail_layout()
+        snapshot = self._snapshot_box[0]
+        if layout is None or snapshot is None:
+            return False
+        data = snapshot.data
+        known = entry is not NOTHING and key in layout.slots
+        change = SetEntry(key, entry, data[key][entry]) if known else SetKey(key, data[key])
+        return self._write_tail([change], audit_fields=audit_fields)
+
+    def save_as_tail(self, data: Any, *, audit_fields: AuditFields) -> bool:
+        """``save(data)`` as a tail of what changed since the snapshot, when it is current; ``False``: not done.
+
+        The snapshot then holds copies of the changed values (the caller keeps ``data``).
+        """
+        layout = self.tail_layout()
+        snapshot = self._snapshot_box[0]
+        if layout is None or snapshot is None or type(snapshot.data) is not dict:
+            return False
+        current = snapshot.data
+        changes = diff_changes(current, data)
+        if changes is None:
+            return False
+        copied: list[SetKey | SetEntry] = [
+            SetEntry(change.key, change.entry, copy_plain(change.value))
+            if isinstance(change, SetEntry) and change.key in layout.slots
+            else SetKey(change.key, copy_plain(data[change.key]))
+            for change in changes
+        ]
+        if not self._write_tail(copied, audit_fields=audit_fields):
+            return False
+        for change in copied:
+            if isinstance(change, SetEntry):
+                current[change.key][change.entry] = change.value
+            else:
+                current[change.key] = change.value
+            self.forget_piece(change.key)
+        return True
+
+    def _write_tail(self, changes: list[SetKey | SetEntry], *, audit_fields: AuditFields) -> bool:
+        """Write ``changes`` after the snapshot's file as a tail (both locks held); ``False``: rewrite it instead.
+
+        The snapshot (which holds the changes already, or gets them from the caller) is then keyed to the
+        grown file. ``False`` when the compaction rule says the whole file is due, or the file is not the one
+        the snapshot describes.
+        """
+        snapshot = self._snapshot_box[0]
+        assert snapshot is not None and snapshot.layout is not None
+        layout = snapshot.layout
+        try:
+            tail, slots, next_slot = encode_tail(changes, layout)
+        except Exception as exc:  # pickling can raise nearly anything from user objects
+            raise StoreWriteError(
+                f"{self.file_path}: the data cannot be pickled ({type(exc).__name__}: {exc}); the file is unchanged.",
+                path=self.file_path,
+            ) from exc
+        if should_compact(layout, len(tail)):
+            return False
+        check_writable(self.target)
+        pending = PendingAudit.open(self.target) if self.audit else None
+        try:
+            fd = os.open(self.target, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            if pending is not None:
+                pending.close()
+            return False  # the full rewrite says what is wrong
+        try:
+            if _stat_key(os.fstat(fd)) != snapshot.key:
+                raise TailError("the file changed")
+            prefix = snapshot.audit_hash if pending is not None else None
+            if pending is not None and prefix is None:
+                prefix = _hash_prefix(fd, layout.end - 1)
+            write_tail(fd, layout.end, tail)
+            st = os.fstat(fd)
+        except TailError:
+            os.close(fd)
+            if pending is not None:
+                pending.close()
+            return False
+        except (OSError, CommitFailed) as exc:
+            os.close(fd)
+            if pending is not None:
+                pending.close()
+            self.drop_snapshot()
+            error = exc.error if isinstance(exc, CommitFailed) else exc
+            state = (
+                "the store may hold the new data or the previous data (load() says which)"
+                if isinstance(exc, CommitFailed)
+                else "the previous file is unchanged"
+            )
+            raise StoreWriteError(
+                f"{self.file_path}: saving failed ({error.strerror or error}); {state}. "
+                "Free disk space or fix permissions and try again.",
+                path=self.file_path,
+            ) from exc
+        os.close(fd)
+        snapshot.key = _stat_key(st)
+        snapshot.layout = layout_after_tail(layout, tail, slots, next_slot)
+        snapshot.audit_hash = None
+        if pending is not None and prefix is not None:
+            # The file is now its old bytes up to the old STOP, the MARK that replaced it, and the tail.
+            prefix.update(b"(" + tail[:-1])
+            digest = prefix.copy()
+            digest.update(b".")
+            snapshot.audit_hash = prefix
+            try:
+                pending.commit(**audit_fields(), version=None, size=st.st_size, sha256=digest.hexdigest())
+            except OSError as exc:
+                self.drop_snapshot()
+                raise StoreWriteError(
+                    f"{self.file_path}: the store was saved, but its audit line could not be written "
+                    f"({exc.strerror or exc}); verify_audit() will report this write as unaudited.",
+                    path=self.file_path,
+                ) from exc
+        return True
 
     def replace_file(
         self, payload: bytes, *, audit_fields: AuditFields, keep_version: bool = False, version: int | None = None

@@ -105,6 +105,12 @@ class PickleHandler(LazyAccess):
         truncate the file before writing it. A file still empty then is ``{}``
         (as in CrewAI); one that still does not unpickle raises
         :class:`~crewtrain_nb.CorruptStoreError`. ``0`` reads once.
+    tails
+        ``True`` (default): an ``append``, ``save_trained_data`` or ``save`` of
+        a dict that changes a few keys is written as a *tail* after the pickle,
+        in place, costing one record and two syncs at any store size (see the
+        README's "Tails"). ``False``: every write is an atomic full rewrite.
+        Compressed, encrypted and versioned (``backups``) stores always rewrite.
 
     Notes
     -----
@@ -182,6 +188,7 @@ class PickleHandler(LazyAccess):
         allowed_classes: Any = None,
         crewai_lock: bool = True,
         read_retry_timeout: float = DEFAULT_READ_RETRY_TIMEOUT,
+        tails: bool = True,
     ) -> None:
         super().__init__()
         name = check_file_name(file_name, example="training_data.pkl")
@@ -198,6 +205,7 @@ class PickleHandler(LazyAccess):
         )
         self.backups = check_backups(backups)
         self.audit = bool(audit)
+        self.tails = bool(tails)
         if key is True:
             raise TypeError("key=True is not a key; pass the key's bytes or base64 text, or key=False")
         codec = StoreCodec(path, key=resolve_key(key, path=path), max_decompressed_size=size)
@@ -212,6 +220,7 @@ class PickleHandler(LazyAccess):
             audit=self.audit,
             crewai_lock=crewai_lock,
             read_retry_timeout=self.read_retry_timeout,
+            tails=self.tails,
         )
         self.lock_path: str = self._file.lock_path
         #: What a batch() did, in order, to replay on the file as it is at the end of the block.
@@ -257,6 +266,9 @@ class PickleHandler(LazyAccess):
                 self._note_batch_change()
                 return
             with self._file.locked(), self._file.crewai_held():
+                # A few keys changed since the snapshot (CrewAI's load, change, save): a tail of them.
+                if self._file.save_as_tail(data, audit_fields=self._audit_fields):
+                    return
                 # The caller keeps ``data`` and may mutate it, so it is not cached.
                 self._file.write(data, cache=False, audit_fields=self._audit_fields)
 
@@ -328,7 +340,7 @@ class PickleHandler(LazyAccess):
                 )
 
         with self._describing("append", agent, iteration):
-            self._mutate(change, agent, inserted=record)
+            self._mutate(change, agent, inserted=record, entry=iteration)
 
     def save_trained_data(self, agent_id: str, trained_data: Any) -> None:
         """Store ``trained_data`` under ``agent_id`` (CrewAI passes the agent's role).
@@ -457,10 +469,13 @@ class PickleHandler(LazyAccess):
 
     # -- internals ------------------------------------------------------------
 
-    def _mutate(self, change: Callable[[Any], None], key: Any, *, inserted: Any = NOTHING) -> None:
+    def _mutate(
+        self, change: Callable[[Any], None], key: Any, *, inserted: Any = NOTHING, entry: Any = NOTHING
+    ) -> None:
         """Apply ``change`` (which alters only ``data[key]``) to the stored dict under the lock, and save.
 
-        ``inserted``: the new copy ``change`` puts inside ``data[key]`` (an append's record), if that is all it does.
+        ``inserted``: the new copy ``change`` puts inside ``data[key]`` (an append's record), if that is all it
+        does, at ``data[key][entry]``.
         """
         with self._state_lock:
             if self._batch_depth:
@@ -481,7 +496,9 @@ class PickleHandler(LazyAccess):
                 try:
                     change(data)
                     self._file.forget_piece(key, inserted)
-                    self._file.write(data, cache=True, audit_fields=self._audit_fields)
+                    # One changed entry: a tail of that record (or of the key's whole value), or a full rewrite.
+                    if not self._file.write_change(key, entry, audit_fields=self._audit_fields):
+                        self._file.write(data, cache=True, audit_fields=self._audit_fields)
                 except BaseException:
                     # ``data`` is the cached snapshot and may now differ from the file.
                     self._file.drop_snapshot()
