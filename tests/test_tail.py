@@ -257,6 +257,18 @@ def test_diff_changes_says_what_a_tail_can_express() -> None:
     reordered = {"a": {0: {"x": 1, "y": 2}}}
     assert diff_changes(reordered, {"a": {0: {"y": 2, "x": 1}}}) == [SetEntry("a", 0, {"y": 2, "x": 1})]
     assert diff_changes({"a": {0: 1, 1: 2}}, {"a": {1: 2, 0: 1}}) == [SetKey("a", {1: 2, 0: 1})]
+    assert diff_changes(one, {"a": {0.0: {"q": 1}}}) == [SetKey("a", {0.0: {"q": 1}})]  # 0 == 0.0 as keys too
+    assert diff_changes({1: "x"}, {1.0: "x"}) is None
+    assert diff_changes({"a": {0: {"z": -0.0}}}, {"a": {0: {"z": 0.0}}}) == [SetEntry("a", 0, {"z": 0.0})]
+    nan = float("nan")
+    assert diff_changes({"a": {0: nan}}, {"a": {0: nan}}) == []  # the very same object
+    other = [float("nan")]  # equal to nothing, not even itself: counted as changed
+    assert diff_changes({"a": {0: [nan]}}, {"a": {0: other}}) == [SetEntry("a", 0, other)]
+    loop: list[Any] = []
+    loop.append(loop)
+    twin: list[Any] = []
+    twin.append(twin)  # a cycle of its own: the walk recurses until it gives up, and counts it as changed
+    assert diff_changes({"a": {0: loop}}, {"a": {0: twin}}) == [SetEntry("a", 0, twin)]
     assert diff_changes(old, {key: old[key] for key in list(old)[1:]}) is None  # a key removed
     assert diff_changes({"a": 1, "b": 2}, {"b": 2, "a": 1}) is None  # reordered
     assert diff_changes(old, [1]) is None

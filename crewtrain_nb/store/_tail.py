@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import contextlib
 import marshal
+import math
+import operator
 import os
 import pickle
 from collections.abc import Mapping
@@ -192,16 +194,49 @@ def layout_after_load(data: Any, payload: bytes, end: int, memo: Mapping[int, An
     )
 
 
+#: Types whose ``==`` between two values of the same type is exact (no ``-0.0 == 0.0``, no NaN).
+_EXACT: frozenset[type] = frozenset({str, bytes, int, bool, type(None)})
+
+
 def _strictly_equal(old: Any, new: Any) -> bool:
-    """Equal *and* of the same types and order all the way down (``1 == 1.0`` is not good enough here)."""
+    """Equal *and* of the same types and order all the way down (``1 == 1.0`` is not good enough here).
+
+    Walks containers, taking identical objects as equal at once: a ``load()`` copy shares every leaf (and
+    every key) with the snapshot, so an unchanged value costs a pass over its containers in C (``map``).
+    Values of other types compare by ``marshal`` (version 2: no references, which depend on reference
+    counts); a type marshal does not know, a NaN or a cycle counts as changed (a tail then rewrites it).
+    Which objects are shared is not compared: a value equal to the snapshot's keeps the snapshot's sharing.
+    """
     if old is new:
         return True
+    kind = type(old)
+    if kind is not type(new):
+        return False
+    if kind is dict:
+        return (
+            len(old) == len(new)
+            and (all(map(operator.is_, old, new)) or all(map(_strictly_equal, old, new)))
+            and (
+                all(map(operator.is_, old.values(), new.values()))
+                or all(map(_strictly_equal, old.values(), new.values()))
+            )
+        )
+    if kind is list or kind is tuple:
+        return len(old) == len(new) and (all(map(operator.is_, old, new)) or all(map(_strictly_equal, old, new)))
+    if kind in _EXACT:
+        return bool(old == new)
+    if kind is float:
+        return bool(old == new) and math.copysign(1.0, old) == math.copysign(1.0, new)
     try:
-        if type(old) is not type(new) or old != new:
-            return False
-        # marshal version 2 has no references (which depend on reference counts): equal bytes, same value.
-        return marshal.dumps(old, 2) == marshal.dumps(new, 2)
-    except (ValueError, RecursionError):  # a type marshal does not know, or a cycle: count it as changed
+        return bool(old == new) and marshal.dumps(old, 2) == marshal.dumps(new, 2)
+    except (ValueError, TypeError):
+        return False
+
+
+def _same(old: Any, new: Any) -> bool:
+    try:
+        return _strictly_equal(old, new)
+    except RecursionError:  # a cycle, or nesting deeper than the walk goes: count it as changed
         return False
 
 
@@ -218,7 +253,7 @@ def diff_changes(old: dict[Any, Any], new: Any) -> list[Change] | None:
         return None
     new_keys = iter(new)
     for key in old:
-        if next(new_keys) != key:
+        if not _same_key(next(new_keys), key):
             return None
     changes: list[Change] = []
     for key, value in new.items():
@@ -226,13 +261,13 @@ def diff_changes(old: dict[Any, Any], new: Any) -> list[Change] | None:
             changes.append(SetKey(key, value))
             continue
         before = old[key]
-        if _strictly_equal(before, value):
+        if _same(before, value):
             continue
         if type(before) is dict and type(value) is dict and _extends(before, value):
             changes.extend(
                 SetEntry(key, entry, item)
                 for entry, item in value.items()
-                if entry not in before or not _strictly_equal(before[entry], item)
+                if entry not in before or not _same(before[entry], item)
             )
         else:
             changes.append(SetKey(key, value))
@@ -244,7 +279,12 @@ def _extends(before: dict[Any, Any], after: dict[Any, Any]) -> bool:
     if len(after) < len(before):
         return False
     keys = iter(after)
-    return all(next(keys) == key for key in before)
+    return all(_same_key(next(keys), key) for key in before)
+
+
+def _same_key(new: Any, old: Any) -> bool:
+    """The same key, type included: ``{1: ...}`` and ``{1.0: ...}`` are equal dicts but not the same store."""
+    return new is old or (type(new) is type(old) and bool(new == old))
 
 
 def encode_tail(changes: list[Change], layout: TailLayout) -> tuple[bytes, dict[Any, int], int]:
