@@ -127,7 +127,7 @@ CHAINED: list[list[SetKey | SetEntry]] = [
 ]
 
 
-def chain_states(payload: bytes, layout: TailLayout, data: dict[Any, Any], tmp_path: Path) -> int:
+def chain_states(payload: bytes, layout: TailLayout, data: dict[Any, Any], tmp_path: Path, *, every: bool) -> int:
     """Write each tail of :data:`CHAINED` byte by byte as a crash could leave it; check every state. Returns states."""
     blob = bytearray(payload)
     checked = 0
@@ -137,7 +137,8 @@ def chain_states(payload: bytes, layout: TailLayout, data: dict[Any, Any], tmp_p
         after = apply(data, changes)
         for cut in range(len(tail) + 1):  # every prefix of the tail written, nothing committed
             state = bytes(blob[: layout.end]) + tail[:cut]
-            for seen in quick_readers(state):
+            seen_by = readers(state, tmp_path / "state.pkl") if every else quick_readers(state)
+            for seen in seen_by:
                 assert seen == data
             checked += 1
         uncommitted = bytes(blob[: layout.end]) + tail
@@ -158,7 +159,8 @@ def chain_states(payload: bytes, layout: TailLayout, data: dict[Any, Any], tmp_p
 def test_every_state_of_chained_tails_on_our_layout_reads_as_before_or_after(tmp_path: Path) -> None:
     payload, layout = ours(STORE)
     assert layout.slots.keys() == {"agent-a", "agent-b", "Writer"}
-    assert chain_states(payload, layout, copy.deepcopy(STORE), tmp_path) > 200
+    # Every reader, CrewAI's and pickletools.dis included, reads every crash-intermediate state.
+    assert chain_states(payload, layout, copy.deepcopy(STORE), tmp_path, every=True) > 200
 
 
 def test_every_state_of_chained_tails_on_a_file_crewai_wrote_with_several_frames(tmp_path: Path) -> None:
@@ -167,7 +169,8 @@ def test_every_state_of_chained_tails_on_a_file_crewai_wrote_with_several_frames
     payload, layout = crewais(big)
     assert sum(1 for op, _, _ in pickletools.genops(payload) if op.name == "FRAME") >= 3
     assert payload[-1:] == pickle.STOP and layout.end == len(payload)
-    assert chain_states(payload, layout, big, tmp_path) > 200
+    # 130 KB per state: the C and pure-Python unpicklers and the safe loader read each prefix, all five the rest.
+    assert chain_states(payload, layout, big, tmp_path, every=False) > 200
 
 
 def test_shared_strings_and_objects_in_a_record_come_back_shared_after_other_tails(tmp_path: Path) -> None:
