@@ -207,6 +207,11 @@ class StoreCodec:
         self.key = key
         self.max_decompressed_size = max_decompressed_size
 
+    @property
+    def is_plain(self) -> bool:
+        """``True`` when the disk bytes are the pickle itself (what CrewAI reads, and what a tail can extend)."""
+        return self.compression is None and self.key is None
+
     def encode(self, payload: bytes) -> bytes:
         """Compress (by suffix) then encrypt (with a key) ``payload``."""
         if self.compression is not None:
