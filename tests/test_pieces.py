@@ -251,7 +251,8 @@ def test_only_changed_agents_are_repickled_and_the_file_stays_exact(
 ) -> None:
     from crewtrain_nb.store import _pieces
 
-    handler = CrewTrainingHandler(tmp_path / "m.pkl")
+    # Versions keep every write a full rewrite (a plain store would write these appends as tails).
+    handler = CrewTrainingHandler(tmp_path / "m.pkl", backups=1)
     handler.save(metrics_data)
     handler.load()
     handler.append(100, "planner", {"loss": 0.1})  # first write after a read pickles every agent

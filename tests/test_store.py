@@ -414,17 +414,27 @@ def fail_with(code: int) -> Any:
     return failing
 
 
+#: The ``os`` functions each failing step patches: a full rewrite writes and fsyncs, a tail pwrites and fdatasyncs.
+_STEP_FUNCTIONS = {"write": ("write", "pwrite"), "fsync": ("fsync", "fdatasync"), "replace": ("replace",)}
+
+
 @pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])
-@pytest.mark.parametrize("step", ["write", "fsync", "replace"])
+@pytest.mark.parametrize(
+    ("how", "step"),
+    [("tail", "write"), ("tail", "fsync"), ("rewrite", "write"), ("rewrite", "fsync"), ("rewrite", "replace")],
+)
 def test_a_failing_save_leaves_the_old_file_byte_identical(
-    training_store: CrewTrainingHandler, monkeypatch: pytest.MonkeyPatch, step: str, code: int
+    training_store: CrewTrainingHandler, monkeypatch: pytest.MonkeyPatch, step: str, code: int, how: str
 ) -> None:
     path = Path(training_store.file_path)
+    if how == "rewrite":  # versions keep full rewrites
+        training_store = CrewTrainingHandler(path, backups=1)
     before = path.read_bytes()
     original = training_store.load()
     agent = next(iter(original))
     with monkeypatch.context() as patch:
-        patch.setattr(_atomic.os, step, fail_with(code))
+        for name in _STEP_FUNCTIONS[step]:
+            patch.setattr(_atomic.os, name, fail_with(code))
         with pytest.raises(StoreWriteError) as caught:
             training_store.append(77, agent, {"initial_output": "lost?"})
     assert os.strerror(code) in str(caught.value) and str(path) in str(caught.value)
