@@ -524,7 +524,7 @@ def test_a_tail_append_pickles_and_walks_only_the_new_record(tmp_path: Path, mon
     handler.append(50, "agent-0", {"initial_output": "first tail"})
     walked: list[Any] = []
     pickled: list[Any] = []
-    real_walk, real_piece = _placeholders.is_tree, _tail.pickle_piece
+    real_walk, real_piece = _placeholders.is_tree, _placeholders.pickle_piece
 
     def walk(values: Any, **options: Any) -> bool:
         walked.append(list(values))
