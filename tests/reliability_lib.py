@@ -51,13 +51,6 @@ def store_file(backend: str, directory: str | Path, stem: str = "store") -> Path
     return Path(directory) / f"{stem}{STORE_SUFFIXES[backend]}"
 
 
-def companion_files(backend: str, store: Any) -> list[str]:
-    """The files a backend keeps beside the store: the pickle handler's lock file, SQLite's -wal and -shm."""
-    if backend == "sqlite":
-        return [store.file_path + "-wal", store.file_path + "-shm"]
-    return [store.lock_path]
-
-
 def make_store(backend: str, path: str | Path, **options: Any) -> Any:
     """A handler of ``backend`` for ``path`` (options such as ``lock_timeout`` are passed on)."""
     return STORE_BACKENDS[backend](path, **options)
@@ -899,7 +892,7 @@ def fuzz_inputs(count: int, *, seed: int, backend: str = "pickle") -> Iterator[b
 def load_outcome(path: Path, data: bytes, backend: str = "pickle") -> str:
     """Write ``data`` to ``path`` and load it: ``"ok"``, the ``StoreError`` class name, or ``"ESCAPED ..."``.
 
-    For SQLite the lazy reads (``agents``, ``iterations``, ``get``, ``len``) run
+    For a store that ``supports_lazy_reads`` (SQLite) the lazy reads (``agents``, ``iterations``, ``get``, ``len``) run
     too, whatever ``load`` did; anything but a StoreError from them escapes.
     """
     from crewtrain_nb import StoreError
@@ -919,7 +912,7 @@ def load_outcome(path: Path, data: bytes, backend: str = "pickle") -> str:
             return f"ESCAPED {type(exc).__name__}: {exc}"
         else:
             outcome = "ok"
-        if backend == "sqlite":
+        if handler.supports_lazy_reads:  # reads that query the file have their own ways to meet damage
             try:
                 for agent in [agent for agent in handler.agents() if isinstance(agent, str)][:3]:
                     iterations = handler.iterations(agent)

@@ -212,6 +212,34 @@ def test_without_hard_links_versions_are_copied(tmp_path: Path, monkeypatch: pyt
     assert [name for name in os.listdir(versions_dir(handler.file_path)) if "partial" in name] == []
 
 
+def test_copies_go_through_the_one_atomic_writer_and_a_dead_copys_leftovers_are_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = CrewTrainingHandler(tmp_path / "training_data.pkl", backups=3)
+    handler.save({"v": 1})
+    folder = versions_dir(handler.file_path)
+    monkeypatch.setattr(_backups.os, "link", fail_with(errno.EPERM))
+    written: list[str] = []
+    real = _atomic.write_atomic
+
+    def counting(path: str, payload: bytes, **options: Any) -> Any:
+        written.append(path)
+        return real(path, payload, **options)
+
+    monkeypatch.setattr(_backups, "write_atomic", counting)
+    handler.save({"v": 2})
+    (version,) = handler.versions()
+    assert written == [version.path]
+    # What a copy killed mid-way leaves (write_atomic's temporary name; .partial from older releases) is
+    # removed by the next rotation, under the store's lock; the versions themselves stay.
+    leftovers = [_atomic.temp_prefix(version.path) + "0123abcd.tmp", "000009-training_data.pkl.partial"]
+    for name in leftovers:
+        Path(folder, name).write_bytes(b"half a copy")
+    handler.save({"v": 3})
+    assert sorted(os.listdir(folder)) == sorted(os.path.basename(item.path) for item in handler.versions())
+    assert [pickle.loads(Path(item.path).read_bytes()) for item in handler.versions()] == [{"v": 2}, {"v": 1}]
+
+
 CHILD = """
 import sys
 from crewtrain_nb import CrewTrainingHandler

@@ -883,3 +883,24 @@ def test_every_frame_function_takes_trusted(untrusted_stores: dict[str, Path], v
         assert result == "iterations"
     else:
         assert len(result) > 0 and result.attrs.get("source", path) is not None
+
+
+def test_frame_cells_share_exactly_the_leaves_the_stores_copies_share() -> None:
+    import datetime
+    import decimal
+    import uuid
+
+    from crewtrain_nb.frames._leaves import copy_leaf, is_immutable_type
+    from crewtrain_nb.store import IMMUTABLE_TYPES
+
+    # One set for both: what load() shares with the cache is what a frame cell shares with the store.
+    assert all(is_immutable_type(kind) for kind in IMMUTABLE_TYPES)
+    shared = [
+        *("text", b"raw", 3, 0.5, None, frozenset({1})),
+        *(datetime.date(2026, 1, 2), decimal.Decimal("1.5"), uuid.UUID(int=7)),
+    ]
+    assert {type(value) for value in shared} <= IMMUTABLE_TYPES
+    assert all(copy_leaf(value) is value for value in shared)
+    for mutable in ([1, 2], {"a": 1}, {1, 2}, bytearray(b"x")):
+        assert type(mutable) not in IMMUTABLE_TYPES
+        assert copy_leaf(mutable) is not mutable and copy_leaf(mutable) == mutable

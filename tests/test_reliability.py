@@ -34,7 +34,6 @@ from tests.reliability_lib import (
     Zygote,
     apply_operation,
     as_unprivileged,
-    companion_files,
     make_store,
     python_command,
     run_crash_points,
@@ -295,7 +294,7 @@ def test_a_read_only_directory_is_a_clear_error_even_as_root(backend: str, train
         warm = make_store(backend, store_path)
         warm.append(0, "warm", {})
         warm.close()  # SQLite: the last connection checkpoints and removes its -wal and -shm
-        if backend == "pickle":
+        if warm.lock_path is not None:
             # The lock file is shared-writable so the writer gets past the lock to the real test: creating a file.
             os.chmod(warm.lock_path, 0o666)
         os.chmod(store_path, 0o644)
@@ -397,7 +396,7 @@ def test_new_store_and_lock_files_are_owner_only_whatever_the_umask(
         assert not os.path.exists(store.file_path)
         return
     assert stat.S_IMODE(os.stat(store.file_path).st_mode) == 0o600
-    companions = companion_files(backend, store)
+    companions = store.companion_paths()
     assert companions
     for companion in companions:  # SQLite's -wal and -shm exist while the handler's connection is open
         assert stat.S_IMODE(os.stat(companion).st_mode) == 0o600, companion

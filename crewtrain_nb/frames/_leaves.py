@@ -3,38 +3,18 @@
 from __future__ import annotations
 
 import copy
-import datetime
-import decimal
 import functools
 import numbers
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-# Leaves that cannot change: shared with the frame as they are. Anything else
-# that lands in a frame cell (lists, arrays, sets, objects) is copied, because
-# a handler's data is its cache and a user may mutate a cell.
-_IMMUTABLE: frozenset[type] = frozenset(
-    {
-        str,
-        bytes,
-        int,
-        float,
-        complex,
-        bool,
-        type(None),
-        frozenset,
-        datetime.datetime,
-        datetime.date,
-        datetime.time,
-        datetime.timedelta,
-        datetime.timezone,
-        decimal.Decimal,
-        uuid.UUID,
-    }
-)
+from ..store import IMMUTABLE_TYPES
+
+# Leaves that cannot change (IMMUTABLE_TYPES, the store's own set, which its copies share) are shared with
+# the frame as they are. Anything else that lands in a frame cell (lists, arrays, sets, objects) is copied,
+# because a handler's data is its cache and a user may mutate a cell.
 
 
 # -- type predicates (cached per type: stores hold few distinct types) -----------
@@ -69,7 +49,7 @@ def is_array_type(kind: type) -> bool:
 
 @_cached_per_type
 def is_immutable_type(kind: type) -> bool:
-    return kind in _IMMUTABLE or issubclass(kind, np.generic)
+    return kind in IMMUTABLE_TYPES or issubclass(kind, np.generic)
 
 
 def copy_leaf(value: Any) -> Any:

@@ -15,6 +15,7 @@ from ._backups import StoreVersion
 from ._checks import MAX_ITERATION
 from ._contract import StoreStats, TrainingStore
 from ._convert import convert
+from ._copy import IMMUTABLE_TYPES
 from ._journal import FeedbackJournal, JournalContents, read_journal
 from ._placeholders import OpaqueObject, dumps
 from ._runs import RUNS_FOLDER, RunArchive, utc_now
@@ -27,6 +28,7 @@ __all__ = [
     "ALLOWED_GLOBALS",
     "AuditReport",
     "DEFAULT_LOCK_TIMEOUT",
+    "IMMUTABLE_TYPES",
     "MAX_ITERATION",
     "RUNS_FOLDER",
     "PICKLE_PROTOCOL",

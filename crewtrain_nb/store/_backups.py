@@ -8,8 +8,9 @@ it is replaced, so a crash at any point leaves the store itself either old or
 new and, at worst, one extra version in the folder; never a lost current file.
 
 A hard link costs no copy: the store is replaced by rename, so the old inode
-lives on as the backup. Where links are not supported the file is copied
-(fsynced, then renamed into place).
+lives on as the backup. Where links are not supported the file is copied with
+the store's one atomic writer (``_atomic.write_atomic``: fsynced, then renamed
+into place, owner-only).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import datetime
 import os
 from dataclasses import dataclass
 
-from ._atomic import fsync_directory
+from ._atomic import PRIVATE_MODE, TEMP_SUFFIX, fsync_directory, write_atomic
 
 __all__ = [
     "StoreVersion",
@@ -32,7 +33,8 @@ __all__ = [
 ]
 
 _ID_WIDTH = 6
-_COPY_TEMP_SUFFIX = ".partial"
+#: What a copy that died mid-way left, before the copies went through ``write_atomic``.
+_OLD_COPY_SUFFIX = ".partial"
 
 
 @dataclass(frozen=True)
@@ -109,30 +111,18 @@ def find_version(store_path: str, version: int | str | StoreVersion) -> StoreVer
 
 def _copy_into(source: str, target: str) -> None:
     """Copy ``source`` to ``target`` (owner-only), durably, appearing whole or not at all."""
-    partial = target + _COPY_TEMP_SUFFIX
     with open(source, "rb") as reader:
         content = reader.read()
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
+    fd, _ = write_atomic(target, content, mode=PRIVATE_MODE)
     os.close(fd)
-    try:
-        os.replace(partial, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(partial)
-        raise
     # The copy keeps the version's time, as a hard link would.
     st = os.stat(source)
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _is_leftover(name: str) -> bool:
+    """A temporary file left by a dead copy: ``write_atomic``'s ``.<name>.<random>.tmp``, or an old ``.partial``."""
+    return (name.startswith(".") and name.endswith(TEMP_SUFFIX)) or name.endswith(_OLD_COPY_SUFFIX)
 
 
 def link_current(store_path: str) -> str | None:
@@ -158,7 +148,7 @@ def link_current(store_path: str) -> str | None:
     number = existing[0].id + 1 if existing else 1
     target = os.path.join(folder, f"{number:0{_ID_WIDTH}d}-{os.path.basename(store_path)}")
     for leftover in os.scandir(folder):
-        if leftover.name.endswith(_COPY_TEMP_SUFFIX):
+        if _is_leftover(leftover.name):
             with contextlib.suppress(OSError):
                 os.unlink(leftover.path)  # a copy that died mid-way (we hold the lock)
     try:

@@ -13,7 +13,10 @@ import decimal
 import uuid
 from typing import Any
 
-_IMMUTABLE: frozenset[type] = frozenset(
+__all__ = ["IMMUTABLE_TYPES", "copy_plain"]
+
+#: Types whose values cannot change: copies share them (here, and in frame cells: ``frames/_leaves.py``).
+IMMUTABLE_TYPES: frozenset[type] = frozenset(
     {
         str,
         bytes,
@@ -41,12 +44,12 @@ def copy_plain(obj: Any) -> Any:
     plain data falls back to :func:`copy.deepcopy`.
     """
     kind = type(obj)
-    if kind in _IMMUTABLE:
+    if kind in IMMUTABLE_TYPES:
         return obj
     if kind is dict:
-        return {key: value if type(value) in _IMMUTABLE else copy_plain(value) for key, value in obj.items()}
+        return {key: value if type(value) in IMMUTABLE_TYPES else copy_plain(value) for key, value in obj.items()}
     if kind is list:
-        return [item if type(item) in _IMMUTABLE else copy_plain(item) for item in obj]
+        return [item if type(item) in IMMUTABLE_TYPES else copy_plain(item) for item in obj]
     if kind is tuple:
         return tuple(copy_plain(item) for item in obj)
     if kind is set:
