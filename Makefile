@@ -19,5 +19,6 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/ensure-test-tools
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python scripts/test_pythons.py
 	$(BIN)/python -m pytest

@@ -79,7 +79,7 @@ def _draw_curves(data: Mapping[str, Any], agent: str, label: str) -> MarkedFigur
     return MarkedFigure(figure, dpi=72)
 
 
-class TrainingBrowser(widgets.VBox):
+class TrainingBrowser(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types: VBox is Any here
     """Browse a training store by agent and iteration in a notebook.
 
     Parameters

@@ -170,7 +170,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         kind, data = "iterations", outline
     stats = handler.stats()  # bytes on disk include a SQLite store's write-ahead log
     changed = stats.changed.isoformat(timespec="seconds") if stats.changed else "-"
-    described = kind
+    described: str = kind
     if not data and Path(handler.file_path).suffix.lower() not in SQLITE_SUFFIXES:  # CrewAI writes pickles only
         described = f"{kind} ({explain_empty_file(stats.bytes)})"
     print(f"file:         {handler.file_path}")
@@ -353,7 +353,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     if kind == "empty" and not data:
         raise CommandError(_empty_store(args.path, handler) + ": nothing to plot")
     if kind == "trained_agents":
-        figure = plot_quality(handler).figure
+        figure = plot_quality(handler).figure.figure  # the root Figure (an Axes' .figure may be a SubFigure)
     elif crewai is not None:
         # Rows are headed as the browser labels agents; plot_feedback shortens the other ids.
         figure = plot_feedback(handler, trained=_trained_for(args))
@@ -435,7 +435,7 @@ def _cmd_quickstart(args: argparse.Namespace) -> int:
     labels = {agent: label for label, agent in agent_options(training.peek(), names=names)}
     plot_feedback(training, agent_names=labels).savefig(out / "feedback.png", dpi=110, bbox_inches="tight")
     written.append(out / "feedback.png")
-    plot_quality(trained).figure.savefig(out / "quality.png", dpi=110, bbox_inches="tight")
+    plot_quality(trained).figure.figure.savefig(out / "quality.png", dpi=110, bbox_inches="tight")
     written.append(out / "quality.png")
     written.append(write_report(training, out / "report.html", trained=trained, agent_names=names))
     written.append(write_report(metrics, out / "metrics_report.html"))

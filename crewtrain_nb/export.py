@@ -41,14 +41,14 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .frames import Layout, OpaqueObject, open_store, to_frame
-from .store import SHARED_MODE, Source, atomic_file
+from .frames import Layout, open_store, to_frame
+from .store import SHARED_MODE, OpaqueObject, Source, atomic_file
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -104,7 +104,8 @@ def _show_progress(progress: bool | None, total: int, chunk: int) -> bool:
     return interactive or _in_notebook()
 
 
-def _bar(total: int, chunk: int, progress: bool | None, description: str, unit: str) -> tqdm:
+def _bar(total: int, chunk: int, progress: bool | None, description: str, unit: str) -> tqdm[NoReturn]:
+    # A bar updated by hand: no iterable, which types-tqdm spells tqdm[NoReturn].
     return tqdm(
         total=total,
         desc=description,

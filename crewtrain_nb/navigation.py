@@ -11,7 +11,7 @@ import numbers
 import re
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import pandas as pd
 
@@ -224,9 +224,14 @@ def record_matches(record: Any, text: str) -> bool:
     return any(needle in piece.casefold() for piece in _texts(record))
 
 
+def _is_iteration_key(key: object) -> TypeGuard[int]:
+    """An integral key that is not a bool (a numpy integer counts: it sorts, compares and hashes as its int)."""
+    return isinstance(key, numbers.Integral) and not isinstance(key, bool)
+
+
 def iteration_options(records: Mapping[Any, Any], *, text: str = "") -> list[int]:
     """The agent's iteration keys in numeric order, narrowed to records containing ``text``."""
-    keys = sorted(key for key in records if isinstance(key, numbers.Integral) and not isinstance(key, bool))
+    keys = sorted(key for key in records if _is_iteration_key(key))
     if not text.strip():
         return keys
     return [key for key in keys if record_matches(records[key], text.strip())]

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import matplotlib
 import matplotlib.image
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -132,7 +133,7 @@ def best_point(x: np.ndarray, y: np.ndarray, mode: Literal["min", "max"]) -> tup
     if mode not in ("min", "max"):
         raise ValueError(f"best must be 'min', 'max' or None, got {mode!r}")
     y = np.asarray(y, dtype=np.float64)
-    finite = np.isfinite(y)
+    finite: np.ndarray = np.isfinite(y)
     if not finite.any():
         return None
     candidates = np.where(finite, y, np.inf if mode == "min" else -np.inf)
@@ -194,7 +195,7 @@ def metric_direction(metric: str) -> Direction | None:
 
 def _best_modes(best: Any, metrics: Sequence[str], available: Sequence[str]) -> dict[str, Direction | None]:
     """The direction to mark for each of ``metrics`` under the ``best=`` option."""
-    allowed = ("min", "max")
+    allowed: tuple[Direction, Direction] = ("min", "max")
     if best is None or (isinstance(best, str) and best in allowed):
         return dict.fromkeys(metrics, best)
     if isinstance(best, str) and best == "auto":
@@ -266,11 +267,13 @@ class NotebookAxes(Axes):
     """
 
     def _repr_png_(self) -> bytes | None:
-        return _png(self.figure)
+        return _png(self.figure.figure)  # the root Figure (a Figure's .figure is itself, a SubFigure's its root)
 
 
 def _new_axes(figsize: tuple[float, float]) -> NotebookAxes:
-    return NotebookFigure(figsize=figsize, layout="constrained").add_subplot(axes_class=NotebookAxes)
+    axes = NotebookFigure(figsize=figsize, layout="constrained").add_subplot(axes_class=NotebookAxes)
+    assert isinstance(axes, NotebookAxes)  # an axes_class instance; matplotlib's stub says Axes
+    return axes
 
 
 # -- input ----------------------------------------------------------------------------------
@@ -360,8 +363,9 @@ class _IterationTicks(MaxNLocator):
         # min_n_ticks=1: a one-iteration view holds one whole number; the default 2 falls back to 0.5 steps.
         super().__init__(integer=True, min_n_ticks=1, steps=[1, 2, 5, 10])
 
-    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
-        ticks = super().tick_values(vmin, vmax)
+    # matplotlib's stub says Sequence[float]; MaxNLocator.tick_values returns an ndarray, and so does this one.
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:  # type: ignore[override]
+        ticks = np.asarray(super().tick_values(vmin, vmax))
         low, high = sorted((vmin, vmax))
         return ticks[(ticks >= low) & (ticks <= high)]
 
@@ -399,9 +403,9 @@ def _span(lines: Iterable[Line]) -> tuple[float, float] | None:
 
 def _isolated(y: np.ndarray) -> np.ndarray:
     """Finite points with no finite neighbour: a line draws nothing there, so they get a marker."""
-    finite = np.isfinite(y)
-    before = np.concatenate([[False], finite[:-1]])
-    after = np.concatenate([finite[1:], [False]])
+    finite: npt.NDArray[np.bool_] = np.isfinite(y)
+    before: npt.NDArray[np.bool_] = np.concatenate([[False], finite[:-1]])
+    after: npt.NDArray[np.bool_] = np.concatenate([finite[1:], [False]])
     return finite & ~before & ~after
 
 
@@ -741,7 +745,7 @@ class MarkedFigure:
         move_marker(self.markers, iteration)
         self._canvas.restore_region(self._background)
         for line in self.markers:
-            line.axes.draw_artist(line)
+            self.figure.draw_artist(line)  # what Axes.draw_artist does: draw it with the figure's canvas
         buffer = io.BytesIO()
         # compress_level 1: encoding at the default level took longer than everything else on a click
         matplotlib.image.imsave(

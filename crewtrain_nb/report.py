@@ -346,7 +346,9 @@ def render_report_html(summary: ReportSummary) -> str:
         if summary.trained_note:
             parts.append(message_html(summary.trained_note))
         if not summary.trained.empty:
-            parts.append(f"<div class='ctn-figure'>{_svg(plot_quality(summary.trained_entries).figure)}</div>")
+            # .figure.figure: the root Figure (an Axes' .figure may be a SubFigure; a Figure's .figure is itself)
+            quality = plot_quality(summary.trained_entries).figure.figure
+            parts.append(f"<div class='ctn-figure'>{_svg(quality)}</div>")
         for role, entry in summary.trained_entries.items():
             parts.append(trained_html(str(role), entry))
         parts.append("</section>")

@@ -58,10 +58,11 @@ def render_output(text: str) -> str:
     """
     from markdown_it import MarkdownIt
 
-    return MarkdownIt("commonmark", {"html": False}).render(text)
+    rendered: str = MarkdownIt("commonmark", {"html": False}).render(text)  # typed Any: a renderer may be swapped
+    return rendered
 
 
-class TrainingSession(widgets.VBox):
+class TrainingSession(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types: VBox is Any here
     """A live training run in the notebook: judge each output, type feedback, Submit; Stop ends the run.
 
     Parameters

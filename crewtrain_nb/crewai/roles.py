@@ -219,8 +219,9 @@ def _recorded_role(records: Any) -> str | None:
     """CrewAI 0.86's ``agent_role``, from the first record that has one."""
     if isinstance(records, Mapping):
         for record in records.values():
-            if isinstance(record, Mapping) and isinstance(record.get("agent_role"), str) and record["agent_role"]:
-                return record["agent_role"]
+            role = record.get("agent_role") if isinstance(record, Mapping) else None
+            if isinstance(role, str) and role:
+                return role
     return None
 
 
@@ -299,10 +300,10 @@ def role_label(agent: Any, role: str | None, how: RoleHow | None = None) -> str:
     >>> role_label("0f8fad5b-d9cb-469f-a165-70867728950e", None)
     '0f8fad5b-d9cb-469f-a165-70867728950e'
     """
-    agent = str(agent)
-    if role is None or role == agent:
-        return agent
-    return f"{role} · {agent[:8]}" + (" (inferred)" if how == "inferred" else "")
+    name = str(agent)
+    if role is None or role == name:
+        return name
+    return f"{role} · {name[:8]}" + (" (inferred)" if how == "inferred" else "")
 
 
 def match_roles(

@@ -408,6 +408,7 @@ def _provider(human_input: Any, asker: Asker, journal: FeedbackJournal, run: int
     base = human_input.SyncHumanInputProvider
     steps = itertools.count(1)
 
+    # CrewAI's class, looked up when train() runs (crewai is never imported here): Any to the checker.
     class JournallingProvider(base):  # type: ignore[misc, valid-type]
         """CrewAI's provider, with every training feedback journalled (fsynced) before CrewAI sees it."""
 
@@ -564,13 +565,14 @@ def _in_event_loop() -> bool:
 
 
 def _run_in_thread(run: Callable[[], TrainingRun], exchange: FeedbackExchange) -> TrainingRun:
-    outcome: dict[str, Any] = {}
+    finished: list[TrainingRun] = []
+    failed: list[BaseException] = []
 
     def work() -> None:
         try:
-            outcome["run"] = run()
+            finished.append(run())
         except BaseException as exc:  # handed to the waiting thread below
-            outcome["error"] = exc
+            failed.append(exc)
 
     worker = threading.Thread(target=work, name="crewtrain-nb-train", daemon=True)
     worker.start()
@@ -582,9 +584,9 @@ def _run_in_thread(run: Callable[[], TrainingRun], exchange: FeedbackExchange) -
         exchange.stop()
         worker.join()
         raise
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["run"]  # type: ignore[no-any-return]
+    if failed:
+        raise failed[0]
+    return finished[0]
 
 
 def _train(

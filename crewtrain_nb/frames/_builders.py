@@ -150,7 +150,7 @@ def _with_roles(frame: pd.DataFrame, store: OpenStore, source: Source, trained: 
     labels = [
         role_label(agent, matches[agent].role, matches[agent].how) if agent in matches else agent for agent in agents
     ]
-    position = frame.columns.get_loc("iteration") + 1 if "iteration" in frame.columns else 1
+    position = list(frame.columns).index("iteration") + 1 if "iteration" in frame.columns else 1
     result = frame.copy(deep=False)
     result.insert(position, "role", pd.array(roles, dtype=string_dtype()))
     result.insert(position + 1, "label", pd.array(labels, dtype=string_dtype()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Hashable
 from itertools import chain
 from typing import Any, Literal
 
@@ -29,11 +30,10 @@ def text_array(labels: list[str], codes: np.ndarray) -> Any:
     if getattr(dtype, "storage", None) == "pyarrow":
         import pyarrow as pa  # pandas uses it for str here, so it is installed
 
-        dictionary = pa.DictionaryArray.from_arrays(
-            pa.array(codes, type=pa.int32() if len(labels) < 2**31 else pa.int64()),
-            pa.array(labels, type=pa.large_string()),
-        )
-        return pd.array(dictionary.cast(pa.large_string()), dtype=dtype)
+        indices = pa.array(codes, type=pa.int32()) if len(labels) < 2**31 else pa.array(codes, type=pa.int64())
+        dictionary = pa.DictionaryArray.from_arrays(indices, pa.array(labels, type=pa.large_string()))
+        # pandas-stubs has no overload for a pyarrow array, which pd.array takes for a pyarrow-backed dtype.
+        return pd.array(dictionary.cast(pa.large_string()), dtype=dtype)  # type: ignore[call-overload]
     return pd.array(np.asarray(labels, dtype=object)[codes] if labels else np.array([], dtype=object), dtype=dtype)
 
 
@@ -110,8 +110,13 @@ def long_frame(rows: Rows, columns: list[tuple[str, list[Chunk]]]) -> pd.DataFra
     return pd.DataFrame(data, copy=False)
 
 
-def frame_facts(store: OpenStore, rows: Rows, **more: Any) -> dict[str, Any]:
-    facts = {"source": store.path, "kind": store.kind, "agents": len(rows.names), "records": rows.n, **more}
+#: What ``DataFrame.attrs`` holds, as pandas-stubs types it.
+Attrs = dict[Hashable | None, Any]
+
+
+def frame_facts(store: OpenStore, rows: Rows, **more: Any) -> Attrs:
+    facts: Attrs = {"source": store.path, "kind": store.kind, "agents": len(rows.names), "records": rows.n}
+    facts.update(more)
     if rows.given:
         facts["named"] = dict(rows.given)  # what each name given as agents= meant (id, role or id prefix)
     return facts

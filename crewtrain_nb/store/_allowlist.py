@@ -94,7 +94,7 @@ def _safe_reconstructor(cls: Any, base: Any, state: Any) -> Any:
         raise Refused("copyreg._reconstructor", "copyreg._reconstructor other than for a plain-data class")
     import copyreg
 
-    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
+    return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]  # private: typeshed has no stub
 
 
 def refuse_newobj(*args: Any) -> Any:

@@ -25,9 +25,12 @@ import lzma
 import os
 import zlib
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import CorruptStoreError, DecryptionError, StoreKeyError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 __all__ = [
     "COMPRESSED_SUFFIXES",
@@ -56,7 +59,7 @@ _GiB = 1 << 30
 _CHUNK = 1 << 20
 
 #: File suffix -> opener of a decompressing file object over a binary stream.
-_OPENERS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
+_OPENERS: dict[str, Callable[[IO[bytes]], io.BufferedIOBase]] = {
     ".pkl.gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
     ".pkl.bz2": lambda raw: bz2.BZ2File(raw, mode="rb"),
     ".pkl.xz": lambda raw: lzma.LZMAFile(raw, mode="rb"),
@@ -110,12 +113,12 @@ class StoreKey:
     def __reduce__(self) -> Any:
         raise TypeError("a StoreKey cannot be pickled; pass the key again where it is needed")
 
-    def aead(self) -> Any:
+    def aead(self) -> AESGCM:
         """The AES-GCM cipher for this key (``cryptography`` must be installed)."""
         return _aesgcm_class()(self._secret)
 
 
-def _aesgcm_class() -> Any:
+def _aesgcm_class() -> type[AESGCM]:
     try:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     except ImportError as exc:

@@ -38,8 +38,8 @@ __all__ = ["CrewAILock", "crewai_lock_file", "crewai_lock_name"]
 #: How often a waiting reader or writer tries CrewAI's lock again (seconds).
 _POLL_INTERVAL = 0.002
 _LOCK_STORE = "crewai_core.lock_store"
-#: ``lock(name, timeout=...)`` of ``crewai_core.lock_store`` once looked up; ``False``: not importable here.
-_backend: list[Any] = []
+#: ``lock(name, timeout=...)`` of ``crewai_core.lock_store`` once looked up; ``None``: not importable here.
+_backend: list[Callable[..., Any] | None] = []
 _backend_guard = threading.Lock()
 
 
@@ -78,17 +78,18 @@ def _crewai_backend() -> Callable[..., Any] | None:
     """
     module = sys.modules.get(_LOCK_STORE)
     if module is not None:
-        return module.lock  # type: ignore[no-any-return]
+        lock: Callable[..., Any] = module.lock
+        return lock
     with _backend_guard:
         if not _backend:
-            found = None
+            found: Callable[..., Any] | None = None
             try:
                 if importlib.util.find_spec("crewai_core") is not None:
                     found = importlib.import_module(_LOCK_STORE).lock
             except Exception:  # noqa: BLE001 - a broken crewai install: fall back to the lock file itself
                 found = None
             _backend.append(found)
-        return _backend[0]  # type: ignore[no-any-return]
+        return _backend[0]
 
 
 class CrewAILock:

@@ -21,6 +21,13 @@ from typing import Any
 
 from ._allowlist import NeedsChecks, Refused, resolve_numpy
 
+
+def _numpy_function(key: tuple[str, str]) -> Callable[..., Any]:
+    """The numpy function a check calls once the arguments passed (numpy is imported: the checks exist)."""
+    found = resolve_numpy(key)
+    assert callable(found), key  # resolve_numpy returns None only without numpy
+    return found
+
 _TYPE_CODE = re.compile(r"[A-Za-z][0-9]{0,12}")
 _TIME_UNIT = re.compile(rb"[A-Za-z]{1,3}")
 
@@ -168,7 +175,7 @@ class NumpyChecks:
     def reconstruct(self, subtype: Any, shape: Any, dtype: Any) -> Any:
         if subtype is not self.np.ndarray or shape != (0,) or dtype != b"b":
             raise Refused("numpy._core.multiarray._reconstruct", "_reconstruct other than numpy's empty template")
-        array = resolve_numpy(("numpy._core.multiarray", "_reconstruct"))(subtype, shape, dtype)  # type: ignore[operator]
+        array = _numpy_function(("numpy._core.multiarray", "_reconstruct"))(subtype, shape, dtype)
         self.unfilled[id(array)] = array
         return array
 
@@ -176,7 +183,7 @@ class NumpyChecks:
         checked = self.checked_dtype(dtype)
         if checked.hasobject or type(data) is not bytes or len(data) != checked.itemsize:
             raise Refused("numpy._core.multiarray.scalar", f"a numpy scalar of {checked!r} from {type(data).__name__}")
-        return resolve_numpy(("numpy._core.multiarray", "scalar"))(checked, data)  # type: ignore[operator]
+        return _numpy_function(("numpy._core.multiarray", "scalar"))(checked, data)
 
     def frombuffer(self, buffer: Any, dtype: Any, shape: Any, order: Any) -> Any:
         checked = self.checked_dtype(dtype)
@@ -185,8 +192,8 @@ class NumpyChecks:
             raise Refused("numpy._core.numeric._frombuffer", "an array buffer that does not match its dtype and shape")
         if order not in ("C", "F"):
             raise Refused("numpy._core.numeric._frombuffer", f"array order {order!r:.20}")
-        frombuffer = resolve_numpy(("numpy._core.numeric", "_frombuffer"))
-        return frombuffer(buffer, checked, shape, order)  # type: ignore[operator]
+        frombuffer = _numpy_function(("numpy._core.numeric", "_frombuffer"))
+        return frombuffer(buffer, checked, shape, order)
 
     def fill_array(self, array: Any, state: Any) -> None:
         """``BUILD`` of an array: version 1, a checked dtype, and data that matches the shape exactly."""
@@ -285,9 +292,7 @@ class _PendingArray:
         dtype = _filled_dtype(state[2])
         if dtype.hasobject:
             raise NeedsChecks
-        empty = resolve_numpy(("numpy._core.multiarray", "_reconstruct"))(  # type: ignore[operator]
-            self._checks.np.ndarray, (0,), b"b"
-        )
+        empty = _numpy_function(("numpy._core.multiarray", "_reconstruct"))(self._checks.np.ndarray, (0,), b"b")
         try:
             self._checks.fill_array(empty, (*state[:2], dtype, *state[3:]))
         except Refused:

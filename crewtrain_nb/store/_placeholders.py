@@ -21,8 +21,8 @@ import json
 import pickle
 import re
 import sys
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 __all__ = ["OpaqueObject", "dumps"]
 
@@ -92,7 +92,6 @@ class OpaqueObject:
     """
 
     __slots__ = ("_args", "_kwargs", "_module", "_qualname", "_state")
-    __hash__ = None  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -187,6 +186,9 @@ class OpaqueObject:
             return NotImplemented
         return self._key() == other._key()
 
+    def __hash__(self) -> int:
+        raise OpaqueHashError(self.class_name)
+
     def _key(self) -> tuple[Any, ...]:
         return (self._module, self._qualname, self._args, self._kwargs, self._state)
 
@@ -208,13 +210,6 @@ class OpaqueObject:
         return made
 
 
-def _hash_error(self: OpaqueObject) -> int:
-    raise OpaqueHashError(self.class_name)
-
-
-OpaqueObject.__hash__ = _hash_error  # type: ignore[assignment,method-assign]
-
-
 def _plain(value: Any) -> Any:
     kind = type(value)
     if kind is OpaqueObject:
@@ -228,14 +223,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-class _Writer(pickle._Pickler):  # type: ignore[name-defined]
+if TYPE_CHECKING:
+
+    class _PurePickler(pickle._Pickler):
+        """``pickle._Pickler`` with the undocumented internals the writer uses (typeshed declares the public API)."""
+
+        memo: dict[int, tuple[int, Any]]
+        write: Callable[[bytes], object]
+        dispatch: ClassVar[dict[type, Callable[[Any, Any], None]]]
+
+        def save(self, obj: Any, save_persistent_id: bool = True) -> None: ...
+        def memoize(self, obj: Any) -> None: ...
+        def put(self, idx: int) -> bytes: ...
+        def get(self, i: int) -> bytes: ...
+
+else:
+    _PurePickler = pickle._Pickler
+
+
+class _Writer(_PurePickler):
     """The pure-Python pickler, which also writes :class:`OpaqueObject` as its class reference and state.
 
     ``memo_base`` shifts every memo index (protocols below 4 write them
     explicitly), so a piece written on its own can sit after others in one file.
     """
 
-    dispatch = dict(pickle._Pickler.dispatch)  # type: ignore[attr-defined]
+    dispatch = dict(_PurePickler.dispatch)
 
     def __init__(self, file: io.BytesIO, protocol: int, *, memo_base: int = 0, fast: bool = False) -> None:
         super().__init__(file, protocol)
@@ -506,7 +519,11 @@ class ClassRef:
         return f"<class reference {self.name}>"
 
 
-def _escaped_ref(value: Any, *, callables: bool = False) -> ClassRef | type | None:
+@overload
+def _escaped_ref(value: Any) -> ClassRef | None: ...
+@overload
+def _escaped_ref(value: Any, *, callables: bool) -> object | None: ...
+def _escaped_ref(value: Any, *, callables: bool = False) -> object | None:
     """The first :class:`ClassRef` (or, with ``callables``, class or function) reachable from ``value``."""
     seen: set[int] = set()
     stack = [value]
@@ -515,10 +532,11 @@ def _escaped_ref(value: Any, *, callables: bool = False) -> ClassRef | type | No
         kind = type(obj)
         if kind in _IMMUTABLE:
             continue
-        if kind is ClassRef:
+        if type(obj) is ClassRef:
             return obj
         if callables and (isinstance(obj, type) or callable(obj)):
-            return obj  # type: ignore[return-value]
+            escaped: object = obj  # a class or function: what it is does not matter, only that it is there
+            return escaped
         if id(obj) in seen:
             continue
         seen.add(id(obj))

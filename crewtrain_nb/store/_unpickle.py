@@ -35,7 +35,7 @@ import pickle
 import sys
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from ..errors import CorruptStoreError, StoreError, UnsafePickleError
 from ._allowlist import (
@@ -105,7 +105,40 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise refuse_persistent_id(self._path, pid)
 
 
-class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+def _checked_bytes(*args: Any) -> bytes:
+    check_text_or_bytes("builtins.bytes", args)
+    return bytes(*args)
+
+
+def _checked_bytearray(*args: Any) -> bytearray:
+    check_text_or_bytes("builtins.bytearray", args)
+    return bytearray(*args)
+
+
+def _checked_str(*args: Any) -> str:
+    check_str(args)
+    return str(*args)
+
+
+if TYPE_CHECKING:
+
+    class _PureUnpickler(pickle._Unpickler):
+        """``pickle._Unpickler`` with the undocumented internals the checked one uses (typeshed: the public API)."""
+
+        memo: dict[int, Any]
+        stack: list[Any]
+        append: Callable[[Any], None]
+        read: Callable[[int], bytes]
+        readline: Callable[[], bytes]
+        dispatch: ClassVar[dict[int, Callable[[Any], None]]]
+
+        def load_build(self) -> None: ...
+
+else:
+    _PureUnpickler = pickle._Unpickler
+
+
+class _CheckedUnpickler(_PureUnpickler):
     """The pure-Python unpickler, with every call and ``BUILD`` checked.
 
     Slower than the C unpickler, but it sees each opcode: ``bytearray(n)``
@@ -114,7 +147,7 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     only reached through :class:`NumpyChecks`.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+    dispatch = dict(_PureUnpickler.dispatch)
 
     def __init__(
         self,
@@ -134,9 +167,9 @@ class _CheckedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         self._template_memo: dict[int, list[int]] = {}
         #: Checks by the identity of the callable a pickle calls.
         self._checks: dict[int, Callable[..., Any]] = {
-            id(bytes): lambda *args: check_text_or_bytes("builtins.bytes", args) or bytes(*args),
-            id(bytearray): lambda *args: check_text_or_bytes("builtins.bytearray", args) or bytearray(*args),
-            id(str): lambda *args: check_str(args) or str(*args),
+            id(bytes): _checked_bytes,
+            id(bytearray): _checked_bytearray,
+            id(str): _checked_str,
         }
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102 - pickle API
@@ -279,6 +312,15 @@ def _corrupt(path: str, exc: BaseException) -> CorruptStoreError:
     )
 
 
+class _Loader(Protocol):
+    """What :func:`_load` needs of an unpickler (the C one, the checked pure-Python one, the trusted one)."""
+
+    @property
+    def memo(self) -> object: ...  # read after the load, for the store's tails
+
+    def load(self) -> Any: ...
+
+
 #: Called after a load with where the pickle ended and the unpickler's memo (for the store's tails).
 OnEnd = Callable[[int, Any], None]
 
@@ -286,7 +328,7 @@ OnEnd = Callable[[int, Any], None]
 def _load(
     data: bytes,
     path: str,
-    make: Callable[[io.BufferedIOBase], pickle.Unpickler],
+    make: Callable[[io.BufferedIOBase], _Loader],
     *,
     safe: bool,
     on_end: OnEnd | None = None,
