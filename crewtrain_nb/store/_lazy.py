@@ -22,7 +22,7 @@ import datetime
 import numbers
 import os
 from collections.abc import Iterable, Iterator, Sized
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import StoreFormatError
 from ._checks import INT64_MAX, INT64_MIN, check_agent_id
@@ -35,14 +35,14 @@ __all__ = ["LazyAccess", "StoreStats", "is_iteration_entry"]
 _LISTED = 10
 
 
-def is_iteration_entry(entry: Any) -> bool:
+def is_iteration_entry(entry: Any) -> TypeGuard[dict[int, Any]]:
     """Whether an agent entry is a dict of iterations: a plain ``dict`` with 64-bit ``int`` keys (or empty)."""
     return type(entry) is dict and all(type(key) is int and INT64_MIN <= key <= INT64_MAX for key in entry)
 
 
 def describe(keys: Iterable[Any], total: int | None = None) -> str:
     """``'a', 'b', 'c'`` or ``'a', 'b', ... (1,234 in all)`` for error messages; ``none`` when empty."""
-    listed = []
+    listed: list[str] = []
     for key in keys:
         if len(listed) == _LISTED:
             break

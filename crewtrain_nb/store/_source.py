@@ -121,7 +121,7 @@ def _read_agents(handler: TrainingStore, agents: str | Iterable[str]) -> dict[An
     return {agent: handler.entry(agent) for agent in known if agent in wanted}
 
 
-class LazyEntry(Mapping):
+class LazyEntry(Mapping[int, Any]):
     """One agent's iterations, read on demand: ``iteration -> record``.
 
     The iteration numbers are listed up front (no record is unpickled). The
@@ -170,7 +170,7 @@ class LazyEntry(Mapping):
         return self._read_whole().items()
 
 
-class LazyStore(Mapping):
+class LazyStore(Mapping[Any, Any]):
     """A read-only ``agent -> entry`` view of a SQLite store that reads an agent only when asked.
 
     The agent list is read when the view is made; each entry on first access
