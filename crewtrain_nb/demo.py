@@ -576,6 +576,11 @@ def write_crewai_run(
         written (CrewAI writes none); pass the run's ``agents`` to :func:`crewtrain_nb.crewai.write_sidecar`.
     """
     run = make_crewai_run(scenario, iterations=iterations, seed=seed)
+    return _write_run_files(run, directory)
+
+
+def _write_run_files(run: dict[str, Any], directory: str | os.PathLike[str]) -> dict[str, Path]:
+    """Save a run's ``training`` and ``trained`` dicts under CrewAI's file names in ``directory`` (created)."""
     target = Path(directory)
     target.mkdir(parents=True, exist_ok=True)
     paths = {kind: target / DEMO_FILES[kind] for kind in ("training", "trained")}
@@ -682,10 +687,4 @@ def write_structured_run(directory: str | os.PathLike[str], *, iterations: int =
         ``{"training": .../training_data.pkl, "trained": .../trained_agents_data.pkl}``.
     """
     run = make_structured_run(iterations=iterations, seed=seed)
-    target = Path(directory)
-    target.mkdir(parents=True, exist_ok=True)
-    paths = {kind: target / DEMO_FILES[kind] for kind in ("training", "trained")}
-    for kind, path in paths.items():
-        with CrewTrainingHandler(path) as handler:
-            handler.save(run[kind])
-    return paths
+    return _write_run_files(run, directory)

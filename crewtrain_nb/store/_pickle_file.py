@@ -553,12 +553,7 @@ class PickleFile:
             try:
                 pending.commit(**audit_fields(), version=None, size=st.st_size, sha256=digest.hexdigest())
             except OSError as exc:
-                self.drop_snapshot()
-                raise StoreWriteError(
-                    f"{self.file_path}: the store was saved, but its audit line could not be written "
-                    f"({exc.strerror or exc}); verify_audit() will report this write as unaudited.",
-                    path=self.file_path,
-                ) from exc
+                raise self._unaudited(exc) from exc
         return True
 
     def replace_file(
@@ -601,13 +596,17 @@ class PickleFile:
                 pending.commit(**audit_fields(), version=version, payload=payload)
             except OSError as exc:
                 os.close(fd)
-                self.drop_snapshot()
-                raise StoreWriteError(
-                    f"{self.file_path}: the store was saved, but its audit line could not be written "
-                    f"({exc.strerror or exc}); verify_audit() will report this write as unaudited.",
-                    path=self.file_path,
-                ) from exc
+                raise self._unaudited(exc) from exc
         return fd, st
+
+    def _unaudited(self, exc: OSError) -> StoreWriteError:
+        """The error for a write that landed but whose audit line failed (the snapshot is dropped: re-read next)."""
+        self.drop_snapshot()
+        return StoreWriteError(
+            f"{self.file_path}: the store was saved, but its audit line could not be written "
+            f"({exc.strerror or exc}); verify_audit() will report this write as unaudited.",
+            path=self.file_path,
+        )
 
     # -- versions -------------------------------------------------------------------------------
 
