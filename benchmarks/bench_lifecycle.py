@@ -2,7 +2,8 @@
 
 Run: ``.venv/bin/python benchmarks/bench_lifecycle.py [--agents 4] [--iterations 500] [--appends 100]``
 
-The store holds ``agents x iterations`` CrewAI-shaped records (about 370 bytes
+A plain ``.pkl`` append is a tail (``store/_tail.py``); the other rows are full
+rewrites, as ``tails=False`` shows. The store holds ``agents x iterations`` CrewAI-shaped records (about 370 bytes
 each) from the seeded demo generator. Each row appends ``--appends`` records of
 about 500 bytes, one locked, fsynced, atomic write each, and reports the mean
 cost and the ratio to the plain ``.pkl`` store in the same run, plus the file
@@ -62,6 +63,7 @@ def main() -> None:
     key = os.urandom(32)
     variants: list[tuple[str, str, dict[str, Any]]] = [
         ("plain `.pkl`", "t.pkl", {}),
+        ("plain `.pkl`, `tails=False` (a full rewrite per append)", "t.pkl", {"tails": False}),
         ("`backups=5`", "t.pkl", {"backups": 5}),
         ("`audit=True`", "t.pkl", {"audit": True}),
         ("`.pkl.gz`", "t.pkl.gz", {}),

@@ -216,10 +216,19 @@ def test_a_failing_step_of_any_write_keeps_the_old_file(
 
 
 def test_a_read_only_file_system_is_a_clear_error(pickle_store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # What a read-only mount does: creating the temporary file fails with EROFS.
+    # What a read-only mount does: opening the store for writing (a tail) and creating a temporary file (a
+    # full rewrite) both fail with EROFS.
     filled_store = pickle_store
     path = Path(filled_store.file_path)
     before = path.read_bytes()
+    real_open = os.open
+
+    def open_read_only_mount(file: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(file) == str(path) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_read_only_mount)
     monkeypatch.setattr(_atomic, "_open_temp", fail_with(errno.EROFS))
     with pytest.raises(StoreWriteError, match="Read-only file system") as caught:
         filled_store.append(1, "a", {})
@@ -287,6 +296,8 @@ def test_a_read_only_store_file_is_written_exactly_when_open_could_write_it(
 
 def test_a_read_only_directory_is_a_clear_error_even_as_root(backend: str, training_data: dict[str, Any]) -> None:
     # Root ignores directory permissions, so as root the writer runs without CAP_DAC_OVERRIDE (a real permission check).
+    # A write that replaces the file needs the directory; a pickle tail writes into the (writable) file itself,
+    # as CrewAI's own writer does, so it succeeds there and only the full rewrite is refused.
     directory = Path(tempfile.mkdtemp(prefix="crewtrain-ro-"))
     try:
         store_path = store_file(backend, directory, "t")
@@ -299,12 +310,13 @@ def test_a_read_only_directory_is_a_clear_error_even_as_root(backend: str, train
             os.chmod(warm.lock_path, 0o666)
         os.chmod(store_path, 0o644)
         os.chmod(directory, 0o555)
-        before = store_path.read_bytes()
         script = (
             "import sys; sys.path.insert(0, sys.argv[2]); from reliability_lib import make_store\n"
             "from crewtrain_nb import StoreError\n"
             "store = make_store(sys.argv[3], sys.argv[1])\n"
-            "for name, call in (('load', store.load), ('append', lambda: store.append(5, 'a', {}))):\n"
+            "rewrite = make_store(sys.argv[3], sys.argv[1], **({'tails': False} if sys.argv[3] == 'pickle' else {}))\n"
+            "for name, call in (('load', store.load), ('append', lambda: store.append(5, 'a', {})),\n"
+            "                   ('rewrite', lambda: rewrite.append(6, 'a', {}))):\n"
             "    try:\n        result = call()\n"
             "    except StoreError as exc:\n        print(name, type(exc).__name__, exc)\n"
             "    else:\n        print(name, 'done', sorted(result) if isinstance(result, dict) else '')\n"
@@ -314,14 +326,21 @@ def test_a_read_only_directory_is_a_clear_error_even_as_root(backend: str, train
         )
         result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=directory)
         assert result.returncode == 0, result.stderr[-2000:]
-        loaded, appended = result.stdout.splitlines()
-        # Read as it is (SQLite: without creating its -shm file, see _connect_read_only); writing is refused
-        # with a clear error naming the file and the cause, never a traceback from inside.
+        loaded, appended, rewritten = result.stdout.splitlines()
+        # Read as it is (SQLite: without creating its -shm file, see _connect_read_only); a write that needs the
+        # directory is refused with a clear error naming the file and the cause, never a traceback from inside.
         assert loaded == f"load done {sorted([*training_data, 'warm'])}", loaded
-        assert appended.startswith("append StoreWriteError"), appended
-        assert str(store_path) in appended
-        assert ("Permission denied" if backend == "pickle" else "directory must be writable") in appended
-        assert store_path.read_bytes() == before
+        refusals = [rewritten] if backend == "pickle" else [appended, rewritten]
+        for refused in refusals:
+            assert refused.split()[1] == "StoreWriteError", refused
+            assert str(store_path) in refused
+            assert ("Permission denied" if backend == "pickle" else "directory must be writable") in refused
+        expected = {**training_data, "warm": {0: {}}}
+        if backend == "pickle":
+            assert appended == "append done ", appended  # the tail went into the file
+            expected["a"] = {5: {}}
+        os.chmod(directory, 0o700)
+        assert make_store(backend, store_path).load() == expected  # the refused rewrite changed nothing
         left = {store_path.name, "t.pkl.lock"} if backend == "pickle" else {store_path.name}
         assert set(os.listdir(directory)) == left  # no temporary, -wal or -shm file
     finally:
